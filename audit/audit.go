@@ -1,0 +1,310 @@
+// Package audit owns the append-only, hash-chained audit trail: who
+// revealed, purged, logged in, changed staff or clients, and from which IP.
+// Entries never hold PII: actors are staff usernames, client names,
+// `webhook:<provider>` or `system`; orders are named by id.
+//
+//	piivault:{audit}:log    stream  one entry per event, kept forever
+//	piivault:{audit}:head   string  "<seq>:<hash>" of the newest entry
+//
+// Each entry carries the SHA-256 of the previous entry (prev) and its own
+// (hash, over every other field). Editing, deleting or reordering an entry
+// breaks the chain at that point, and Verify reports the first break.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/internal/apperr"
+)
+
+const (
+	logKey  = "piivault:{audit}:log"
+	headKey = "piivault:{audit}:head"
+	// genesis is the prev of the first entry.
+	genesis = "0000000000000000000000000000000000000000000000000000000000000000"
+)
+
+// Actions recorded in the trail.
+const (
+	ActionStore           = "order.store"
+	ActionReveal          = "order.reveal"
+	ActionPurge           = "order.purge"
+	ActionLogin           = "staff.login"
+	ActionLoginFailed     = "staff.login_failed"
+	ActionLogout          = "staff.logout"
+	ActionStaffAdd        = "staff.add"
+	ActionStaffRemove     = "staff.remove"
+	ActionStaffSuspend    = "staff.suspend"
+	ActionClientAdd       = "client.add"
+	ActionClientRevoke    = "client.revoke"
+	ActionDeletionRequest = "deletion_request"
+	ActionWebhook         = "webhook"
+	ActionDataRequest     = "webhook.data_request"
+	ActionBlock           = "ip.block"
+	ActionUnblock         = "ip.unblock"
+	ActionKeyRotate       = "key.rotate"
+	ActionKeyTrim         = "key.trim"
+)
+
+// Entry is one audit event.
+type Entry struct {
+	ID      string            `json:"id,omitempty"` // stream id, set when stored
+	Seq     int64             `json:"seq"`
+	Time    time.Time         `json:"time"`
+	Actor   string            `json:"actor"`
+	Action  string            `json:"action"`
+	OrderID string            `json:"order_id,omitempty"`
+	IP      string            `json:"ip,omitempty"`
+	Detail  map[string]string `json:"detail,omitempty"`
+	Prev    string            `json:"prev"`
+	Hash    string            `json:"hash"`
+}
+
+// digest is the entry's hash over every field but ID and Hash, in a fixed form.
+func (e Entry) digest() string {
+	keys := make([]string, 0, len(e.Detail))
+	for k := range e.Detail {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "seq=%d\ntime=%s\nactor=%q\naction=%q\norder=%q\nip=%q\n",
+		e.Seq, e.Time.UTC().Format(time.RFC3339Nano), e.Actor, e.Action, e.OrderID, e.IP)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "detail.%q=%q\n", k, e.Detail[k])
+	}
+	fmt.Fprintf(&b, "prev=%s\n", e.Prev)
+	sum := sha256.Sum256([]byte(b.String()))
+	return hex.EncodeToString(sum[:])
+}
+
+// Log is the audit trail in Redis.
+type Log struct {
+	rdb     redis.UniversalClient
+	now     func() time.Time
+	timeout time.Duration
+	// OnRecord, when set, sees every entry after it is stored (the intrusion
+	// monitor reads the same events as the auditor).
+	OnRecord func(Entry)
+}
+
+// NewLog builds a Log.
+func NewLog(rdb redis.UniversalClient) *Log {
+	return &Log{rdb: rdb, now: time.Now, timeout: 3 * time.Second}
+}
+
+// appendScript appends only if the head is still the entry the caller
+// chained onto; otherwise it returns false and the caller retries.
+var appendScript = redis.NewScript(`
+local head = redis.call('GET', KEYS[2]) or ARGV[1]
+if head ~= ARGV[2] then return false end
+local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4])
+return id
+`)
+
+// Record appends e to the trail. It fails (StoreUnavailable) rather than
+// losing an entry; callers that reveal PII must not reveal without it.
+func (l *Log) Record(ctx context.Context, e Entry) error {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	e.Time = l.now().UTC()
+	for attempt := 0; attempt < 50; attempt++ {
+		head, seq, err := l.head(ctx)
+		if err != nil {
+			return err
+		}
+		e.Prev, e.Seq = head, seq+1
+		e.Hash = e.digest()
+		body, err := json.Marshal(e)
+		if err != nil {
+			return fmt.Errorf("audit entry: %w", err)
+		}
+		id, err := appendScript.Run(ctx, l.rdb, []string{logKey, headKey}, headValue(0, genesis),
+			headValue(seq, head), body, headValue(e.Seq, e.Hash)).Text()
+		if errors.Is(err, redis.Nil) {
+			continue // another writer appended first: chain onto theirs
+		}
+		if err != nil {
+			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		e.ID = id
+		if l.OnRecord != nil {
+			l.OnRecord(e)
+		}
+		return nil
+	}
+	return apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
+}
+
+// head returns the newest entry's hash and sequence number, from the head
+// key: the stream itself may have been tampered with, the head moves only here.
+func (l *Log) head(ctx context.Context) (string, int64, error) {
+	v, err := l.rdb.Get(ctx, headKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return genesis, 0, nil
+	}
+	if err != nil {
+		return "", 0, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	seqStr, hash, ok := strings.Cut(v, ":")
+	seq, perr := strconv.ParseInt(seqStr, 10, 64)
+	if !ok || perr != nil {
+		return "", 0, fmt.Errorf("audit head %q is malformed", v)
+	}
+	return hash, seq, nil
+}
+
+func headValue(seq int64, hash string) string { return strconv.FormatInt(seq, 10) + ":" + hash }
+
+func decode(m redis.XMessage) (Entry, error) {
+	raw, _ := m.Values["entry"].(string)
+	var e Entry
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return Entry{ID: m.ID}, fmt.Errorf("audit entry %s: %w", m.ID, err)
+	}
+	e.ID = m.ID
+	return e, nil
+}
+
+// Filter selects entries for List.
+type Filter struct {
+	Actor   string
+	OrderID string
+	Action  string
+	Since   time.Time
+	Until   time.Time
+	After   string // stream id cursor: entries strictly after it
+	Limit   int
+}
+
+// Page is one page of entries and the cursor for the next.
+type Page struct {
+	Entries []Entry `json:"entries"`
+	Next    string  `json:"next,omitempty"`
+}
+
+// List returns entries oldest first, filtered, paginated by stream id.
+func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	start := "-"
+	if !f.Since.IsZero() {
+		start = strconv.FormatInt(f.Since.UnixMilli(), 10)
+	}
+	if f.After != "" {
+		start = "(" + f.After
+	}
+	end := "+"
+	if !f.Until.IsZero() {
+		end = strconv.FormatInt(f.Until.UnixMilli(), 10)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var page Page
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, end, 500).Result()
+		if err != nil {
+			return Page{}, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		for _, m := range msgs {
+			e, err := decode(m)
+			if err != nil {
+				return Page{}, err
+			}
+			if (f.Actor != "" && e.Actor != f.Actor) || (f.OrderID != "" && e.OrderID != f.OrderID) ||
+				(f.Action != "" && e.Action != f.Action) {
+				continue
+			}
+			page.Entries = append(page.Entries, e)
+			if len(page.Entries) == f.Limit {
+				page.Next = e.ID
+				return page, nil
+			}
+		}
+		if len(msgs) < 500 {
+			return page, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+// Verification is the result of Verify.
+type Verification struct {
+	Intact  bool   `json:"intact"`
+	Entries int64  `json:"entries"`
+	Broken  *Break `json:"first_broken,omitempty"`
+}
+
+// Break locates the first entry where the chain does not hold.
+type Break struct {
+	ID     string `json:"id"`
+	Seq    int64  `json:"seq"`
+	Reason string `json:"reason"`
+}
+
+// Verify walks the whole trail and reports the first broken link.
+func (l *Log) Verify(ctx context.Context) (Verification, error) {
+	var v Verification
+	prev, seq, start := genesis, int64(0), "-"
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", 1000).Result()
+		if err != nil {
+			return v, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		for _, m := range msgs {
+			e, err := decode(m)
+			brk := func(reason string) (Verification, error) {
+				v.Broken = &Break{ID: m.ID, Seq: e.Seq, Reason: reason}
+				return v, nil
+			}
+			switch {
+			case err != nil:
+				return brk("entry is not valid JSON")
+			case e.Seq != seq+1:
+				return brk(fmt.Sprintf("sequence jumps from %d to %d: entries were removed", seq, e.Seq))
+			case e.Prev != prev:
+				return brk("prev does not match the hash of the entry before it")
+			case e.digest() != e.Hash:
+				return brk("entry was modified: its hash does not match its content")
+			}
+			prev, seq = e.Hash, e.Seq
+			v.Entries++
+		}
+		if len(msgs) < 1000 {
+			break
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+	head, headSeq, err := l.head(ctx)
+	if err != nil {
+		return v, err
+	}
+	if head != prev || headSeq != seq {
+		v.Broken = &Break{Seq: seq + 1, Reason: "the newest entries were removed: the head hash matches no entry"}
+		return v, nil
+	}
+	v.Intact = true
+	return v, nil
+}
+
+// Length returns the number of entries.
+func (l *Log) Length(ctx context.Context) (int64, error) {
+	n, err := l.rdb.XLen(ctx, logKey).Result()
+	if err != nil {
+		return 0, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	return n, nil
+}

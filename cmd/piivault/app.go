@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/clients"
+	"piivault/internal/web"
+	"piivault/monitoring"
+	"piivault/orders"
+	"piivault/purge"
+	"piivault/server"
+	"piivault/staff"
+	"piivault/vault"
+	"piivault/webhooks"
+)
+
+// Compile-time checks that the adapters fit the interfaces declared where
+// they are used.
+var (
+	_ orders.Sealer     = (*vault.Client)(nil)
+	_ orders.Opener     = (*vault.Client)(nil)
+	_ staff.Directory   = (*vault.Client)(nil)
+	_ purge.KeyManager  = (*vault.Client)(nil)
+	_ purge.Store       = (*orders.Store)(nil)
+	_ webhooks.Orders   = (*orders.Store)(nil)
+	_ server.ClientAuth = (*clients.Registry)(nil)
+	_ server.StaffAuth  = (*staff.Service)(nil)
+)
+
+// app is the service graph `serve` and the service-side commands share.
+type app struct {
+	cfg       *config
+	log       *slog.Logger
+	redis     redis.UniversalClient
+	vault     *vault.Client
+	batcher   *orders.Batcher
+	store     *orders.Store
+	audit     *audit.Log
+	clients   *clients.Registry
+	staff     *staff.Service
+	monitor   *monitoring.Monitor
+	alerter   *monitoring.Alerter
+	purger    *purge.Purger
+	deletions *purge.Deletions
+	shredder  *purge.Shredder
+}
+
+// newApp connects to Redis and Vault (the service identity) and builds the
+// graph. Nothing here reads the environment: cfg holds it all.
+func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
+	if err := cfg.needVault(); err != nil {
+		return nil, err
+	}
+	opts := *cfg.redisOpts
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	opts.MaxRetries = 1
+	rdb := redis.NewClient(&opts)
+	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
+		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, log)
+	if err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	a := &app{cfg: cfg, log: log, redis: rdb, vault: vc}
+	a.batcher = orders.NewBatcher(vc, orders.BatchConfig{MaxItems: cfg.BatchSize, MaxWait: cfg.BatchWait})
+	var sealer orders.Sealer = vc
+	if cfg.BatchSize > 1 {
+		sealer = a.batcher
+	}
+	a.store, err = orders.NewStore(rdb, sealer, vc, orders.Config{Retention: cfg.Retention})
+	if err != nil {
+		return nil, err
+	}
+	a.audit = audit.NewLog(rdb)
+	a.clients = clients.NewRegistry(rdb)
+	a.staff = staff.NewService(vc, rdb)
+	a.alerter = monitoring.NewAlerter(cfg.AlertURL, log)
+	limits := monitoring.DefaultThresholds
+	limits.RevealsPerHour = cfg.RevealLimit
+	a.monitor = monitoring.NewMonitor(rdb, a.audit, a.staff, a.alerter, limits, log)
+	a.purger = purge.NewPurger(a.store, a.audit, log)
+	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
+	a.shredder = purge.NewShredder(vc, a.store, a.store, a.audit, log, cfg.KeyRotation)
+	return a, nil
+}
+
+func (a *app) close() {
+	a.batcher.Close()
+	a.redis.Close()
+}
+
+// handler builds the HTTP API.
+func (a *app) handler() (*gin.Engine, error) {
+	write := func(c *gin.Context, err error) { web.WriteError(c, a.log, err) }
+	stripe := make([]string, len(a.cfg.StripeSecrets))
+	for i, s := range a.cfg.StripeSecrets {
+		stripe[i] = string(s)
+	}
+	var clientLimit, loginLimit server.Limiter
+	if a.cfg.ClientRate > 0 {
+		clientLimit = monitoring.NewLimiter(a.redis, "client", a.cfg.ClientRate, time.Minute)
+	}
+	if a.cfg.LoginRate > 0 {
+		loginLimit = monitoring.NewLimiter(a.redis, "login", a.cfg.LoginRate, time.Minute)
+	}
+	return server.New(server.Deps{
+		Log:       a.log,
+		Redis:     a.redis,
+		Vault:     a.vault,
+		Clients:   a.clients,
+		Staff:     a.staff,
+		Monitor:   a.monitor,
+		Orders:    orders.NewHandler(a.store, a.audit, a.monitor, write),
+		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
+		StaffHTTP: staff.NewHandler(a.staff, a.audit, a.monitor, write),
+		Audit:     audit.NewHandler(a.audit, write),
+		Blocks:    monitoring.NewHandler(a.monitor, write),
+		Webhooks: webhooks.NewHandler(webhooks.Deps{
+			Secrets: webhooks.Secrets{Stripe: stripe, Shopify: string(a.cfg.ShopifySecret),
+				EasyPost: string(a.cfg.EasyPostSecret), Shipping: string(a.cfg.ShippingSecret)},
+			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
+			Redis: a.redis, Log: a.log, Write: write,
+		}),
+		LoginLimit:     loginLimit,
+		ClientLimit:    clientLimit,
+		TrustedProxies: a.cfg.TrustedProxies,
+		AllowedOrigins: a.cfg.AllowedOrigins,
+		TLS:            a.cfg.TLSCert != "",
+		AccessLogMax:   a.cfg.AccessLogMax,
+	})
+}

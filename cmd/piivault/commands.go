@@ -1,0 +1,348 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/clients"
+	"piivault/internal/apperr"
+	"piivault/staff"
+	"piivault/vault"
+)
+
+// parse parses flags that may come before or after one positional NAME.
+func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
+	fs.SetOutput(io.Discard)
+	name := ""
+	if wantName && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return "", err
+	}
+	if wantName && name == "" && fs.NArg() > 0 {
+		name = fs.Arg(0)
+	}
+	if wantName && name == "" {
+		return "", errors.New("missing NAME")
+	}
+	return name, nil
+}
+
+// operator connects to Vault with the operator's VAULT_TOKEN.
+func (e *env) operator(ctx context.Context) (*vault.Client, *config, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	if cfg.VaultToken == "" {
+		return nil, nil, &configError{"VAULT_TOKEN", "this command needs a Vault operator token"}
+	}
+	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken),
+		TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, e.log)
+	return vc, cfg, err
+}
+
+// auditLog connects to Redis for commands that record operator actions.
+func (e *env) auditLog(ctx context.Context, cfg *config) (*audit.Log, redis.UniversalClient, error) {
+	opts := *cfg.redisOpts
+	opts.DialTimeout = 2 * time.Second
+	rdb := redis.NewClient(&opts)
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		rdb.Close()
+		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
+	}
+	return audit.NewLog(rdb), rdb, nil
+}
+
+func cmdSetup(ctx context.Context, e *env) error {
+	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
+	approle := fs.Bool("approle-env", false, "also print PIIVAULT_VAULT_ROLE_ID/SECRET_ID for serve, as env lines")
+	if _, err := parse(fs, e.args, false); err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	vc, _, err := e.operator(ctx)
+	if err != nil {
+		return err
+	}
+	report, err := vc.Setup(ctx)
+	out := e.stdout
+	if *approle {
+		out = e.stderr // stdout carries only the env lines
+	}
+	for _, s := range report.Steps {
+		fmt.Fprintln(out, s)
+	}
+	if err != nil {
+		return err
+	}
+	if *approle {
+		role, sec, err := vc.AppRoleCredentials(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "PIIVAULT_VAULT_ROLE_ID=%s\nPIIVAULT_VAULT_SECRET_ID=%s\n", role, sec)
+	}
+	return nil
+}
+
+func cmdStaff(ctx context.Context, e *env) error {
+	if len(e.args) == 0 {
+		return errors.New("staff: want add, remove, list or unsuspend")
+	}
+	sub, args := e.args[0], e.args[1:]
+	vc, cfg, err := e.operator(ctx)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		fs := flag.NewFlagSet("staff add", flag.ContinueOnError)
+		role := fs.String("role", "", "fulfillment, support, admin or auditor")
+		asJSON := fs.Bool("json", false, "print {username, role, password, totp_url}")
+		fromStdin := fs.Bool("password-stdin", false, "read the initial password from stdin")
+		name, err := parse(fs, args, true)
+		if err != nil {
+			return fmt.Errorf("staff add: %w", err)
+		}
+		if !staff.ValidUsername(name) {
+			return errors.New("staff add: NAME must be 2-32 of a-z 0-9 . _ - starting with a letter")
+		}
+		if !staff.ValidRole(*role) {
+			return errors.New("staff add: --role must be fulfillment, support, admin or auditor")
+		}
+		var password string
+		if *fromStdin {
+			line, err := bufio.NewReader(e.stdin).ReadString('\n')
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("staff add: read password: %w", err)
+			}
+			password = strings.TrimRight(line, "\r\n")
+		} else if password, err = vc.GeneratePassword(ctx); err != nil {
+			return err
+		}
+		if err := staff.CheckPassword(password); err != nil {
+			return fmt.Errorf("staff add: %s", err.(*apperr.Error).Message)
+		}
+		log, rdb, err := e.auditLog(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		enr, err := vc.CreateStaff(ctx, name, *role, password)
+		if err != nil {
+			return fmt.Errorf("staff add: %w", err)
+		}
+		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffAdd,
+			Detail: map[string]string{"staff": name, "role": *role}}); err != nil {
+			return fmt.Errorf("staff add: created, but not audited: %w", err)
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]string{
+				"username": name, "role": *role, "password": password, "totp_url": enr.TOTPURL})
+		}
+		fmt.Fprintf(e.stdout, "Staff member %s (%s) created.\n", name, *role)
+		if !*fromStdin {
+			fmt.Fprintf(e.stdout, "Initial password (shown once): %s\n", password)
+		}
+		fmt.Fprintf(e.stdout, "Enrol this TOTP URL in an authenticator app (shown once):\n%s\n", enr.TOTPURL)
+		return nil
+	case "remove":
+		name, err := parse(flag.NewFlagSet("staff remove", flag.ContinueOnError), args, true)
+		if err != nil {
+			return fmt.Errorf("staff remove: %w", err)
+		}
+		log, rdb, err := e.auditLog(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		if err := vc.RemoveStaff(ctx, name); err != nil {
+			return fmt.Errorf("staff remove: %w", err)
+		}
+		_ = staff.NewService(vc, rdb).Unsuspend(ctx, name)
+		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
+			Detail: map[string]string{"staff": name}}); err != nil {
+			return fmt.Errorf("staff remove: removed, but not audited: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Staff member %s removed; every token they held is revoked.\n", name)
+		return nil
+	case "list":
+		fs := flag.NewFlagSet("staff list", flag.ContinueOnError)
+		asJSON := fs.Bool("json", false, "print JSON")
+		if _, err := parse(fs, args, false); err != nil {
+			return fmt.Errorf("staff list: %w", err)
+		}
+		members, err := vc.ListStaff(ctx)
+		if err != nil {
+			return fmt.Errorf("staff list: %w", err)
+		}
+		if *asJSON {
+			if members == nil {
+				members = []vault.StaffMember{}
+			}
+			return json.NewEncoder(e.stdout).Encode(members)
+		}
+		fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", "USERNAME", "ROLE", "CREATED")
+		for _, m := range members {
+			created := "-"
+			if !m.Created.IsZero() {
+				created = m.Created.Format(time.RFC3339)
+			}
+			fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", m.Name, m.Role, created)
+		}
+		return nil
+	case "unsuspend":
+		name, err := parse(flag.NewFlagSet("staff unsuspend", flag.ContinueOnError), args, true)
+		if err != nil {
+			return fmt.Errorf("staff unsuspend: %w", err)
+		}
+		_, rdb, err := e.auditLog(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		if err := staff.NewService(vc, rdb).Unsuspend(ctx, name); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "Suspension of %s lifted.\n", name)
+		return nil
+	}
+	return fmt.Errorf("staff: unknown subcommand %q", sub)
+}
+
+func cmdClients(ctx context.Context, e *env) error {
+	if len(e.args) == 0 {
+		return errors.New("clients: want add, revoke or list")
+	}
+	sub, args := e.args[0], e.args[1:]
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	reg := clients.NewRegistry(rdb)
+	switch sub {
+	case "add":
+		fs := flag.NewFlagSet("clients add", flag.ContinueOnError)
+		asJSON := fs.Bool("json", false, "print {name, api_key}")
+		name, err := parse(fs, args, true)
+		if err != nil {
+			return fmt.Errorf("clients add: %w", err)
+		}
+		key, err := reg.Add(ctx, name)
+		if err != nil {
+			return fmt.Errorf("clients add: %w", userErr(err))
+		}
+		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
+			Detail: map[string]string{"client": name}}); err != nil {
+			_ = reg.Revoke(ctx, name)
+			return fmt.Errorf("clients add: not audited, key withdrawn: %w", err)
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(map[string]string{"name": name, "api_key": key})
+		}
+		fmt.Fprintf(e.stdout, "Client %s created. API key (shown once, keep it secret):\n%s\n", name, key)
+		return nil
+	case "revoke":
+		name, err := parse(flag.NewFlagSet("clients revoke", flag.ContinueOnError), args, true)
+		if err != nil {
+			return fmt.Errorf("clients revoke: %w", err)
+		}
+		if err := reg.Revoke(ctx, name); err != nil {
+			return fmt.Errorf("clients revoke: %w", userErr(err))
+		}
+		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionClientRevoke,
+			Detail: map[string]string{"client": name}}); err != nil {
+			return fmt.Errorf("clients revoke: revoked, but not audited: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Client %s revoked.\n", name)
+		return nil
+	case "list":
+		names, err := reg.List(ctx)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Fprintln(e.stdout, n)
+		}
+		return nil
+	}
+	return fmt.Errorf("clients: unknown subcommand %q", sub)
+}
+
+// userErr shows an apperr's client-safe message rather than its code dump.
+func userErr(err error) error {
+	var ae *apperr.Error
+	if errors.As(err, &ae) && ae.Code != apperr.Internal {
+		return errors.New(ae.Message)
+	}
+	return err
+}
+
+func cmdPurge(ctx context.Context, e *env) error {
+	a, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	n, err := a.purger.Sweep(ctx)
+	fmt.Fprintf(e.stdout, "purged %d orders past retention\n", n)
+	return err
+}
+
+func cmdKeys(ctx context.Context, e *env) error {
+	if len(e.args) != 1 || e.args[0] != "rotate" {
+		return errors.New("keys: want `keys rotate`")
+	}
+	a, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	r, err := a.shredder.Run(ctx, true)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "rotated %s: version %d -> %d; min_decryption_version %d; %d versions retired\n",
+		a.cfg.TransitKey, r.LatestBefore, r.Latest, r.MinVersion, r.Retired)
+	return nil
+}
+
+func cmdAudit(ctx context.Context, e *env) error {
+	if len(e.args) != 1 || e.args[0] != "verify" {
+		return errors.New("audit: want `audit verify`")
+	}
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	v, err := log.Verify(ctx)
+	if err != nil {
+		return err
+	}
+	if v.Intact {
+		fmt.Fprintf(e.stdout, "audit trail intact: %d entries\n", v.Entries)
+		return nil
+	}
+	return fmt.Errorf("audit trail broken at entry %d (id %s): %s", v.Broken.Seq, v.Broken.ID, v.Broken.Reason)
+}

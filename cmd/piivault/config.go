@@ -1,0 +1,210 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/orders"
+)
+
+// secret is a configuration value that never prints.
+type secret string
+
+func (secret) String() string       { return "[REDACTED]" }
+func (secret) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+// config is piivault's whole configuration, read from the environment once.
+type config struct {
+	Listen         string
+	VaultAddr      string
+	VaultToken     secret
+	RoleID         string
+	SecretID       secret
+	RedisURL       string
+	redisOpts      *redis.Options
+	TransitMount   string
+	TransitKey     string
+	Retention      time.Duration
+	AllowedOrigins []string
+	TrustedProxies []string
+	TLSCert        string
+	TLSKey         string
+	StripeSecrets  []secret
+	ShopifySecret  secret
+	EasyPostSecret secret
+	ShippingSecret secret
+	AlertURL       string
+	SweepInterval  time.Duration
+	RevealLimit    int
+	ClientRate     int
+	LoginRate      int
+	KeyRotation    time.Duration
+	BatchSize      int
+	BatchWait      time.Duration
+	AccessLogMax   int64
+}
+
+// configError names the variable at fault; start-up prints it as one line.
+type configError struct {
+	Var, Problem string
+}
+
+func (e *configError) Error() string { return e.Var + ": " + e.Problem }
+
+var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// loadConfig reads and validates the environment. getenv is os.Getenv in
+// production and a map in tests.
+func loadConfig(getenv func(string) string) (*config, error) {
+	env := func(k, def string) string {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			return v
+		}
+		return def
+	}
+	c := &config{
+		Listen:         env("PIIVAULT_LISTEN", "127.0.0.1:8080"),
+		VaultAddr:      env("VAULT_ADDR", "http://127.0.0.1:8200"),
+		VaultToken:     secret(getenv("VAULT_TOKEN")),
+		RoleID:         getenv("PIIVAULT_VAULT_ROLE_ID"),
+		SecretID:       secret(getenv("PIIVAULT_VAULT_SECRET_ID")),
+		RedisURL:       env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		TransitMount:   env("PIIVAULT_TRANSIT_MOUNT", "transit"),
+		TransitKey:     env("PIIVAULT_TRANSIT_KEY", "order-pii"),
+		TLSCert:        getenv("PIIVAULT_TLS_CERT"),
+		TLSKey:         getenv("PIIVAULT_TLS_KEY"),
+		ShopifySecret:  secret(getenv("SHOPIFY_WEBHOOK_SECRET")),
+		EasyPostSecret: secret(getenv("EASYPOST_WEBHOOK_SECRET")),
+		ShippingSecret: secret(getenv("PIIVAULT_WEBHOOK_SECRET")),
+		AlertURL:       getenv("PIIVAULT_ALERT_URL"),
+	}
+	for _, s := range splitList(getenv("STRIPE_WEBHOOK_SECRET")) {
+		c.StripeSecrets = append(c.StripeSecrets, secret(s))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return nil, &configError{"PIIVAULT_LISTEN", "want host:port, e.g. 127.0.0.1:8080"}
+	}
+	if u, err := url.Parse(c.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &configError{"VAULT_ADDR", "want an http(s) URL, e.g. https://vault.internal:8200"}
+	}
+	if (c.RoleID == "") != (c.SecretID == "") {
+		return nil, &configError{"PIIVAULT_VAULT_ROLE_ID", "PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID go together"}
+	}
+	opts, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, &configError{"REDIS_URL", "want redis://[user:password@]host:port/db or rediss://..."}
+	}
+	c.redisOpts = opts
+	if !namePattern.MatchString(c.TransitMount) {
+		return nil, &configError{"PIIVAULT_TRANSIT_MOUNT", "want a mount name of letters, digits, _ . -"}
+	}
+	if !namePattern.MatchString(c.TransitKey) {
+		return nil, &configError{"PIIVAULT_TRANSIT_KEY", "want a key name of letters, digits, _ . -"}
+	}
+	if c.Retention, err = duration(getenv, "PIIVAULT_RETENTION", orders.MaxRetention, time.Second, orders.MaxRetention); err != nil {
+		return nil, err
+	}
+	if c.SweepInterval, err = duration(getenv, "PIIVAULT_SWEEP_INTERVAL", time.Minute, time.Second, 24*time.Hour); err != nil {
+		return nil, err
+	}
+	if c.KeyRotation, err = duration(getenv, "PIIVAULT_KEY_ROTATION", 24*time.Hour, time.Second, 24*time.Hour); err != nil {
+		return nil, err
+	}
+	if c.BatchWait, err = duration(getenv, "PIIVAULT_BATCH_WAIT", 2*time.Millisecond, 0, time.Second); err != nil {
+		return nil, err
+	}
+	for _, o := range splitList(getenv("PIIVAULT_ALLOWED_ORIGINS")) {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" {
+			return nil, &configError{"PIIVAULT_ALLOWED_ORIGINS", "want comma-separated origins like https://shop.example.com"}
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	for _, p := range splitList(getenv("PIIVAULT_TRUSTED_PROXIES")) {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return nil, &configError{"PIIVAULT_TRUSTED_PROXIES", "want comma-separated IPs or CIDRs"}
+			}
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, &configError{"PIIVAULT_TLS_CERT", "PIIVAULT_TLS_CERT and PIIVAULT_TLS_KEY go together"}
+	}
+	if c.TLSCert != "" {
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			return nil, &configError{"PIIVAULT_TLS_CERT", "cannot load the certificate and key: " + err.Error()}
+		}
+	}
+	if c.AlertURL != "" {
+		if u, err := url.Parse(c.AlertURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, &configError{"PIIVAULT_ALERT_URL", "want an http(s) URL"}
+		}
+	}
+	ints := []struct {
+		name     string
+		dst      *int
+		def, max int
+	}{
+		{"PIIVAULT_REVEAL_LIMIT", &c.RevealLimit, 200, 1_000_000},
+		{"PIIVAULT_RATE_LIMIT", &c.ClientRate, 6000, 100_000_000},
+		{"PIIVAULT_LOGIN_RATE_LIMIT", &c.LoginRate, 30, 1_000_000},
+		{"PIIVAULT_BATCH_SIZE", &c.BatchSize, 64, 1000},
+	}
+	for _, i := range ints {
+		v := getenv(i.name)
+		*i.dst = i.def
+		if v == "" {
+			continue
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > i.max {
+			return nil, &configError{i.name, fmt.Sprintf("want a whole number from 0 to %d", i.max)}
+		}
+		*i.dst = n
+	}
+	c.AccessLogMax = 1_000_000
+	return c, nil
+}
+
+// needVault checks the service has Vault credentials (serve and friends).
+func (c *config) needVault() error {
+	if c.VaultToken == "" && c.RoleID == "" {
+		return &configError{"PIIVAULT_VAULT_ROLE_ID", "set PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID (or VAULT_TOKEN)"}
+	}
+	return nil
+}
+
+func duration(getenv func(string) string, name string, def, min, max time.Duration) (time.Duration, error) {
+	v := strings.TrimSpace(getenv(name))
+	if v == "" {
+		return def, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, &configError{name, fmt.Sprintf("%q is not a Go duration like 720h or 90s", v)}
+	}
+	if d < min || d > max {
+		return 0, &configError{name, fmt.Sprintf("%s is outside the allowed range %s to %s", d, min, max)}
+	}
+	return d, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x"}))
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:8080", cfg.Listen)
+	require.Equal(t, 720*time.Hour, cfg.Retention)
+	require.Equal(t, time.Minute, cfg.SweepInterval)
+	require.Equal(t, "transit", cfg.TransitMount)
+	require.Equal(t, "order-pii", cfg.TransitKey)
+}
+
+func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
+	tests := []struct {
+		name  string
+		env   map[string]string
+		wants string
+	}{
+		{"retention above 30 days", map[string]string{"PIIVAULT_RETENTION": "721h"}, "PIIVAULT_RETENTION"},
+		{"retention not a duration", map[string]string{"PIIVAULT_RETENTION": "30 days"}, "PIIVAULT_RETENTION"},
+		{"retention zero", map[string]string{"PIIVAULT_RETENTION": "0s"}, "PIIVAULT_RETENTION"},
+		{"sweep interval", map[string]string{"PIIVAULT_SWEEP_INTERVAL": "soon"}, "PIIVAULT_SWEEP_INTERVAL"},
+		{"listen", map[string]string{"PIIVAULT_LISTEN": "8080"}, "PIIVAULT_LISTEN"},
+		{"vault addr", map[string]string{"VAULT_ADDR": "vault:8200"}, "VAULT_ADDR"},
+		{"redis url", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
+		{"approle half", map[string]string{"PIIVAULT_VAULT_ROLE_ID": "r"}, "PIIVAULT_VAULT_ROLE_ID"},
+		{"transit key", map[string]string{"PIIVAULT_TRANSIT_KEY": "a/b"}, "PIIVAULT_TRANSIT_KEY"},
+		{"origins", map[string]string{"PIIVAULT_ALLOWED_ORIGINS": "shop.example.com"}, "PIIVAULT_ALLOWED_ORIGINS"},
+		{"proxies", map[string]string{"PIIVAULT_TRUSTED_PROXIES": "10.0.0.0/33"}, "PIIVAULT_TRUSTED_PROXIES"},
+		{"tls half", map[string]string{"PIIVAULT_TLS_CERT": "/x.pem"}, "PIIVAULT_TLS_CERT"},
+		{"tls missing file", map[string]string{"PIIVAULT_TLS_CERT": "/nope.pem", "PIIVAULT_TLS_KEY": "/nope.key"}, "PIIVAULT_TLS_CERT"},
+		{"alert url", map[string]string{"PIIVAULT_ALERT_URL": "ftp://x"}, "PIIVAULT_ALERT_URL"},
+		{"reveal limit", map[string]string{"PIIVAULT_REVEAL_LIMIT": "-1"}, "PIIVAULT_REVEAL_LIMIT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(envOf(tt.env))
+			require.Error(t, err)
+			require.True(t, strings.HasPrefix(err.Error(), tt.wants+":"), "error %q should start with the variable", err)
+			require.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+func TestServeRefusesBadConfigWithOneLine(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := realMain(context.Background(), []string{"serve"}, nil, &out, &errOut,
+		envOf(map[string]string{"PIIVAULT_RETENTION": "1000h", "VAULT_TOKEN": "x"}))
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "PIIVAULT_RETENTION")
+	require.Empty(t, out.String())
+}
+
+func TestSecretsNeverPrint(t *testing.T) {
+	cfg, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "hvs.supersecret", "SHOPIFY_WEBHOOK_SECRET": "shpss_x"}))
+	require.NoError(t, err)
+	var buf bytes.Buffer
+	_, _ = buf.WriteString(strings.Join([]string{cfg.VaultToken.String(), cfg.ShopifySecret.String()}, " "))
+	require.NotContains(t, buf.String(), "supersecret")
+	require.NotContains(t, buf.String(), "shpss_x")
+}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"piivault/purge"
+)
+
+// cmdServe runs the API until SIGINT/SIGTERM, then lets in-flight requests
+// finish (up to 20s) before stopping the scheduler and closing clients.
+func cmdServe(ctx context.Context, e *env) error {
+	a, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	h, err := a.handler()
+	if err != nil {
+		return fmt.Errorf("routes: %w", err)
+	}
+	srv := &http.Server{
+		Addr:              a.cfg.Listen,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       90 * time.Second,
+		MaxHeaderBytes:    32 << 10,
+		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+	}
+	ln, err := net.Listen("tcp", a.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s (PIIVAULT_LISTEN): %w", a.cfg.Listen, err)
+	}
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, run := range []func(){
+		func() { a.vault.KeepLoggedIn(bg) },
+		func() { a.alerter.Run(bg) },
+		func() {
+			locker := purge.NewRedisLocker(a.redis, 10*time.Minute)
+			if err := purge.Schedule(bg, a.purger, a.shredder, locker, a.cfg.SweepInterval, a.log); err != nil {
+				a.log.Error("scheduler stopped", "err", err)
+			}
+		},
+	} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run() }()
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if a.cfg.TLSCert != "" {
+			errc <- srv.ServeTLS(ln, a.cfg.TLSCert, a.cfg.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	a.log.Info("piivault serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "",
+		"retention", a.cfg.Retention.String(), "sweep_interval", a.cfg.SweepInterval.String())
+
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		a.log.Info("shutting down: finishing in-flight requests")
+		sctx, scancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err = srv.Shutdown(sctx)
+		scancel()
+	}
+	cancel()
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,244 @@
+package orders
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"piivault/internal/apperr"
+	"piivault/vault"
+)
+
+// BatchConfig tunes the Batcher.
+type BatchConfig struct {
+	MaxItems  int           // flush when a batch holds this many items (default 64)
+	MaxWait   time.Duration // wait at most this long for more items after the first (default 2ms)
+	QueueSize int           // pending requests before callers wait (default 4096)
+	InFlight  int           // concurrent Vault calls per operation (default 8)
+	Timeout   time.Duration // bound on one Vault batch call (default 5s)
+}
+
+// Batcher is a Sealer that coalesces concurrent Encrypt and HMAC calls
+// into transit batch_input calls: Vault's per-request cost dominates, so 32
+// items in one call cost little more than one. Each caller gets exactly its
+// own results; a failed batch fails each of its callers; a caller whose
+// context ends stops waiting and its items are dropped from batches not yet
+// sent, without affecting anyone else.
+type Batcher struct {
+	enc  *coalescer
+	hmac *coalescer
+}
+
+// NewBatcher wraps next (normally *vault.Client).
+func NewBatcher(next Sealer, cfg BatchConfig) *Batcher {
+	if cfg.MaxItems <= 0 {
+		cfg.MaxItems = 64
+	}
+	if cfg.MaxWait < 0 {
+		cfg.MaxWait = 0
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 4096
+	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = 8
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	return &Batcher{
+		enc: newCoalescer(cfg, func(ctx context.Context, items []any) ([]vault.Result, error) {
+			in := make([]vault.Plaintext, len(items))
+			for i, it := range items {
+				in[i] = it.(vault.Plaintext)
+			}
+			return next.Encrypt(ctx, in)
+		}),
+		hmac: newCoalescer(cfg, func(ctx context.Context, items []any) ([]vault.Result, error) {
+			in := make([][]byte, len(items))
+			for i, it := range items {
+				in[i] = it.([]byte)
+			}
+			return next.HMAC(ctx, in)
+		}),
+	}
+}
+
+// Encrypt queues items for the next encrypt batch.
+func (b *Batcher) Encrypt(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error) {
+	in := make([]any, len(items))
+	for i, it := range items {
+		in[i] = it
+	}
+	return b.enc.do(ctx, in)
+}
+
+// HMAC queues inputs for the next HMAC batch.
+func (b *Batcher) HMAC(ctx context.Context, inputs [][]byte) ([]vault.Result, error) {
+	in := make([]any, len(inputs))
+	for i, it := range inputs {
+		in[i] = it
+	}
+	return b.hmac.do(ctx, in)
+}
+
+// Close stops the batcher; pending callers get VaultUnavailable.
+func (b *Batcher) Close() {
+	b.enc.close()
+	b.hmac.close()
+}
+
+type call struct {
+	ctx   context.Context
+	items []any
+	done  chan callResult // buffered: the flusher never blocks on a caller
+}
+
+type callResult struct {
+	res []vault.Result
+	err error
+}
+
+type coalescer struct {
+	cfg   BatchConfig
+	flush func(context.Context, []any) ([]vault.Result, error)
+	queue chan *call
+	slots chan struct{}
+	stop  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
+}
+
+var errBatcherClosed = apperr.New(apperr.VaultUnavailable, "the encryption queue is shut down")
+
+func newCoalescer(cfg BatchConfig, flush func(context.Context, []any) ([]vault.Result, error)) *coalescer {
+	c := &coalescer{cfg: cfg, flush: flush, queue: make(chan *call, cfg.QueueSize),
+		slots: make(chan struct{}, cfg.InFlight), stop: make(chan struct{})}
+	c.wg.Add(1)
+	go c.loop()
+	return c
+}
+
+func (c *coalescer) do(ctx context.Context, items []any) ([]vault.Result, error) {
+	if len(items) == 0 {
+		return nil, nil
+	}
+	select {
+	case <-c.stop:
+		return nil, errBatcherClosed
+	default:
+	}
+	cl := &call{ctx: ctx, items: items, done: make(chan callResult, 1)}
+	select {
+	case c.queue <- cl:
+	case <-ctx.Done():
+		return nil, apperr.Wrap(apperr.VaultUnavailable, ctx.Err(), "the encryption queue is full")
+	case <-c.stop:
+		return nil, errBatcherClosed
+	}
+	select {
+	case r := <-cl.done:
+		return r.res, r.err
+	case <-ctx.Done():
+		return nil, apperr.Wrap(apperr.VaultUnavailable, ctx.Err(), "vault did not answer in time")
+	case <-c.stop:
+		c.wg.Wait() // a batch already sent still answers
+		select {
+		case r := <-cl.done:
+			return r.res, r.err
+		default:
+			return nil, errBatcherClosed
+		}
+	}
+}
+
+func (c *coalescer) loop() {
+	defer c.wg.Done()
+	for {
+		var first *call
+		select {
+		case first = <-c.queue:
+		case <-c.stop:
+			c.drain()
+			return
+		}
+		batch, n := []*call{first}, len(first.items)
+		// Take what is already waiting, then give stragglers MaxWait.
+		timer := time.NewTimer(c.cfg.MaxWait)
+	collect:
+		for n < c.cfg.MaxItems {
+			select {
+			case cl := <-c.queue:
+				batch, n = append(batch, cl), n+len(cl.items)
+			default:
+				if c.cfg.MaxWait == 0 {
+					break collect
+				}
+				select {
+				case cl := <-c.queue:
+					batch, n = append(batch, cl), n+len(cl.items)
+				case <-timer.C:
+					break collect
+				}
+			}
+		}
+		timer.Stop()
+		c.slots <- struct{}{}
+		c.wg.Add(1)
+		go func() {
+			defer func() { <-c.slots; c.wg.Done() }()
+			c.run(batch)
+		}()
+	}
+}
+
+// run sends one batch, leaving out callers that already gave up, and hands
+// each caller its own slice of the results.
+func (c *coalescer) run(batch []*call) {
+	live := batch[:0]
+	var items []any
+	for _, cl := range batch {
+		if cl.ctx.Err() != nil {
+			continue
+		}
+		live = append(live, cl)
+		items = append(items, cl.items...)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// The call is bound by the batcher's timeout, not by any one caller:
+	// one caller's cancellation must not fail the others.
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	res, err := c.flush(ctx, items)
+	if err == nil && len(res) != len(items) {
+		err = errors.New("vault returned a different number of results than items")
+	}
+	off := 0
+	for _, cl := range live {
+		if err != nil {
+			cl.done <- callResult{err: err}
+			continue
+		}
+		cl.done <- callResult{res: res[off : off+len(cl.items) : off+len(cl.items)]}
+		off += len(cl.items)
+	}
+}
+
+func (c *coalescer) drain() {
+	for {
+		select {
+		case cl := <-c.queue:
+			cl.done <- callResult{err: errBatcherClosed}
+		default:
+			return
+		}
+	}
+}
+
+func (c *coalescer) close() {
+	c.once.Do(func() { close(c.stop) })
+	c.wg.Wait()
+}

@@ -1,0 +1,156 @@
+package orders
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"piivault/monitoring"
+)
+
+// Recorder appends to the audit trail.
+type Recorder interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// RevealWatcher is told about every reveal (the intrusion monitor).
+type RevealWatcher interface {
+	Revealed(ctx context.Context, username, ip string)
+}
+
+// Handler serves the order endpoints.
+type Handler struct {
+	store *Store
+	audit Recorder
+	watch RevealWatcher
+	write func(*gin.Context, error)
+}
+
+// NewHandler builds a Handler; writeErr renders errors (web.WriteError with a logger).
+func NewHandler(store *Store, rec Recorder, watch RevealWatcher, writeErr func(*gin.Context, error)) *Handler {
+	return &Handler{store: store, audit: rec, watch: watch, write: writeErr}
+}
+
+// Create handles POST /v1/orders (storefront clients).
+func (h *Handler) Create(c *gin.Context) {
+	body, err := web.ReadBody(c, web.MaxBody)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	req, err := DecodeRequest(body)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	rcpt, res, err := h.store.Store(c.Request.Context(), req)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	if res == Duplicate {
+		c.JSON(http.StatusOK, rcpt)
+		return
+	}
+	p, _ := web.PrincipalOf(c)
+	if err := h.audit.Record(c.Request.Context(), audit.Entry{Actor: p.Actor(), Action: audit.ActionStore,
+		OrderID: rcpt.OrderID, IP: c.ClientIP()}); err != nil {
+		h.write(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, rcpt)
+}
+
+// DecodeRequest decodes and validates a POST /v1/orders body: malformed
+// JSON, unknown fields or trailing data → Invalid; bad values → Validation
+// naming the fields.
+func DecodeRequest(body []byte) (Request, error) {
+	var req Request
+	if err := web.DecodeStrict(body, &req); err != nil {
+		return Request{}, err
+	}
+	if err := req.Validate(); err != nil {
+		return Request{}, err
+	}
+	return req, nil
+}
+
+// Get handles GET /v1/orders/:id: the purchase reference only.
+func (h *Handler) Get(c *gin.Context) {
+	ref, err := h.store.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ref)
+}
+
+// Shipping handles GET /v1/orders/:id/shipping: the decrypted shipping
+// block, full for fulfillment, masked for support. Decryption runs with the
+// caller's own Vault token. The reveal is audited before anything is sent;
+// if it cannot be audited, nothing is sent.
+func (h *Handler) Shipping(c *gin.Context) {
+	p, _ := web.PrincipalOf(c)
+	ctx := c.Request.Context()
+	id := c.Param("id")
+	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal())
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	view := "full"
+	if p.Role != web.RoleFulfillment {
+		ship, view = ship.Masked(), "masked"
+	}
+	if err := h.audit.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
+		IP: c.ClientIP(), Detail: map[string]string{"role": p.Role, "view": view}}); err != nil {
+		h.write(c, err)
+		return
+	}
+	monitoring.Reveals.WithLabelValues(p.Role).Inc()
+	h.watch.Revealed(ctx, p.Name, c.ClientIP())
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"order_id": id, "view": view, "shipping": ship})
+}
+
+// Queue handles GET /v1/fulfillment/queue: held orders, oldest first, no
+// PII. Paginated with ?limit= and the opaque ?after= cursor it returns.
+func (h *Handler) Queue(c *gin.Context) {
+	limit := 50
+	if v := c.Query("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 500 {
+			h.write(c, &apperr.Error{Code: apperr.Validation, Message: "limit must be 1-500", Fields: []string{"limit"}})
+			return
+		}
+		limit = n
+	}
+	var afterMS int64
+	var afterID string
+	if v := c.Query("after"); v != "" {
+		ms, id, ok := strings.Cut(v, ":")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil {
+			h.write(c, &apperr.Error{Code: apperr.Validation, Message: "after is not a cursor from this endpoint", Fields: []string{"after"}})
+			return
+		}
+		afterMS, afterID = n, id
+	}
+	items, err := h.store.Oldest(c.Request.Context(), afterMS, afterID, limit)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	resp := gin.H{"orders": items}
+	if len(items) == limit {
+		last := items[len(items)-1]
+		resp["next"] = strconv.FormatInt(last.ExpiresAt.UnixMilli(), 10) + ":" + last.OrderID
+	}
+	c.JSON(http.StatusOK, resp)
+}

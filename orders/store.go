@@ -1,0 +1,570 @@
+// Package orders owns an order's shipping PII from ingest to purge: it
+// validates what the checkout sends, encrypts the shipping block through
+// Vault transit (bound to the order id as associated data), keeps the
+// ciphertext in Redis with a hard TTL, and keeps a PII-free purchase
+// reference for good.
+//
+// # Redis layout
+//
+// Every order belongs to one of Shards shards, fnv32a(order id) mod Shards.
+// A shard is a Redis Cluster hash tag, so all of an order's keys *and the
+// shard's share of the indexes* live in one slot and are written by one
+// atomic Lua script, on a single Redis and on a Cluster alike:
+//
+//	piivault:{sNN}:pii:<order>     hash  ct (transit ciphertext), bidx (email HMAC), digest (request HMAC)
+//	                                     PEXPIREAT = expires_at: PII expires even while piivault is down
+//	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, no TTL)
+//	piivault:{sNN}:expiry          zset  held order ids scored by expires_at (ms): the sweep's and the queue's index
+//	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
+//	piivault:{sNN}:payref:<ref>    string order id of a payment reference (no PII, no TTL), for refund
+//	                                     and cancellation webhooks that name the payment, not the order
+//
+// Cross-order reads (the retention sweep, the fulfillment queue, deletion
+// look-ups by email) visit every shard: their cost grows with the number of
+// shards and of matching orders, not with the number stored.
+//
+// Nothing in Redis is plaintext PII: the shipping block is ciphertext, and
+// emails appear only as keyed HMACs computed by Vault.
+package orders
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/internal/apperr"
+	"piivault/vault"
+)
+
+// Shards is the number of hash-tag shards. Changing it orphans stored
+// orders: it is fixed for the life of a deployment.
+const Shards = 32
+
+// MaxRetention is the longest piivault keeps PII (SPEC: 30 days).
+const MaxRetention = 720 * time.Hour
+
+// Sealer encrypts and blind-indexes for the service identity. vault.Client
+// implements it, and so does the batching Sealer in this package.
+type Sealer interface {
+	Encrypt(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error)
+	HMAC(ctx context.Context, inputs [][]byte) ([]vault.Result, error)
+}
+
+// Opener decrypts with a caller's own Vault token.
+type Opener interface {
+	Decrypt(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error)
+}
+
+// Store keeps orders in Redis, encrypted by Vault.
+type Store struct {
+	rdb       redis.UniversalClient
+	sealer    Sealer
+	opener    Opener
+	retention time.Duration
+	timeout   time.Duration
+	now       func() time.Time
+}
+
+// Config holds a Store's settings.
+type Config struct {
+	Retention time.Duration // how long PII is kept; at most MaxRetention
+	Timeout   time.Duration // bound on each Redis round trip group (default 3s)
+	Now       func() time.Time
+}
+
+// NewStore builds a Store. Retention above MaxRetention is an error.
+func NewStore(rdb redis.UniversalClient, sealer Sealer, opener Opener, cfg Config) (*Store, error) {
+	if cfg.Retention <= 0 || cfg.Retention > MaxRetention {
+		return nil, fmt.Errorf("orders: retention %s is outside (0, %s]", cfg.Retention, MaxRetention)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 3 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Store{rdb: rdb, sealer: sealer, opener: opener, retention: cfg.Retention, timeout: cfg.Timeout, now: cfg.Now}, nil
+}
+
+// Retention is how long the store keeps PII.
+func (s *Store) Retention() time.Duration { return s.retention }
+
+// ShardOf returns the hash-tag shard of an order id.
+func ShardOf(orderID string) int {
+	h := fnv.New32a()
+	h.Write([]byte(orderID))
+	return int(h.Sum32() % Shards)
+}
+
+func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
+
+type keys struct {
+	pii, ref, expiry, emailPrefix, payrefPrefix string
+}
+
+func keysOf(orderID string) keys {
+	t := tag(ShardOf(orderID))
+	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, expiry: t + "expiry",
+		emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
+}
+
+// envelope is the plaintext handed to Vault. The random nonce makes every
+// plaintext unique, so the salted HMAC of it in Vault's audit log cannot be
+// used to confirm a guessed address.
+type envelope struct {
+	Nonce    []byte   `json:"n"`
+	Shipping Shipping `json:"shipping"`
+}
+
+// storeScript writes one order atomically, or reports what already exists:
+// 1 stored; 2 same request already held; 3 different request (conflict);
+// 4 the order was already purged.
+var storeScript = redis.NewScript(`
+local ref, pii, expiry, email, payidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local id, ct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local payref, created, expires = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local status = redis.call('HGET', ref, 'status')
+if status then
+  if status ~= 'held' then return 4 end
+  local old = redis.call('HGET', pii, 'digest')
+  if not old then return 4 end
+  if old == digest then return 2 end
+  return 3
+end
+redis.call('HSET', pii, 'ct', ct, 'bidx', bidx, 'digest', digest)
+redis.call('PEXPIREAT', pii, expires)
+redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', 'held',
+  'created_at', created, 'expires_at', tostring(expires))
+redis.call('ZADD', expiry, expires, id)
+redis.call('SET', payidx, id)
+redis.call('SADD', email, id)
+local cur = redis.call('PEXPIRETIME', email)
+if cur < expires then redis.call('PEXPIREAT', email, expires) end
+return 1
+`)
+
+// purgeScript destroys an order's PII and index entries and stamps its
+// reference, atomically. 1 purged now; 0 already purged; -1 unknown order.
+var purgeScript = redis.NewScript(`
+local ref, pii, expiry, email = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, status, reason, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local cur = redis.call('HGET', ref, 'status')
+if not cur then
+  redis.call('DEL', pii)
+  redis.call('ZREM', expiry, id)
+  return -1
+end
+redis.call('DEL', pii)
+redis.call('ZREM', expiry, id)
+redis.call('SREM', email, id)
+if cur ~= 'held' then return 0 end
+redis.call('HSET', ref, 'status', status, 'purged_at', now, 'purge_reason', reason)
+return 1
+`)
+
+// Result of Store.
+type StoreResult int
+
+const (
+	Created   StoreResult = iota + 1 // newly stored
+	Duplicate                        // the same request was already stored
+)
+
+// Store validates, encrypts and stores an order's shipping PII. The same
+// request again is Duplicate; a different request for a held order is
+// Conflict; any request for a purged order is Conflict (its PII must not
+// come back). Nothing is written unless everything is.
+func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, error) {
+	if err := req.Validate(); err != nil {
+		return Receipt{}, 0, err
+	}
+	k := keysOf(req.OrderID)
+
+	canon, err := json.Marshal(req)
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("canonical request: %w", err)
+	}
+	macs, err := s.sealer.HMAC(ctx, [][]byte{
+		append([]byte("request\x00"), canon...),
+		[]byte("email\x00" + NormalizeEmail(req.Shipping.Email)),
+	})
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("blind index: %w", err)
+	}
+	for _, m := range macs {
+		if m.Err != nil {
+			return Receipt{}, 0, fmt.Errorf("blind index: %w", m.Err)
+		}
+	}
+	digest, bidx := macs[0].Value, macs[1].Value
+
+	// A repeat is answered without spending an encryption on it.
+	if ref, err := s.Get(ctx, req.OrderID); err == nil {
+		return s.repeat(ctx, k, ref, digest)
+	} else if !apperr.Is(err, apperr.NotFound) {
+		return Receipt{}, 0, err
+	}
+
+	nonce := make([]byte, 16)
+	if _, err := rand.Read(nonce); err != nil {
+		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
+	}
+	plain, err := json.Marshal(envelope{Nonce: nonce, Shipping: req.Shipping})
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
+	}
+	enc, err := s.sealer.Encrypt(ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: []byte(req.OrderID)}})
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("encrypt: %w", err)
+	}
+	if enc[0].Err != nil {
+		return Receipt{}, 0, fmt.Errorf("encrypt: %w", enc[0].Err)
+	}
+
+	now := s.now().UTC().Truncate(time.Millisecond) // Redis keeps milliseconds
+	expires := now.Add(s.retention)
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	code, err := storeScript.Run(rctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef},
+		req.OrderID, enc[0].Value, bidx, digest, req.PaymentRef,
+		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli()).Int()
+	if err != nil {
+		return Receipt{}, 0, storeErr(err)
+	}
+	switch code {
+	case 1:
+		return Receipt{OrderID: req.OrderID, Status: StatusHeld, ExpiresAt: expires}, Created, nil
+	case 2:
+		ref, err := s.Get(ctx, req.OrderID)
+		if err != nil {
+			return Receipt{}, 0, err
+		}
+		return Receipt{OrderID: ref.OrderID, Status: ref.Status, ExpiresAt: ref.ExpiresAt}, Duplicate, nil
+	case 3:
+		return Receipt{}, 0, apperr.New(apperr.Conflict, "order already stored with different data")
+	default:
+		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
+	}
+}
+
+func (s *Store) repeat(ctx context.Context, k keys, ref Reference, digest string) (Receipt, StoreResult, error) {
+	if ref.Status != StatusHeld {
+		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	old, err := s.rdb.HGet(rctx, k.pii, "digest").Result()
+	if errors.Is(err, redis.Nil) {
+		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
+	}
+	if err != nil {
+		return Receipt{}, 0, storeErr(err)
+	}
+	if old != digest {
+		return Receipt{}, 0, apperr.New(apperr.Conflict, "order already stored with different data")
+	}
+	return Receipt{OrderID: ref.OrderID, Status: ref.Status, ExpiresAt: ref.ExpiresAt}, Duplicate, nil
+}
+
+// Get returns an order's purchase reference, or NotFound.
+func (s *Store) Get(ctx context.Context, orderID string) (Reference, error) {
+	if !ValidOrderID(orderID) {
+		return Reference{}, apperr.New(apperr.NotFound, "no such order")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	m, err := s.rdb.HGetAll(ctx, keysOf(orderID).ref).Result()
+	if err != nil {
+		return Reference{}, storeErr(err)
+	}
+	if len(m) == 0 {
+		return Reference{}, apperr.New(apperr.NotFound, "no such order")
+	}
+	return parseRef(m), nil
+}
+
+func parseRef(m map[string]string) Reference {
+	r := Reference{
+		OrderID:    m["order_id"],
+		PaymentRef: m["payment_ref"],
+		Status:     Status(m["status"]),
+		CreatedAt:  msTime(m["created_at"]),
+		ExpiresAt:  msTime(m["expires_at"]),
+	}
+	if v := m["purged_at"]; v != "" {
+		t := msTime(v)
+		r.PurgedAt = &t
+	}
+	if v := m["purge_reason"]; v != "" {
+		r.PurgeReason = &v
+	}
+	return r
+}
+
+func msTime(v string) time.Time {
+	ms, _ := strconv.ParseInt(v, 10, 64)
+	return time.UnixMilli(ms).UTC()
+}
+
+// goneError is the answer to a read of purged PII; it carries the reason.
+func goneError(ref Reference) error {
+	reason := ReasonRetention
+	if ref.PurgeReason != nil {
+		reason = *ref.PurgeReason
+	}
+	e := apperr.New(apperr.Gone, "the shipping data of this order was purged")
+	e.Detail = map[string]any{"purge_reason": reason}
+	if ref.PurgedAt != nil {
+		e.Detail["purged_at"] = ref.PurgedAt
+	}
+	return e
+}
+
+// Reveal decrypts an order's shipping block with the caller's own Vault
+// token. Purged or expired → Gone (with the reason); unknown → NotFound; a
+// token without the decrypt policy → Forbidden (Vault's own refusal).
+func (s *Store) Reveal(ctx context.Context, orderID, token string) (Shipping, error) {
+	ref, err := s.Get(ctx, orderID)
+	if err != nil {
+		return Shipping{}, err
+	}
+	if ref.Status != StatusHeld {
+		return Shipping{}, goneError(ref)
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ct, err := s.rdb.HGet(rctx, keysOf(orderID).pii, "ct").Result()
+	if errors.Is(err, redis.Nil) {
+		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
+	}
+	if err != nil {
+		return Shipping{}, storeErr(err)
+	}
+	plain, err := s.opener.Decrypt(ctx, token, ct, []byte(orderID))
+	if err != nil {
+		if apperr.Is(err, apperr.Gone) {
+			return Shipping{}, goneError(ref)
+		}
+		return Shipping{}, err
+	}
+	var env envelope
+	if err := json.Unmarshal(plain, &env); err != nil {
+		return Shipping{}, fmt.Errorf("decode envelope: %w", err)
+	}
+	return env.Shipping, nil
+}
+
+// Purge destroys an order's PII for reason and stamps its reference. It
+// returns true when this call purged it, false when it was already purged
+// (idempotent), NotFound for an unknown order.
+func (s *Store) Purge(ctx context.Context, orderID, reason string) (bool, error) {
+	if !ValidOrderID(orderID) {
+		return false, apperr.New(apperr.NotFound, "no such order")
+	}
+	k := keysOf(orderID)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	bidx, err := s.rdb.HGet(ctx, k.pii, "bidx").Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return false, storeErr(err)
+	}
+	// Without bidx (already expired) the set entry is left to its own TTL;
+	// it points at a purged order and look-ups skip those.
+	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx},
+		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10)).Int()
+	if err != nil {
+		return false, storeErr(err)
+	}
+	if n < 0 {
+		return false, apperr.New(apperr.NotFound, "no such order")
+	}
+	return n == 1, nil
+}
+
+// FindByEmail returns the held orders whose email normalises to the same
+// blind index as email.
+func (s *Store) FindByEmail(ctx context.Context, email string) ([]string, error) {
+	macs, err := s.sealer.HMAC(ctx, [][]byte{[]byte("email\x00" + NormalizeEmail(email))})
+	if err != nil {
+		return nil, fmt.Errorf("blind index: %w", err)
+	}
+	if macs[0].Err != nil {
+		return nil, fmt.Errorf("blind index: %w", macs[0].Err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.SMembers(ctx, tag(i)+"email:"+macs[0].Value)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var ids []string
+	for _, c := range cmds {
+		ids = append(ids, c.Val()...)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// Held is a held order as the fulfillment queue and the sweep see it.
+type Held struct {
+	OrderID   string    `json:"order_id"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// Due returns up to limit held orders whose expiry is at or before t, from
+// every shard, soonest first. Its cost grows with the due orders only.
+func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]Held, error) {
+	return s.scan(ctx, "-inf", strconv.FormatInt(t.UnixMilli(), 10), limit)
+}
+
+// Oldest returns up to limit held orders after the cursor (expiry ms and
+// order id of the last item seen; zero values start at the beginning),
+// oldest first.
+func (s *Store) Oldest(ctx context.Context, afterMS int64, afterID string, limit int) ([]Held, error) {
+	items, err := s.scan(ctx, strconv.FormatInt(afterMS, 10), "+inf", limit+Shards)
+	if err != nil {
+		return nil, err
+	}
+	out := items[:0]
+	for _, h := range items {
+		ms := h.ExpiresAt.UnixMilli()
+		if ms < afterMS || (ms == afterMS && h.OrderID <= afterID) {
+			continue
+		}
+		out = append(out, h)
+	}
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, s.fillCreated(ctx, out)
+}
+
+// fillCreated reads the creation times of held orders from their references.
+func (s *Store) fillCreated(ctx context.Context, hs []Held) error {
+	if len(hs) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(hs))
+	for i, h := range hs {
+		cmds[i] = pipe.HGet(ctx, keysOf(h.OrderID).ref, "created_at")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return storeErr(err)
+	}
+	for i, c := range cmds {
+		hs[i].CreatedAt = msTime(c.Val())
+	}
+	return nil
+}
+
+func (s *Store) scan(ctx context.Context, min, max string, limit int) ([]Held, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByScoreWithScores(ctx, tag(i)+"expiry", &redis.ZRangeBy{Min: min, Max: max, Count: int64(limit)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var out []Held
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			id, _ := z.Member.(string)
+			out = append(out, Held{OrderID: id, ExpiresAt: time.UnixMilli(int64(z.Score)).UTC()})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].ExpiresAt.Equal(out[j].ExpiresAt) {
+			return out[i].ExpiresAt.Before(out[j].ExpiresAt)
+		}
+		return out[i].OrderID < out[j].OrderID
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// HeldCount returns the number of held orders.
+func (s *Store) HeldCount(ctx context.Context) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZCard(ctx, tag(i)+"expiry")
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, storeErr(err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// storeErr translates a Redis error: anything but redis.Nil means the store
+// is out of reach (down, slow, or refusing writes).
+func storeErr(err error) error {
+	if errors.Is(err, redis.Nil) {
+		return apperr.Wrap(apperr.NotFound, err, "not found")
+	}
+	return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+}
+
+// Ciphertext returns the stored ciphertext of a held order ("" when none),
+// for the key shredder to see which key versions are still needed.
+func (s *Store) Ciphertext(ctx context.Context, orderID string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	ct, err := s.rdb.HGet(ctx, keysOf(orderID).pii, "ct").Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", storeErr(err)
+	}
+	return ct, nil
+}
+
+// FindByPaymentRef returns the order stored with a payment reference, or NotFound.
+func (s *Store) FindByPaymentRef(ctx context.Context, paymentRef string) (string, error) {
+	if !idPattern.MatchString(paymentRef) {
+		return "", apperr.New(apperr.NotFound, "no such order")
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.Get(ctx, tag(i)+"payref:"+paymentRef)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", storeErr(err)
+	}
+	for _, c := range cmds {
+		if id := c.Val(); id != "" {
+			return id, nil
+		}
+	}
+	return "", apperr.New(apperr.NotFound, "no such order")
+}

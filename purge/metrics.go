@@ -1,0 +1,28 @@
+package purge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+var (
+	purged = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "piivault_orders_purged_total", Help: "Orders whose PII was purged, by reason.",
+	}, []string{"reason"})
+	sweepSeconds = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "piivault_sweep_duration_seconds", Help: "Duration of retention sweeps.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+	})
+	dueBacklog = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "piivault_sweep_due_backlog", Help: "Orders past retention still waiting for the sweep (capped at one batch).",
+	})
+	heldOrders = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "piivault_orders_held", Help: "Orders whose PII is held.",
+	})
+	oldestHeldAge = promauto.NewGauge(prometheus.GaugeOpts{
+		Name: "piivault_oldest_held_order_age_seconds", Help: "Age of the oldest held order; alert when it nears the retention.",
+	})
+	keyVersionsRetired = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "piivault_key_versions_retired_total", Help: "Transit key versions trimmed (crypto-shredded).",
+	})
+)

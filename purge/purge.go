@@ -1,0 +1,129 @@
+// Package purge destroys PII when its purpose ends: on shipment, on a
+// customer's request, and when the retention runs out. It runs the
+// retention sweep and the key shredding on a schedule (gocron, with a Redis
+// lock so one instance sweeps at a time), and handles deletion requests.
+//
+//	piivault:{deletion}:<request_id>   string  JSON receipt: order ids, times — never the email
+//	piivault:{lock}:<job>              string  scheduler lease (SET NX PX), frees itself when its holder dies
+package purge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/orders"
+)
+
+// Store is what purging needs from the order store.
+type Store interface {
+	Purge(ctx context.Context, orderID, reason string) (bool, error)
+	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
+	FindByEmail(ctx context.Context, email string) ([]string, error)
+	Oldest(ctx context.Context, afterMS int64, afterID string, limit int) ([]orders.Held, error)
+	HeldCount(ctx context.Context) (int64, error)
+	Retention() time.Duration
+}
+
+// Recorder appends to the audit trail.
+type Recorder interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// Purger purges orders and records each purge in the audit trail.
+type Purger struct {
+	store Store
+	audit Recorder
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// NewPurger builds a Purger.
+func NewPurger(store Store, rec Recorder, log *slog.Logger) *Purger {
+	return &Purger{store: store, audit: rec, log: log, now: time.Now}
+}
+
+// Purge destroys one order's PII for reason on behalf of actor. It returns
+// true when this call purged it; purging a purged order is not an error.
+// The audit entry is written only for a purge that happened.
+func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error) {
+	done, err := p.store.Purge(ctx, orderID, reason)
+	if err != nil {
+		return false, err
+	}
+	if done {
+		purged.WithLabelValues(reason).Inc()
+		if err := p.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
+			Detail: map[string]string{"reason": reason}}); err != nil {
+			// The PII is gone either way; a missing audit line is reported loudly.
+			p.log.Error("purge not audited", "order_id", orderID, "err", err)
+		}
+	}
+	return done, nil
+}
+
+// SweepBatch is how many due orders one step of a sweep takes.
+const SweepBatch = 500
+
+// Sweep purges every order whose retention has ended, including those whose
+// ciphertext Redis already expired by TTL. It returns how many it purged.
+// Each step reads at most SweepBatch due entries, so its cost grows with the
+// number due, not with the number stored.
+func (p *Purger) Sweep(ctx context.Context) (int, error) {
+	start := time.Now()
+	defer func() { sweepSeconds.Observe(time.Since(start).Seconds()) }()
+	total := 0
+	var errs []error
+	for {
+		due, err := p.store.Due(ctx, p.now(), SweepBatch)
+		if err != nil {
+			return total, fmt.Errorf("sweep: list due orders: %w", err)
+		}
+		progress := 0
+		for _, h := range due {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			done, err := p.Purge(pctx, "system", "", h.OrderID, orders.ReasonRetention)
+			cancel()
+			if err != nil && !apperr.Is(err, apperr.NotFound) {
+				errs = append(errs, err)
+				continue
+			}
+			progress++
+			if done {
+				total++
+			}
+		}
+		if len(due) < SweepBatch || progress == 0 {
+			break
+		}
+	}
+	p.observe(ctx)
+	if len(errs) > 0 {
+		return total, fmt.Errorf("sweep: %d of the due orders failed, first: %w", len(errs), errs[0])
+	}
+	p.log.Info("retention sweep", slog.Int("purged", total), slog.Duration("took", time.Since(start)))
+	return total, nil
+}
+
+// observe refreshes the backlog and age gauges.
+func (p *Purger) observe(ctx context.Context) {
+	if due, err := p.store.Due(ctx, p.now(), SweepBatch); err == nil {
+		dueBacklog.Set(float64(len(due)))
+	}
+	if n, err := p.store.HeldCount(ctx); err == nil {
+		heldOrders.Set(float64(n))
+	}
+	oldest, err := p.store.Oldest(ctx, 0, "", 1)
+	if err != nil {
+		return
+	}
+	age := 0.0
+	if len(oldest) == 1 {
+		created := oldest[0].ExpiresAt.Add(-p.store.Retention())
+		age = p.now().Sub(created).Seconds()
+	}
+	oldestHeldAge.Set(age)
+}

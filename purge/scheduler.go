@@ -1,0 +1,93 @@
+package purge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisLocker is gocron's distributed Locker on Redis: SET NX PX with a
+// random token. The lease expires by itself if its holder dies; Unlock
+// deletes it only if it still holds the same token.
+type RedisLocker struct {
+	rdb   redis.UniversalClient
+	lease time.Duration
+}
+
+// NewRedisLocker builds a locker whose leases last lease at most.
+func NewRedisLocker(rdb redis.UniversalClient, lease time.Duration) *RedisLocker {
+	return &RedisLocker{rdb: rdb, lease: lease}
+}
+
+var errLocked = errors.New("job is locked by another instance")
+
+// Lock takes the job's lease or fails (gocron then skips this run).
+func (l *RedisLocker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	token := hex.EncodeToString(raw)
+	k := "piivault:{lock}:" + key
+	ok, err := l.rdb.SetNX(ctx, k, token, l.lease).Result()
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", key, err)
+	}
+	if !ok {
+		return nil, errLocked
+	}
+	return &redisLock{rdb: l.rdb, key: k, token: token}, nil
+}
+
+type redisLock struct {
+	rdb   redis.UniversalClient
+	key   string
+	token string
+}
+
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
+
+func (l *redisLock) Unlock(ctx context.Context) error {
+	return unlockScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err()
+}
+
+// Schedule runs the retention sweep every sweepEvery and the key shredder
+// every hour (it rotates once a day), one instance at a time. It returns
+// when ctx ends.
+func Schedule(ctx context.Context, p *Purger, s *Shredder, locker gocron.Locker, sweepEvery time.Duration, log *slog.Logger) error {
+	sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(locker))
+	if err != nil {
+		return fmt.Errorf("scheduler: %w", err)
+	}
+	jobs := []struct {
+		name  string
+		every time.Duration
+		run   func(context.Context) error
+	}{
+		{"retention-sweep", sweepEvery, func(ctx context.Context) error { _, err := p.Sweep(ctx); return err }},
+		{"key-shred", time.Hour, func(ctx context.Context) error { _, err := s.Run(ctx, false); return err }},
+	}
+	for _, j := range jobs {
+		_, err := sched.NewJob(gocron.DurationJob(j.every), gocron.NewTask(func(ctx context.Context) {
+			if err := j.run(ctx); err != nil {
+				log.Error("scheduled job failed", "job", j.name, "err", err)
+			}
+		}), gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule),
+			gocron.WithStartAt(gocron.WithStartImmediately()))
+		if err != nil {
+			return fmt.Errorf("schedule %s: %w", j.name, err)
+		}
+	}
+	sched.Start()
+	<-ctx.Done()
+	return sched.Shutdown()
+}

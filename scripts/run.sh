@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# make run: Vault (dev mode) + Redis (AOF on) + piivault, all on loopback,
+# with demo staff (one per role) and a demo storefront key. Ctrl-C stops all three.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VAULT_BIN=${PIIVAULT_VAULT_BIN:-vault}
+VAULT_PORT=${VAULT_PORT:-8200}
+REDIS_PORT=${REDIS_PORT:-6390}
+LISTEN=${PIIVAULT_LISTEN:-127.0.0.1:8080}
+RUN=.run
+mkdir -p "$RUN/redis"
+chmod 700 "$RUN"
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo; echo "==> stopping piivault, Vault and Redis"
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+wait_for() { # name, command...
+  local name=$1; shift
+  for _ in $(seq 1 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  echo "$name did not come up; see $RUN/*.log" >&2; exit 1
+}
+
+ROOT_TOKEN=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+echo "==> Vault (dev, in memory) on 127.0.0.1:$VAULT_PORT"
+"$VAULT_BIN" server -dev -dev-listen-address="127.0.0.1:$VAULT_PORT" -dev-root-token-id="$ROOT_TOKEN" \
+  -dev-no-store-token >"$RUN/vault.log" 2>&1 &
+pids+=($!)
+export VAULT_ADDR="http://127.0.0.1:$VAULT_PORT"
+wait_for Vault curl -sf "$VAULT_ADDR/v1/sys/health"
+
+if [ -z "${REDIS_URL:-}" ]; then
+  echo "==> Redis on 127.0.0.1:$REDIS_PORT (AOF on, data in $RUN/redis)"
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --appendonly yes --dir "$PWD/$RUN/redis" \
+    --save "" >"$RUN/redis.log" 2>&1 &
+  pids+=($!)
+  export REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+  wait_for Redis redis-cli -p "$REDIS_PORT" ping
+fi
+
+echo "==> piivault setup"
+VAULT_TOKEN=$ROOT_TOKEN bin/piivault setup --approle-env >"$RUN/approle.env" 2>"$RUN/setup.log"
+sed 's/^/    /' "$RUN/setup.log"
+set -a; . "$RUN/approle.env"; set +a
+
+echo "==> demo staff and storefront key (local use only)"
+: >"$RUN/demo-staff.txt"
+for role in fulfillment support admin auditor; do
+  out=$(VAULT_TOKEN=$ROOT_TOKEN bin/piivault staff add "demo-$role" --role "$role" --json)
+  pw=$(sed -E 's/.*"password":"([^"]*)".*/\1/' <<<"$out")
+  url=$(sed -E 's/.*"totp_url":"([^"]*)".*/\1/' <<<"$out" | sed 's/\\u0026/\&/g')
+  echo "demo-$role $pw $url" >>"$RUN/demo-staff.txt"
+done
+API_KEY=$(bin/piivault clients add demo-shop --json | sed -E 's/.*"api_key":"([^"]*)".*/\1/')
+chmod 600 "$RUN"/*.txt "$RUN"/*.env
+
+export PIIVAULT_LISTEN=$LISTEN PIIVAULT_WEBHOOK_SECRET=${PIIVAULT_WEBHOOK_SECRET:-demo-shipping-secret}
+echo "==> piivault serve on $LISTEN (logs: $RUN/piivault.log)"
+bin/piivault serve >"$RUN/piivault.log" 2>&1 &
+pids+=($!)
+wait_for piivault curl -sf "http://$LISTEN/readyz"
+
+read -r _ FPW FURL < <(grep '^demo-fulfillment ' "$RUN/demo-staff.txt")
+cat <<MSG
+
+piivault is up: http://$LISTEN  (Vault $VAULT_ADDR, Redis $REDIS_URL)
+Demo accounts (passwords and TOTP URLs, local use only): $RUN/demo-staff.txt
+
+Try it:
+  API_KEY=$API_KEY
+
+  # the storefront stores an order's shipping PII
+  curl -s -X POST http://$LISTEN/v1/orders -H "Authorization: Bearer \$API_KEY" -H 'Content-Type: application/json' \\
+    -d '{"order_id":"ord_1001","payment_ref":"pi_demo_1","shipping":{"name":"Jane Doe","email":"jane@example.com","phone":"+15550100","address":{"line1":"1 Main St","line2":"","city":"Springfield","state":"IL","postal_code":"62701","country":"US"}}}'
+  curl -s http://$LISTEN/v1/orders/ord_1001 -H "Authorization: Bearer \$API_KEY"
+
+  # fulfillment logs in (password + TOTP) and reveals the address
+  TOKEN=\$(curl -s -X POST http://$LISTEN/v1/auth/login -H 'Content-Type: application/json' \\
+    -d "{\"username\":\"demo-fulfillment\",\"password\":\"$FPW\",\"totp\":\"\$(go run ./scripts/totp '$FURL')\"}" | sed -E 's/.*"token":"([^"]*)".*/\1/')
+  curl -s http://$LISTEN/v1/orders/ord_1001/shipping -H "Authorization: Bearer \$TOKEN"
+
+  # the parcel ships: the PII is destroyed, the reference stays
+  curl -s -X POST http://$LISTEN/v1/orders/ord_1001/shipped -H "Authorization: Bearer \$TOKEN"
+  curl -s -i http://$LISTEN/v1/orders/ord_1001/shipping -H "Authorization: Bearer \$TOKEN"
+
+Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz
+Press Ctrl-C to stop piivault, Vault and Redis.
+MSG
+wait "${pids[2]:-${pids[1]}}"

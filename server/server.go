@@ -1,0 +1,285 @@
+// Package server assembles piivault's HTTP API: the middleware chain and
+// the whole route table, one line per route with who may call it. Handlers
+// live with their features; this package only wires them.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"piivault/monitoring"
+	"piivault/orders"
+	"piivault/purge"
+	"piivault/staff"
+	"piivault/webhooks"
+)
+
+// ClientAuth authenticates storefront API keys.
+type ClientAuth interface {
+	Authenticate(ctx context.Context, key string) (string, error)
+}
+
+// StaffAuth authenticates staff Vault tokens.
+type StaffAuth interface {
+	Authenticate(ctx context.Context, token string) (web.Principal, error)
+}
+
+// Checker reports whether a dependency is ready.
+type Checker interface {
+	Ready(ctx context.Context) error
+}
+
+// Limiter is a rate limit.
+type Limiter interface {
+	Allow(ctx context.Context, who string) error
+}
+
+// Deps is everything the API needs, built by cmd/piivault.
+type Deps struct {
+	Log            *slog.Logger
+	Redis          redis.UniversalClient
+	Vault          Checker
+	Clients        ClientAuth
+	Staff          StaffAuth
+	Monitor        *monitoring.Monitor
+	Orders         *orders.Handler
+	Purge          *purge.Handler
+	StaffHTTP      *staff.Handler
+	Audit          *audit.Handler
+	Blocks         *monitoring.Handler
+	Webhooks       *webhooks.Handler
+	LoginLimit     Limiter
+	ClientLimit    Limiter
+	TrustedProxies []string
+	AllowedOrigins []string
+	TLS            bool
+	AccessLogMax   int64
+}
+
+const (
+	fulfillment = web.RoleFulfillment
+	support     = web.RoleSupport
+	admin       = web.RoleAdmin
+	auditor     = web.RoleAuditor
+)
+
+// New builds the Gin engine.
+func New(d Deps) (*gin.Engine, error) {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
+	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
+		return nil, err
+	}
+	s := &srv{d: d}
+	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
+		s.fail(c, apperr.New(apperr.Internal, "internal error"))
+	}))
+	r.Use(monitoring.AccessLog(d.Log, d.Redis, d.AccessLogMax), s.headers, s.cors)
+	r.NoRoute(func(c *gin.Context) { s.fail(c, apperr.New(apperr.NotFound, "no such endpoint")) })
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, web.ErrorBody{Error: web.ErrorDetail{
+			Code: "method_not_allowed", Message: "method not allowed on this endpoint"}})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.ready)
+	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+
+	client := s.auth(true)
+	staffOnly := s.auth(false)
+	v1 := r.Group("/v1", s.notBlocked)
+
+	// Storefront
+	v1.POST("/orders", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Orders.Create)
+	v1.GET("/orders/:id", client, s.roles(true, fulfillment, support, admin, auditor), d.Orders.Get)
+	// Staff
+	v1.POST("/auth/login", s.limit(d.LoginLimit, "ip"), d.StaffHTTP.Login)
+	v1.POST("/auth/logout", staffOnly, d.StaffHTTP.Logout)
+	v1.GET("/orders/:id/shipping", client, s.roles(false, fulfillment, support), d.Orders.Shipping)
+	v1.GET("/fulfillment/queue", client, s.roles(false, fulfillment, admin), d.Orders.Queue)
+	v1.POST("/orders/:id/shipped", client, s.roles(false, fulfillment), d.Purge.Shipped)
+	v1.DELETE("/orders/:id/pii", client, s.roles(false, support, admin), d.Purge.DeletePII)
+	v1.POST("/deletion-requests", client, s.roles(false, support, admin), d.Purge.CreateDeletionRequest)
+	v1.GET("/deletion-requests/:id", client, s.roles(false, support, admin), d.Purge.GetDeletionRequest)
+	v1.GET("/audit", client, s.roles(false, auditor, admin), d.Audit.List)
+	v1.GET("/audit/verify", client, s.roles(false, auditor, admin), d.Audit.Verify)
+	v1.GET("/admin/blocks", client, s.roles(false, admin), d.Blocks.ListBlocks)
+	v1.GET("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.GetBlock)
+	v1.DELETE("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.DeleteBlock)
+	// Webhooks: authenticated by their signatures, inside the handlers.
+	v1.POST("/webhooks/stripe", d.Webhooks.Stripe)
+	v1.POST("/webhooks/shopify", d.Webhooks.Shopify)
+	v1.POST("/webhooks/easypost", d.Webhooks.EasyPost)
+	v1.POST("/webhooks/shipping", d.Webhooks.Shipping)
+	return r, nil
+}
+
+type srv struct{ d Deps }
+
+func (s *srv) fail(c *gin.Context, err error) { web.WriteError(c, s.d.Log, err) }
+
+// headers: nothing piivault answers may be cached, sniffed or framed.
+func (s *srv) headers(c *gin.Context) {
+	h := c.Writer.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	if s.d.TLS {
+		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+	}
+	c.Next()
+}
+
+// cors answers browsers from PIIVAULT_ALLOWED_ORIGINS only.
+func (s *srv) cors(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	if origin == "" || !slices.Contains(s.d.AllowedOrigins, origin) {
+		c.Next()
+		return
+	}
+	h := c.Writer.Header()
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Vary", "Origin")
+	if c.Request.Method == http.MethodOptions {
+		h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
+		h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+		h.Set("Access-Control-Max-Age", "600")
+		c.AbortWithStatus(http.StatusNoContent)
+		return
+	}
+	c.Next()
+}
+
+func (s *srv) ready(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	status := gin.H{"vault": "ok", "redis": "ok"}
+	code := http.StatusOK
+	if err := s.d.Vault.Ready(ctx); err != nil {
+		status["vault"], code = "unavailable", http.StatusServiceUnavailable
+		s.d.Log.Warn("readiness: vault", "err", err)
+	}
+	if err := s.d.Redis.Ping(ctx).Err(); err != nil {
+		status["redis"], code = "unavailable", http.StatusServiceUnavailable
+		s.d.Log.Warn("readiness: redis", "err", err)
+	}
+	if code != http.StatusOK {
+		failing := []string{}
+		for _, part := range []string{"vault", "redis"} {
+			if status[part] != "ok" {
+				failing = append(failing, part)
+			}
+		}
+		c.JSON(code, gin.H{"status": "unavailable", "checks": status, "error": web.ErrorDetail{
+			Code: "not_ready", Message: "not ready: " + strings.Join(failing, ", ") + " unavailable"}})
+		return
+	}
+	c.JSON(code, gin.H{"status": "ready", "checks": status})
+}
+
+// notBlocked refuses every request from an IP the monitor blocked. It is
+// read from Redis on each request, so a block made by any instance holds
+// on the next request everywhere.
+func (s *srv) notBlocked(c *gin.Context) {
+	blocked, err := s.d.Monitor.Blocked(c.Request.Context(), c.ClientIP())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if blocked {
+		s.fail(c, apperr.New(apperr.Blocked, "requests from this address are blocked; contact the operator"))
+		return
+	}
+	c.Next()
+}
+
+// auth authenticates the bearer credential: a storefront API key (pvk_...)
+// or a staff Vault token. Every failure is the same 401 and is counted by
+// the intrusion monitor. allowClient=false refuses API keys outright.
+func (s *srv) auth(allowClient bool) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		cred, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		cred = strings.TrimSpace(cred)
+		var p web.Principal
+		var err error
+		switch {
+		case !ok || cred == "":
+			err = apperr.New(apperr.Unauthorized, "missing bearer credential")
+		case strings.HasPrefix(cred, "pvk_"):
+			var name string
+			if name, err = s.d.Clients.Authenticate(ctx, cred); err == nil {
+				p = web.Principal{Kind: web.KindClient, Name: name}
+				if !allowClient {
+					err = apperr.New(apperr.Forbidden, "storefront keys cannot call this endpoint")
+				}
+			}
+		default:
+			p, err = s.d.Staff.Authenticate(ctx, cred)
+		}
+		if err != nil {
+			if apperr.Is(err, apperr.Unauthorized) {
+				s.d.Monitor.AuthFailed(ctx, c.ClientIP())
+				c.Header("WWW-Authenticate", `Bearer realm="piivault"`)
+			}
+			s.fail(c, err)
+			return
+		}
+		web.SetPrincipal(c, p)
+		c.Next()
+	}
+}
+
+// roles lets through the listed staff roles, and storefront clients when
+// clients is true. Everyone else authenticated gets 403.
+func (s *srv) roles(clients bool, roles ...string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, _ := web.PrincipalOf(c)
+		if (p.Kind == web.KindClient && clients) || (p.Kind == web.KindStaff && slices.Contains(roles, p.Role)) {
+			c.Next()
+			return
+		}
+		s.fail(c, apperr.New(apperr.Forbidden, "your role may not call this endpoint"))
+	}
+}
+
+func (s *srv) clientOnly(c *gin.Context) {
+	if p, _ := web.PrincipalOf(c); p.Kind != web.KindClient {
+		s.fail(c, apperr.New(apperr.Forbidden, "only storefront clients store orders"))
+		return
+	}
+	c.Next()
+}
+
+// limit applies a rate limit per client name ("client") or per IP ("ip").
+func (s *srv) limit(l Limiter, by string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if l == nil {
+			c.Next()
+			return
+		}
+		who := c.ClientIP()
+		if p, ok := web.PrincipalOf(c); ok && by == "client" {
+			who = p.Actor()
+		}
+		if err := l.Allow(c.Request.Context(), who); err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Next()
+	}
+}

@@ -1,0 +1,220 @@
+// Package vault is piivault's adapter to HashiCorp Vault: transit encryption
+// and HMAC for the service identity, decryption with a caller's own token,
+// key rotation and trimming, staff accounts (userpass + TOTP login MFA) and the
+// idempotent bootstrap that `piivault setup` runs.
+//
+// Errors leave this package as apperr codes: Vault down, sealed, rate limited
+// or slow → VaultUnavailable; permission denied → Forbidden; an undecryptable
+// ciphertext → Gone. Callers never see a vaultapi type.
+package vault
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"piivault/internal/apperr"
+)
+
+// Config says how to reach Vault and which transit key to use.
+type Config struct {
+	Addr string
+	// Token is used as is when set; otherwise RoleID and SecretID log in via AppRole.
+	Token        string
+	RoleID       string
+	SecretID     string
+	TransitMount string // default "transit"
+	TransitKey   string // default "order-pii"
+	// Timeout bounds each call to Vault (default 5s).
+	Timeout time.Duration
+}
+
+// IndexKeyName is the transit key that computes blind-index HMACs for a
+// given encryption key. It is separate so it can outlive rotation/trimming of
+// the encryption key without breaking lookups of held orders.
+func IndexKeyName(key string) string { return key + "-index" }
+
+// Client talks to Vault. It is safe for concurrent use.
+type Client struct {
+	api      *vaultapi.Client
+	mount    string
+	key      string
+	indexKey string
+	cfg      Config
+	log      *slog.Logger
+
+	mu sync.Mutex // guards re-login
+}
+
+// New builds a client; with AppRole credentials it logs in once before returning.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
+	if cfg.TransitMount == "" {
+		cfg.TransitMount = "transit"
+	}
+	if cfg.TransitKey == "" {
+		cfg.TransitKey = "order-pii"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	vc := vaultapi.DefaultConfig()
+	if cfg.Addr != "" {
+		vc.Address = cfg.Addr
+	}
+	vc.Timeout = cfg.Timeout
+	vc.MaxRetries = 0 // callers hold deadlines; a retry loop here would hide an outage
+	api, err := vaultapi.NewClient(vc)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	api.ClearToken() // never pick VAULT_TOKEN up implicitly
+	c := &Client{api: api, mount: cfg.TransitMount, key: cfg.TransitKey,
+		indexKey: IndexKeyName(cfg.TransitKey), cfg: cfg, log: log}
+	switch {
+	case cfg.Token != "":
+		api.SetToken(cfg.Token)
+	case cfg.RoleID != "" && cfg.SecretID != "":
+		if _, err := c.login(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, errors.New("vault client: neither a token nor AppRole credentials were given")
+	}
+	return c, nil
+}
+
+// Addr is the Vault address in use.
+func (c *Client) Addr() string { return c.api.Address() }
+
+// KeyName is the transit encryption key in use.
+func (c *Client) KeyName() string { return c.key }
+
+// login performs an AppRole login and installs the token. It returns the token TTL.
+func (c *Client) login(ctx context.Context) (time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	anon := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = "" })
+	s, err := anon.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
+		"role_id": c.cfg.RoleID, "secret_id": c.cfg.SecretID,
+	})
+	if err != nil {
+		return 0, translate(err, "approle login")
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return 0, apperr.New(apperr.VaultUnavailable, "vault approle login returned no token")
+	}
+	c.api.SetToken(s.Auth.ClientToken)
+	return time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+}
+
+// KeepLoggedIn renews the AppRole token and logs in again before it expires,
+// until ctx ends. It does nothing for a static token.
+func (c *Client) KeepLoggedIn(ctx context.Context) {
+	if c.cfg.Token != "" || c.cfg.RoleID == "" {
+		return
+	}
+	for {
+		ttl, err := c.tokenTTL(ctx)
+		if err != nil || ttl < time.Minute {
+			if ttl, err = c.login(ctx); err != nil {
+				c.log.Warn("vault approle re-login failed", "err", err)
+				ttl = 30 * time.Second
+			}
+		}
+		wait := ttl / 2
+		if wait < 10*time.Second {
+			wait = 10 * time.Second
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		if _, err := c.api.Auth().Token().RenewSelfWithContext(ctx, 0); err != nil {
+			c.log.Info("vault token renewal failed, logging in again", "err", err)
+			if _, err := c.login(ctx); err != nil {
+				c.log.Warn("vault approle re-login failed", "err", err)
+			}
+		}
+	}
+}
+
+func (c *Client) tokenTTL(ctx context.Context) (time.Duration, error) {
+	s, err := c.api.Auth().Token().LookupSelfWithContext(ctx)
+	if err != nil {
+		return 0, translate(err, "token lookup")
+	}
+	return s.TokenTTL()
+}
+
+func (c *Client) ctx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// Ready reports whether Vault is reachable, unsealed and holds the transit key.
+func (c *Client) Ready(ctx context.Context) error {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	h, err := c.api.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return translate(err, "health")
+	}
+	if !h.Initialized || h.Sealed {
+		return apperr.New(apperr.VaultUnavailable, "vault is sealed or not initialised")
+	}
+	if _, err := c.ReadKey(ctx); err != nil {
+		return fmt.Errorf("transit key: %w", err)
+	}
+	return nil
+}
+
+// translate turns a Vault client error into an apperr code. op names the
+// operation for the logs; it never contains request data.
+func translate(err error, op string) error {
+	if err == nil {
+		return nil
+	}
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) {
+		switch {
+		case re.StatusCode == http.StatusForbidden:
+			return apperr.Wrap(apperr.Forbidden, err, "vault refused the operation")
+		case re.StatusCode == http.StatusNotFound:
+			return apperr.Wrap(apperr.NotFound, err, "not found in vault")
+		case re.StatusCode == http.StatusBadRequest:
+			return apperr.Wrap(apperr.Invalid, err, "vault rejected the request")
+		case re.StatusCode >= 500 || re.StatusCode == http.StatusTooManyRequests:
+			return apperr.Wrap(apperr.VaultUnavailable, err, "vault is unavailable")
+		}
+		return fmt.Errorf("vault %s: %w", op, err)
+	}
+	// Connection refused, DNS, timeouts, cancelled contexts: Vault is out of reach.
+	return apperr.Wrap(apperr.VaultUnavailable, fmt.Errorf("vault %s: %w", op, err), "vault is unavailable")
+}
+
+func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+// isNotFoundErr tells a missing path apart; used by setup's idempotent checks.
+func isNotFoundErr(err error) bool {
+	var re *vaultapi.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusNotFound
+}
+
+func hasAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,342 @@
+package vault
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	vaultapi "github.com/hashicorp/vault/api"
+
+	"piivault/internal/apperr"
+)
+
+// Names that setup creates. Roles map one-to-one onto policies.
+const (
+	PolicyPrefix       = "piivault-"
+	ServicePolicy      = "piivault-service"
+	PasswordPolicy     = "piivault-staff"
+	UserpassMount      = "userpass"
+	AppRoleMount       = "approle"
+	AppRoleName        = "piivault"
+	MFAMethodName      = "piivault-totp"
+	MFAEnforcementName = "piivault-staff-login"
+	MFAIssuer          = "piivault"
+)
+
+// Roles are the staff roles, each backed by the policy PolicyPrefix+role.
+var Roles = []string{"fulfillment", "support", "admin", "auditor"}
+
+// Policies returns every policy setup writes, by name. The service may
+// encrypt, HMAC and manage key versions but is explicitly denied decrypt:
+// only staff tokens with the fulfillment or support policy can reveal.
+func Policies(mount, key string) map[string]string {
+	idx := IndexKeyName(key)
+	self := `
+path "auth/token/lookup-self" { capabilities = ["read"] }
+path "auth/token/renew-self"  { capabilities = ["update"] }
+path "auth/token/revoke-self" { capabilities = ["update"] }
+`
+	decrypt := fmt.Sprintf(`path "%s/decrypt/%s" { capabilities = ["update"] }
+`, mount, key)
+	return map[string]string{
+		ServicePolicy: fmt.Sprintf(`# piivault service identity: encrypt and blind-index, never decrypt.
+path "%[1]s/encrypt/%[2]s"       { capabilities = ["update"] }
+path "%[1]s/hmac/%[3]s"          { capabilities = ["update"] }
+path "%[1]s/hmac/%[3]s/*"        { capabilities = ["update"] }
+path "%[1]s/keys/%[2]s"          { capabilities = ["read"] }
+path "%[1]s/keys/%[2]s/rotate"   { capabilities = ["update"] }
+path "%[1]s/keys/%[2]s/config"   { capabilities = ["update"] }
+path "%[1]s/keys/%[2]s/trim"     { capabilities = ["update"] }
+path "%[1]s/decrypt/*"           { capabilities = ["deny"] }
+path "%[1]s/rewrap/*"            { capabilities = ["deny"] }
+path "%[1]s/export/*"            { capabilities = ["deny"] }
+`, mount, key, idx) + self,
+		PolicyPrefix + "fulfillment": "# Fulfillment staff: reveal full shipping blocks.\n" + decrypt + self,
+		PolicyPrefix + "support":     "# Support staff: reveal masked shipping blocks (piivault masks after decrypting).\n" + decrypt + self,
+		PolicyPrefix + "admin":       "# Admins: manage purges and blocks through piivault; no decrypt.\n" + self,
+		PolicyPrefix + "auditor":     "# Auditors: read the audit trail through piivault; no decrypt.\n" + self,
+	}
+}
+
+// PasswordPolicyHCL requires 20 characters with every class present; staff
+// passwords chosen by hand are checked by piivault against the same classes.
+const PasswordPolicyHCL = `length = 20
+rule "charset" {
+  charset = "abcdefghijklmnopqrstuvwxyz"
+  min-chars = 2
+}
+rule "charset" {
+  charset = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+  min-chars = 2
+}
+rule "charset" {
+  charset = "0123456789"
+  min-chars = 2
+}
+rule "charset" {
+  charset = "!#%*+-.:=?@^_~"
+  min-chars = 2
+}
+`
+
+// SetupReport lists what setup did, one line per step. It never holds a secret.
+type SetupReport struct {
+	Steps []string
+}
+
+func (r *SetupReport) add(format string, args ...any) {
+	r.Steps = append(r.Steps, fmt.Sprintf(format, args...))
+}
+
+// Setup bootstraps Vault for piivault. It is idempotent: each step checks
+// what exists and only creates or corrects what is missing. It needs an
+// operator token (root in dev).
+func (c *Client) Setup(ctx context.Context) (SetupReport, error) {
+	var r SetupReport
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	steps := []struct {
+		name string
+		fn   func(context.Context, *SetupReport) error
+	}{
+		{"transit mount", c.setupTransit},
+		{"transit keys", c.setupKeys},
+		{"policies", c.setupPolicies},
+		{"password policy", c.setupPasswordPolicy},
+		{"userpass", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, UserpassMount, "userpass") }},
+		{"approle", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, AppRoleMount, "approle") }},
+		{"approle role", c.setupAppRole},
+		{"login mfa", c.setupMFA},
+	}
+	for _, s := range steps {
+		if err := s.fn(ctx, &r); err != nil {
+			return r, fmt.Errorf("setup %s: %w", s.name, err)
+		}
+	}
+	return r, nil
+}
+
+func (c *Client) setupTransit(ctx context.Context, r *SetupReport) error {
+	mounts, err := c.api.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return translate(err, "list mounts")
+	}
+	if m, ok := mounts[c.mount+"/"]; ok {
+		if m.Type != "transit" {
+			return fmt.Errorf("mount %q exists but is %q, not transit", c.mount, m.Type)
+		}
+		r.add("transit mount %q: exists", c.mount)
+		return nil
+	}
+	if err := c.api.Sys().MountWithContext(ctx, c.mount, &vaultapi.MountInput{Type: "transit", Description: "piivault: order PII encryption"}); err != nil {
+		return translate(err, "mount transit")
+	}
+	r.add("transit mount %q: created", c.mount)
+	return nil
+}
+
+func (c *Client) setupKeys(ctx context.Context, r *SetupReport) error {
+	keys := []struct {
+		name   string
+		config map[string]any
+	}{
+		// Rotated daily; old versions are retired with min_decryption_version
+		// and trim, never by deleting the key.
+		{c.key, map[string]any{"auto_rotate_period": "24h", "deletion_allowed": false}},
+		// The blind-index key is not rotated: a new version would change the
+		// HMAC of an email and break deletion lookups of held orders.
+		{c.indexKey, map[string]any{"deletion_allowed": false}},
+	}
+	for _, k := range keys {
+		path := c.mount + "/keys/" + k.name
+		s, err := c.api.Logical().ReadWithContext(ctx, path)
+		if err != nil && !isNotFoundErr(err) {
+			return translate(err, "read key")
+		}
+		if s == nil {
+			if _, err := c.api.Logical().WriteWithContext(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
+				return translate(err, "create key")
+			}
+			r.add("transit key %q: created (aes256-gcm96)", k.name)
+		} else {
+			if t, _ := s.Data["type"].(string); t != "aes256-gcm96" {
+				return fmt.Errorf("transit key %q exists with type %q, want aes256-gcm96", k.name, t)
+			}
+			r.add("transit key %q: exists", k.name)
+		}
+		if _, err := c.api.Logical().WriteWithContext(ctx, path+"/config", k.config); err != nil {
+			return translate(err, "configure key")
+		}
+	}
+	return nil
+}
+
+func (c *Client) setupPolicies(ctx context.Context, r *SetupReport) error {
+	for name, hcl := range Policies(c.mount, c.key) {
+		old, err := c.api.Sys().GetPolicyWithContext(ctx, name)
+		if err != nil {
+			return translate(err, "read policy")
+		}
+		if old == hcl {
+			r.add("policy %q: up to date", name)
+			continue
+		}
+		if err := c.api.Sys().PutPolicyWithContext(ctx, name, hcl); err != nil {
+			return translate(err, "write policy")
+		}
+		if old == "" {
+			r.add("policy %q: created", name)
+		} else {
+			r.add("policy %q: updated", name)
+		}
+	}
+	return nil
+}
+
+func (c *Client) setupPasswordPolicy(ctx context.Context, r *SetupReport) error {
+	path := "sys/policies/password/" + PasswordPolicy
+	s, err := c.api.Logical().ReadWithContext(ctx, path)
+	if err != nil && !isNotFoundErr(err) {
+		return translate(err, "read password policy")
+	}
+	if s != nil && s.Data["policy"] == PasswordPolicyHCL {
+		r.add("password policy %q: up to date", PasswordPolicy)
+		return nil
+	}
+	if _, err := c.api.Logical().WriteWithContext(ctx, path, map[string]any{"policy": PasswordPolicyHCL}); err != nil {
+		return translate(err, "write password policy")
+	}
+	r.add("password policy %q: written", PasswordPolicy)
+	return nil
+}
+
+func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ string) error {
+	auths, err := c.api.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return translate(err, "list auth")
+	}
+	if a, ok := auths[mount+"/"]; ok {
+		if a.Type != typ {
+			return fmt.Errorf("auth mount %q exists but is %q, not %q", mount, a.Type, typ)
+		}
+		r.add("auth %q: enabled", mount)
+		return nil
+	}
+	if err := c.api.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: typ, Description: "piivault staff and service logins"}); err != nil {
+		return translate(err, "enable auth")
+	}
+	r.add("auth %q: enabled now", mount)
+	return nil
+}
+
+func (c *Client) setupAppRole(ctx context.Context, r *SetupReport) error {
+	_, err := c.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, map[string]any{
+		"token_policies":     []string{ServicePolicy},
+		"token_ttl":          "1h",
+		"token_max_ttl":      "24h",
+		"token_bound_cidrs":  []string{"127.0.0.0/8", "::1/128"},
+		"secret_id_num_uses": 0,
+		"secret_id_ttl":      "0",
+	})
+	if err != nil {
+		return translate(err, "write approle role")
+	}
+	r.add("approle role %q: written (policy %s)", AppRoleName, ServicePolicy)
+	return nil
+}
+
+// mountAccessor returns the accessor of an auth mount.
+func (c *Client) mountAccessor(ctx context.Context, mount string) (string, error) {
+	auths, err := c.api.Sys().ListAuthWithContext(ctx)
+	if err != nil {
+		return "", translate(err, "list auth")
+	}
+	a, ok := auths[mount+"/"]
+	if !ok {
+		return "", apperr.New(apperr.NotFound, "auth mount %q is not enabled; run piivault setup", mount)
+	}
+	return a.Accessor, nil
+}
+
+// mfaMethodID finds the TOTP method setup created, by name.
+func (c *Client) mfaMethodID(ctx context.Context) (string, error) {
+	s, err := c.api.Logical().ListWithContext(ctx, "identity/mfa/method/totp")
+	if err != nil && !isNotFoundErr(err) {
+		return "", translate(err, "list mfa methods")
+	}
+	if s == nil {
+		return "", nil
+	}
+	info, _ := s.Data["key_info"].(map[string]any)
+	for id, v := range info {
+		m, _ := v.(map[string]any)
+		if name, _ := m["name"].(string); name == MFAMethodName {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+func (c *Client) setupMFA(ctx context.Context, r *SetupReport) error {
+	id, err := c.mfaMethodID(ctx)
+	if err != nil {
+		return err
+	}
+	params := map[string]any{
+		"method_name": MFAMethodName, "issuer": MFAIssuer, "period": 30, "digits": 6,
+		"algorithm": "SHA1", "key_size": 20, "skew": 1, "max_validation_attempts": 5,
+	}
+	if id == "" {
+		s, err := c.api.Logical().WriteWithContext(ctx, "identity/mfa/method/totp", params)
+		if err != nil {
+			return translate(err, "create totp method")
+		}
+		id, _ = s.Data["method_id"].(string)
+		r.add("totp login mfa method %q: created", MFAMethodName)
+	} else {
+		r.add("totp login mfa method %q: exists", MFAMethodName)
+	}
+	acc, err := c.mountAccessor(ctx, UserpassMount)
+	if err != nil {
+		return err
+	}
+	if _, err := c.api.Logical().WriteWithContext(ctx, "identity/mfa/login-enforcement/"+MFAEnforcementName, map[string]any{
+		"mfa_method_ids":        []string{id},
+		"auth_method_accessors": []string{acc},
+	}); err != nil {
+		return translate(err, "write login enforcement")
+	}
+	r.add("login mfa enforcement %q on %s/: written", MFAEnforcementName, UserpassMount)
+	return nil
+}
+
+// AppRoleCredentials returns the service AppRole's role_id and a new
+// secret_id. Only `setup --approle-env` asks for them, to hand to `serve`.
+func (c *Client) AppRoleCredentials(ctx context.Context) (roleID, secretID string, err error) {
+	base := "auth/" + AppRoleMount + "/role/" + AppRoleName
+	s, err := c.api.Logical().ReadWithContext(ctx, base+"/role-id")
+	if err != nil || s == nil {
+		return "", "", fmt.Errorf("read role-id: %w", translate(err, "read role-id"))
+	}
+	roleID, _ = s.Data["role_id"].(string)
+	s, err = c.api.Logical().WriteWithContext(ctx, base+"/secret-id", nil)
+	if err != nil || s == nil {
+		return "", "", fmt.Errorf("create secret-id: %w", translate(err, "create secret-id"))
+	}
+	secretID, _ = s.Data["secret_id"].(string)
+	return roleID, secretID, nil
+}
+
+// RoleFromPolicies derives a staff role from a token's policies.
+func RoleFromPolicies(policies []string) string {
+	for _, p := range policies {
+		role := strings.TrimPrefix(p, PolicyPrefix)
+		for _, r := range Roles {
+			if role == r && p != role {
+				return r
+			}
+		}
+	}
+	return ""
+}

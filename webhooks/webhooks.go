@@ -1,0 +1,212 @@
+// Package webhooks turns providers' events into purges (and, for Stripe
+// Checkout, into stored orders). Every handler reads the raw body once,
+// size-limited, verifies its signature before parsing anything, and runs
+// each event id at most once:
+//
+//	piivault:{wh}:<provider>:<event id>   string  "processing" (60 s lease) then "done" (kept 14 days,
+//	                                              longer than any provider retries)
+//
+// A webhook whose secret is not configured answers 404: the endpoint does
+// not exist for this deployment. Bodies are never logged.
+package webhooks
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"piivault/orders"
+	"piivault/purge"
+)
+
+// MaxBody bounds webhook bodies; provider events are larger than our API's.
+const MaxBody = 256 << 10
+
+// RememberFor is how long a processed event id is remembered.
+const RememberFor = 14 * 24 * time.Hour
+
+var events = promauto.NewCounterVec(prometheus.CounterOpts{
+	Name: "piivault_webhook_events_total", Help: "Webhook deliveries by provider and outcome.",
+}, []string{"provider", "outcome"})
+
+// Secrets are the providers' signing secrets; an empty one disables its endpoint.
+type Secrets struct {
+	Stripe   []string // several during a secret roll
+	Shopify  string
+	EasyPost string
+	Shipping string
+}
+
+// Orders is what webhooks need from the order store.
+type Orders interface {
+	Store(ctx context.Context, req orders.Request) (orders.Receipt, orders.StoreResult, error)
+	FindByEmail(ctx context.Context, email string) ([]string, error)
+	FindByPaymentRef(ctx context.Context, ref string) (string, error)
+}
+
+// Purger purges one order on behalf of an actor.
+type Purger interface {
+	Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error)
+}
+
+// BulkPurger purges many orders and keeps a receipt (customer redaction).
+type BulkPurger interface {
+	PurgeOrders(ctx context.Context, actor, ip string, ids []string, reason string) (purge.Receipt, error)
+}
+
+// Recorder appends to the audit trail.
+type Recorder interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// SignatureWatcher is told about bad signatures (the intrusion monitor).
+type SignatureWatcher interface {
+	BadSignature(ctx context.Context, provider string)
+}
+
+// Handler serves the webhook endpoints.
+type Handler struct {
+	secrets   Secrets
+	orders    Orders
+	purger    Purger
+	bulk      BulkPurger
+	audit     Recorder
+	watch     SignatureWatcher
+	rdb       redis.UniversalClient
+	log       *slog.Logger
+	write     func(*gin.Context, error)
+	now       func() time.Time
+	tolerance time.Duration
+}
+
+// Deps are a Handler's collaborators.
+type Deps struct {
+	Secrets Secrets
+	Orders  Orders
+	Purger  Purger
+	Bulk    BulkPurger
+	Audit   Recorder
+	Watch   SignatureWatcher
+	Redis   redis.UniversalClient
+	Log     *slog.Logger
+	Write   func(*gin.Context, error)
+}
+
+// NewHandler builds a Handler.
+func NewHandler(d Deps) *Handler {
+	return &Handler{secrets: d.Secrets, orders: d.Orders, purger: d.Purger, bulk: d.Bulk, audit: d.Audit,
+		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute}
+}
+
+var (
+	errNotConfigured = apperr.New(apperr.NotConfigured, "no such endpoint")
+	errBadSignature  = apperr.New(apperr.Unauthorized, "invalid or missing signature")
+	errStale         = apperr.New(apperr.StaleEvent, "event timestamp is outside the tolerance")
+	errInProgress    = apperr.New(apperr.Conflict, "this event is being processed; retry later")
+)
+
+// delivery is one verified event to act on.
+type delivery struct {
+	provider string
+	eventID  string
+	// act performs the event; it returns the outcome for metrics ("purged",
+	// "stored", "ignored", "unknown_order", ...).
+	act func(ctx context.Context) (string, error)
+}
+
+// run executes a verified delivery once per event id and answers it.
+func (h *Handler) run(c *gin.Context, d delivery) {
+	ctx := c.Request.Context()
+	key := "piivault:{wh}:" + d.provider + ":" + d.eventID
+	ok, err := h.rdb.SetNX(ctx, key, "processing", time.Minute).Result()
+	if err != nil {
+		h.write(c, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable"))
+		return
+	}
+	if !ok {
+		state, _ := h.rdb.Get(ctx, key).Result()
+		if state == "done" {
+			events.WithLabelValues(d.provider, "replay").Inc()
+			c.JSON(http.StatusOK, gin.H{"received": true, "duplicate": true})
+			return
+		}
+		h.write(c, errInProgress)
+		return
+	}
+	outcome, err := d.act(ctx)
+	if err != nil {
+		// Forget the event so the provider's retry runs it again.
+		h.rdb.Del(context.WithoutCancel(ctx), key)
+		events.WithLabelValues(d.provider, "failed").Inc()
+		h.write(c, err)
+		return
+	}
+	if err := h.rdb.Set(ctx, key, "done", RememberFor).Err(); err != nil {
+		h.log.Warn("webhook event not remembered", "provider", d.provider, "err", err)
+	}
+	events.WithLabelValues(d.provider, outcome).Inc()
+	c.JSON(http.StatusOK, gin.H{"received": true, "outcome": outcome})
+}
+
+// purge purges one order for a provider; an unknown order is not an error
+// (the event may concern an order piivault never held).
+func (h *Handler) purge(ctx context.Context, provider, ip, orderID, reason string) (string, error) {
+	if orderID == "" || !orders.ValidOrderID(orderID) {
+		return "unknown_order", nil
+	}
+	done, err := h.purger.Purge(ctx, "webhook:"+provider, ip, orderID, reason)
+	switch {
+	case apperr.Is(err, apperr.NotFound):
+		return "unknown_order", nil
+	case err != nil:
+		return "", err
+	case !done:
+		return "already_purged", nil
+	}
+	return "purged", nil
+}
+
+// body reads the raw body and checks a secret is configured.
+func (h *Handler) body(c *gin.Context, secret string) ([]byte, bool) {
+	if secret == "" {
+		h.write(c, errNotConfigured)
+		return nil, false
+	}
+	b, err := web.ReadBody(c, MaxBody)
+	if err != nil {
+		h.write(c, err)
+		return nil, false
+	}
+	return b, true
+}
+
+// badSignature answers 401 and tells the monitor.
+func (h *Handler) badSignature(c *gin.Context, provider string) {
+	events.WithLabelValues(provider, "bad_signature").Inc()
+	h.watch.BadSignature(c.Request.Context(), provider)
+	h.write(c, errBadSignature)
+}
+
+func hmacSHA256(secret, msg []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(msg)
+	return m.Sum(nil)
+}
+
+var errUnparsable = errors.New("unparsable")
+
+func invalidPayload(what string) error {
+	return apperr.Wrap(apperr.Invalid, errUnparsable, "the event payload is not a valid %s", what)
+}
