@@ -101,7 +101,10 @@ func TestBatcherCancelledCallerDoesNotPoisonTheBatch(t *testing.T) {
 
 	// First call occupies the only in-flight slot.
 	first := make(chan error, 1)
-	go func() { _, err := b.Encrypt(context.Background(), []vault.Plaintext{{Plaintext: []byte("first")}}); first <- err }()
+	go func() {
+		_, err := b.Encrypt(context.Background(), []vault.Plaintext{{Plaintext: []byte("first")}})
+		first <- err
+	}()
 	time.Sleep(40 * time.Millisecond)
 
 	// These queue behind it; one gives up before its batch is sent.

@@ -45,11 +45,11 @@ func NewShredder(keys KeyManager, store Store, cts CiphertextReader, rec Recorde
 
 // ShredReport says what a run did.
 type ShredReport struct {
-	Rotated     bool `json:"rotated"`
-	LatestBefore int `json:"latest_version_before"`
-	Latest      int  `json:"latest_version"`
-	MinVersion  int  `json:"min_decryption_version"`
-	Retired     int  `json:"versions_retired"`
+	Rotated      bool `json:"rotated"`
+	LatestBefore int  `json:"latest_version_before"`
+	Latest       int  `json:"latest_version"`
+	MinVersion   int  `json:"min_decryption_version"`
+	Retired      int  `json:"versions_retired"`
 }
 
 // RetirableBelow returns the lowest version that must stay: version v may

@@ -104,7 +104,9 @@ func (c *Client) Setup(ctx context.Context) (SetupReport, error) {
 		{"transit keys", c.setupKeys},
 		{"policies", c.setupPolicies},
 		{"password policy", c.setupPasswordPolicy},
-		{"userpass", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, UserpassMount, "userpass") }},
+		{"userpass", func(ctx context.Context, r *SetupReport) error {
+			return c.enableAuth(ctx, r, UserpassMount, "userpass")
+		}},
 		{"approle", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, AppRoleMount, "approle") }},
 		{"approle role", c.setupAppRole},
 		{"login mfa", c.setupMFA},
