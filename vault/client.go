@@ -103,18 +103,12 @@ func (c *Client) login(ctx context.Context) (time.Duration, error) {
 	defer c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	anon := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = "" })
-	s, err := anon.Logical().WriteWithContext(ctx, "auth/approle/login", map[string]any{
-		"role_id": c.cfg.RoleID, "secret_id": c.cfg.SecretID,
-	})
+	tok, ttl, err := c.appRoleLogin(ctx, c.cfg.RoleID, c.cfg.SecretID)
 	if err != nil {
-		return 0, translate(err, "approle login")
+		return 0, err
 	}
-	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
-		return 0, apperr.New(apperr.VaultUnavailable, "vault approle login returned no token")
-	}
-	c.api.SetToken(s.Auth.ClientToken)
-	return time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+	c.api.SetToken(tok)
+	return ttl, nil
 }
 
 // KeepLoggedIn renews the AppRole token and logs in again before it expires,

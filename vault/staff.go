@@ -307,3 +307,24 @@ func toStrings(v any) []string {
 	}
 	return out
 }
+
+// AppRoleLogin logs in with AppRole credentials and returns the token.
+// Tests use it to act as the service identity.
+func (c *Client) AppRoleLogin(ctx context.Context, roleID, secretID string) (string, error) {
+	tok, _, err := c.appRoleLogin(ctx, roleID, secretID)
+	return tok, err
+}
+
+func (c *Client) appRoleLogin(ctx context.Context, roleID, secretID string) (string, time.Duration, error) {
+	anon := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = "" })
+	s, err := anon.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/login", map[string]any{
+		"role_id": roleID, "secret_id": secretID,
+	})
+	if err != nil {
+		return "", 0, translate(err, "approle login")
+	}
+	if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+		return "", 0, apperr.New(apperr.VaultUnavailable, "vault approle login returned no token")
+	}
+	return s.Auth.ClientToken, time.Duration(s.Auth.LeaseDuration) * time.Second, nil
+}

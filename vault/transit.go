@@ -196,12 +196,14 @@ func (c *Client) RotateKey(ctx context.Context) error {
 }
 
 // RetireVersionsBelow makes versions below v undecryptable and then deletes
-// their key material for good (min_decryption_version, then trim).
+// their key material for good (min_decryption_version, then trim). Vault
+// trims only with min_encryption_version set; setting it to v changes
+// nothing for callers, who always encrypt with the latest version.
 func (c *Client) RetireVersionsBelow(ctx context.Context, v int) error {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/config",
-		map[string]any{"min_decryption_version": v}); err != nil {
+		map[string]any{"min_decryption_version": v, "min_encryption_version": v}); err != nil {
 		return translate(err, "set min_decryption_version")
 	}
 	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/trim",
