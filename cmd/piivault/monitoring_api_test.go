@@ -1,0 +1,222 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+)
+
+func TestAccessLogAndAuditHoldNoPIIOrTokens(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.ip = "203.0.113.7"
+	r := h.call("POST", "/v1/orders?email=canary.zzyzx@example.com", h.apiKey, orderBody("ord-log"))
+	require.Equal(t, 201, r.Status)
+	_, tok := h.login("fulfillment")
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-log/shipping", tok, nil).Status)
+	bad := orderBody("ord-log2")
+	bad["shipping"].(map[string]any)["email"] = "Canaryname-bad-email"
+	require.Equal(t, 422, h.call("POST", "/v1/orders", h.apiKey, bad).Status)
+
+	logs := h.logs.String()
+	requireNoPII(t, "logs", logs)
+	require.NotContains(t, logs, h.apiKey)
+	require.NotContains(t, logs, tok)
+	require.NotContains(t, logs, "email=")
+	// One access line per request with the route template and the client IP.
+	require.Contains(t, logs, `"route":"/v1/orders/:id/shipping"`)
+	require.Contains(t, logs, `"ip":"203.0.113.7"`)
+	require.NotContains(t, logs, `"route":"/v1/orders/ord-log/shipping"`)
+
+	ctx := context.Background()
+	var kept strings.Builder
+	for _, m := range h.env.Redis.XRange(ctx, "piivault:{access}:log", "-", "+").Val() {
+		fmt.Fprintf(&kept, "%v\n", m.Values)
+	}
+	require.Contains(t, kept.String(), "/v1/orders/:id/shipping", "access lines are kept in Redis")
+	requireNoPII(t, "kept access log", kept.String())
+
+	entries := h.call("GET", "/v1/audit", h.loginToken("auditor"), nil)
+	require.Equal(t, 200, entries.Status)
+	requireNoPII(t, "audit", string(entries.Raw))
+	require.NotContains(t, string(entries.Raw), tok)
+	require.Contains(t, string(entries.Raw), `"action":"order.reveal"`)
+	require.Contains(t, string(entries.Raw), `"order_id":"ord-log"`)
+	require.Contains(t, string(entries.Raw), `"ip":"203.0.113.7"`)
+
+	metrics := h.call("GET", "/metrics", "", nil)
+	requireNoPII(t, "metrics", string(metrics.Raw))
+	require.NotContains(t, string(metrics.Raw), "ord-log")
+	require.NotContains(t, string(metrics.Raw), "203.0.113.7")
+}
+
+// loginToken logs in a new staff member of role and returns its token.
+func (h *harness) loginToken(role string) string {
+	_, tok := h.login(role)
+	return tok
+}
+
+func TestAuditVerifyFindsTheFirstBrokenEntry(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	for i := 0; i < 5; i++ {
+		h.storeOrder(fmt.Sprintf("ord-a%d", i))
+	}
+	tok := h.loginToken("auditor")
+	v := h.call("GET", "/v1/audit/verify", tok, nil)
+	require.Equal(t, 200, v.Status)
+	require.Equal(t, true, v.Body["intact"], string(v.Raw))
+
+	// Rewrite the stream with entry 3's actor edited, keeping every id.
+	ctx := context.Background()
+	key := "piivault:{audit}:log"
+	msgs := h.env.Redis.XRange(ctx, key, "-", "+").Val()
+	require.NoError(t, h.env.Redis.Del(ctx, key).Err())
+	for i, m := range msgs {
+		raw := m.Values["entry"].(string)
+		if i == 2 {
+			raw = strings.Replace(raw, `"actor":"client:`, `"actor":"client:x`, 1)
+		}
+		require.NoError(t, h.env.Redis.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: m.ID, Values: map[string]any{"entry": raw}}).Err())
+	}
+	v = h.call("GET", "/v1/audit/verify", tok, nil)
+	require.Equal(t, false, v.Body["intact"])
+	broken := v.Body["first_broken"].(map[string]any)
+	require.EqualValues(t, 3, broken["seq"])
+	require.Equal(t, msgs[2].ID, broken["id"])
+	require.Contains(t, broken["reason"], "modified")
+
+	// The CLI agrees, with one line on stderr and a non-zero exit.
+	err := realMain(ctx, []string{"audit", "verify"}, nil, io.Discard, io.Discard, envOf(baseEnv(h.env)))
+	require.ErrorContains(t, err, "broken at entry 3")
+}
+
+func TestAuditVerifyFindsDeletedEntries(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	for i := 0; i < 4; i++ {
+		h.storeOrder(fmt.Sprintf("ord-b%d", i))
+	}
+	ctx := context.Background()
+	msgs := h.env.Redis.XRange(ctx, "piivault:{audit}:log", "-", "+").Val()
+	h.env.Redis.XDel(ctx, "piivault:{audit}:log", msgs[1].ID)
+	v, err := h.app.audit.Verify(ctx)
+	require.NoError(t, err)
+	require.False(t, v.Intact)
+	require.EqualValues(t, 3, v.Broken.Seq)
+	require.Contains(t, v.Broken.Reason, "removed")
+
+	h.env.Redis.XDel(ctx, "piivault:{audit}:log", msgs[3].ID) // the newest
+	h.env.Redis.Del(ctx, "piivault:{audit}:log")
+	v, err = h.app.audit.Verify(ctx)
+	require.NoError(t, err)
+	require.False(t, v.Intact, "emptying the trail is detected by the head")
+}
+
+func TestFailedLoginsBlockTheIPOnEveryInstance(t *testing.T) {
+	h1 := newHarness(t, nil, nil)
+	h2 := newHarness(t, h1.env, nil)
+	adminTok := h1.loginToken("admin")
+	h1.ip, h2.ip = "198.51.100.9", "198.51.100.9"
+	for i := 0; i < 10; i++ {
+		r := h1.call("POST", "/v1/auth/login", "", map[string]any{"username": "mallory", "password": "Guess-Guess-123!", "totp": "123456"})
+		require.Equal(t, 401, r.Status, "attempt %d", i)
+	}
+	r := h2.call("GET", "/v1/orders/anything", h2.apiKey, nil)
+	require.Equal(t, 403, r.Status, "the 11th request, on a second instance, is blocked")
+	require.Equal(t, "blocked", r.errorCode())
+
+	h2.ip = "192.0.2.1" // the admin, elsewhere
+	list := h2.call("GET", "/v1/admin/blocks", adminTok, nil)
+	require.Contains(t, string(list.Raw), "198.51.100.9")
+	require.Equal(t, 204, h2.call("DELETE", "/v1/admin/blocks/198.51.100.9", adminTok, nil).Status)
+	h1.ip = "198.51.100.9"
+	require.Equal(t, 404, h1.call("GET", "/v1/orders/anything", h1.apiKey, nil).Status, "unblocking restores access")
+	require.Equal(t, 1, countAudit(t, h1, "ip.block"))
+	require.Equal(t, 1, countAudit(t, h1, "ip.unblock"))
+}
+
+func TestBadAPIKeysBlockTheIP(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.ip = "198.51.100.77"
+	for i := 0; i < 10; i++ {
+		require.Equal(t, 401, h.call("GET", "/v1/orders/x", "pvk_guess"+strconv.Itoa(i), nil).Status)
+	}
+	require.Equal(t, 403, h.call("GET", "/v1/orders/x", h.apiKey, nil).Status)
+}
+
+// alertReceiver is a local Slack-compatible webhook that records alerts.
+type alertReceiver struct {
+	mu    sync.Mutex
+	texts []string
+}
+
+func (a *alertReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Text string `json:"text"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&body)
+	a.mu.Lock()
+	a.texts = append(a.texts, body.Text)
+	a.mu.Unlock()
+}
+
+func (a *alertReceiver) all() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return strings.Join(a.texts, "\n")
+}
+
+func TestRevealThresholdSuspendsAndAlerts(t *testing.T) {
+	recv := &alertReceiver{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_REVEAL_LIMIT": "3", "PIIVAULT_ALERT_URL": srv.URL})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go h.app.alerter.Run(ctx)
+
+	for i := 0; i < 5; i++ {
+		h.storeOrder(fmt.Sprintf("ord-t%d", i))
+	}
+	name, tok := h.login("fulfillment")
+	for i := 0; i < 4; i++ {
+		require.Equal(t, 200, h.call("GET", fmt.Sprintf("/v1/orders/ord-t%d/shipping", i), tok, nil).Status, "reveal %d", i)
+	}
+	r := h.call("GET", "/v1/orders/ord-t4/shipping", tok, nil)
+	require.Equal(t, 403, r.Status, "the account is suspended after crossing the threshold")
+	require.Eventually(t, func() bool { return strings.Contains(recv.all(), name) }, 5*time.Second, 50*time.Millisecond)
+	require.Contains(t, recv.all(), "suspended")
+	requireNoPII(t, "alerts", recv.all())
+
+	require.NoError(t, h.app.staff.Unsuspend(ctx, name))
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-t4/shipping", tok, nil).Status)
+}
+
+func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_RATE_LIMIT": "2", "PIIVAULT_LOGIN_RATE_LIMIT": "3"})
+	require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, orderBody("ord-rl1")).Status)
+	require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, orderBody("ord-rl2")).Status)
+	r := h.call("POST", "/v1/orders", h.apiKey, orderBody("ord-rl3"))
+	require.Equal(t, 429, r.Status)
+	require.Equal(t, "rate_limited", r.errorCode())
+	ra, err := strconv.Atoi(r.Header.Get("Retry-After"))
+	require.NoError(t, err)
+	require.True(t, ra >= 1 && ra <= 60, "Retry-After %d", ra)
+
+	h.ip = "192.0.2.44"
+	for i := 0; i < 3; i++ {
+		require.Equal(t, 401, h.call("POST", "/v1/auth/login", "", map[string]any{"username": "x", "password": "y", "totp": "1"}).Status)
+	}
+	r = h.call("POST", "/v1/auth/login", "", map[string]any{"username": "x", "password": "y", "totp": "1"})
+	require.Equal(t, 429, r.Status)
+	require.NotEmpty(t, r.Header.Get("Retry-After"))
+}
