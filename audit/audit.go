@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -91,6 +92,10 @@ func (e Entry) digest() string {
 
 // Log is the audit trail in Redis.
 type Log struct {
+	// mu serialises this process's appends: they chain onto one head, so
+	// concurrent appends would only retry each other. Other instances are
+	// handled by the compare-and-append script.
+	mu      sync.Mutex
 	rdb     redis.UniversalClient
 	now     func() time.Time
 	timeout time.Duration
@@ -119,6 +124,8 @@ return id
 func (l *Log) Record(ctx context.Context, e Entry) error {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	e.Time = l.now().UTC()
 	for attempt := 0; attempt < 50; attempt++ {
 		head, seq, err := l.head(ctx)

@@ -14,16 +14,20 @@ import (
 )
 
 // RedisLocker is gocron's distributed Locker on Redis: SET NX PX with a
-// random token. The lease expires by itself if its holder dies; Unlock
-// deletes it only if it still holds the same token.
+// random token. The lease expires by itself if its holder dies. Unlock keeps
+// the lease until minHold has passed since it was taken, so an instance whose
+// clock runs a little behind cannot start the same run again right after a
+// fast job ends; it deletes the lease only while it still holds its token.
 type RedisLocker struct {
-	rdb   redis.UniversalClient
-	lease time.Duration
+	rdb     redis.UniversalClient
+	lease   time.Duration
+	minHold time.Duration
 }
 
-// NewRedisLocker builds a locker whose leases last lease at most.
-func NewRedisLocker(rdb redis.UniversalClient, lease time.Duration) *RedisLocker {
-	return &RedisLocker{rdb: rdb, lease: lease}
+// NewRedisLocker builds a locker whose leases last at most lease and at
+// least minHold.
+func NewRedisLocker(rdb redis.UniversalClient, lease, minHold time.Duration) *RedisLocker {
+	return &RedisLocker{rdb: rdb, lease: lease, minHold: minHold}
 }
 
 var errLocked = errors.New("job is locked by another instance")
@@ -43,21 +47,29 @@ func (l *RedisLocker) Lock(ctx context.Context, key string) (gocron.Lock, error)
 	if !ok {
 		return nil, errLocked
 	}
-	return &redisLock{rdb: l.rdb, key: k, token: token}, nil
+	return &redisLock{rdb: l.rdb, key: k, token: token, until: time.Now().Add(l.minHold)}, nil
 }
 
 type redisLock struct {
 	rdb   redis.UniversalClient
 	key   string
 	token string
+	until time.Time // keep the lease at least until then
 }
 
 var unlockScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0`)
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local keep = tonumber(ARGV[2])
+if keep > 0 then return redis.call('PEXPIRE', KEYS[1], keep) end
+return redis.call('DEL', KEYS[1])`)
 
+// Unlock gets the job's context, which is cancelled on shutdown: it must
+// still release the lease then.
 func (l *redisLock) Unlock(ctx context.Context) error {
-	return unlockScript.Run(ctx, l.rdb, []string{l.key}, l.token).Err()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	keep := time.Until(l.until).Milliseconds()
+	return unlockScript.Run(ctx, l.rdb, []string{l.key}, l.token, max(keep, 0)).Err()
 }
 
 // Schedule runs the retention sweep every sweepEvery and the key shredder

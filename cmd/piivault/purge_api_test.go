@@ -96,12 +96,14 @@ func TestConcurrentSweepersNeverDoublePurge(t *testing.T) {
 func TestRedisLockerHasOneHolderAndALease(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	l := purge.NewRedisLocker(env.Redis, 300*time.Millisecond)
+	l := purge.NewRedisLocker(env.Redis, 300*time.Millisecond, 0)
 	lock, err := l.Lock(ctx, "retention-sweep")
 	require.NoError(t, err)
 	_, err = l.Lock(ctx, "retention-sweep")
 	require.Error(t, err, "a second instance must not take a held lock")
-	require.NoError(t, lock.Unlock(ctx))
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	require.NoError(t, lock.Unlock(cancelled), "unlock works with the job's cancelled context")
 	again, err := l.Lock(ctx, "retention-sweep")
 	require.NoError(t, err)
 	_ = again // its holder "dies": never unlocked
@@ -109,6 +111,18 @@ func TestRedisLockerHasOneHolderAndALease(t *testing.T) {
 		_, err := l.Lock(ctx, "retention-sweep")
 		return err == nil
 	}, 2*time.Second, 50*time.Millisecond, "the lease must free itself")
+
+	// With a minimum hold, an early unlock keeps the lease until then.
+	held := purge.NewRedisLocker(env.Redis, time.Minute, 400*time.Millisecond)
+	lk, err := held.Lock(ctx, "key-shred")
+	require.NoError(t, err)
+	require.NoError(t, lk.Unlock(ctx))
+	_, err = held.Lock(ctx, "key-shred")
+	require.Error(t, err, "a fast run still holds the lease for minHold")
+	require.Eventually(t, func() bool {
+		_, err := held.Lock(ctx, "key-shred")
+		return err == nil
+	}, 2*time.Second, 50*time.Millisecond)
 }
 
 func TestDeletionRequestPurgesExactlyThatEmailsOrders(t *testing.T) {

@@ -46,7 +46,7 @@ func cmdServe(ctx context.Context, e *env) error {
 		func() { a.vault.KeepLoggedIn(bg) },
 		func() { a.alerter.Run(bg) },
 		func() {
-			locker := purge.NewRedisLocker(a.redis, 10*time.Minute)
+			locker := purge.NewRedisLocker(a.redis, 10*time.Minute, a.cfg.SweepInterval/2)
 			if err := purge.Schedule(bg, a.purger, a.shredder, locker, a.cfg.SweepInterval, a.log); err != nil {
 				a.log.Error("scheduler stopped", "err", err)
 			}
