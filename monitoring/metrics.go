@@ -35,6 +35,9 @@ var (
 	AuditLength = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "piivault_audit_entries", Help: "Entries in the audit trail.",
 	})
+	accessDropped = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "piivault_access_log_dropped_total", Help: "Access lines not kept in Redis (queue full or Redis down).",
+	})
 	rateLimited = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "piivault_rate_limited_total", Help: "Requests refused by a rate limit, by limit.",
 	}, []string{"limit"})

@@ -164,26 +164,34 @@ func (c *coalescer) loop() {
 			return
 		}
 		batch, n := []*call{first}, len(first.items)
-		// Take what is already waiting, then give stragglers MaxWait.
-		timer := time.NewTimer(c.cfg.MaxWait)
+		// Take what is already waiting. Wait up to MaxWait for stragglers
+		// only while another batch is in flight: an idle Vault is better
+		// used at once, a busy one by a fuller batch.
+		var timer *time.Timer
 	collect:
 		for n < c.cfg.MaxItems {
 			select {
 			case cl := <-c.queue:
 				batch, n = append(batch, cl), n+len(cl.items)
+				continue
 			default:
-				if c.cfg.MaxWait == 0 {
-					break collect
-				}
-				select {
-				case cl := <-c.queue:
-					batch, n = append(batch, cl), n+len(cl.items)
-				case <-timer.C:
-					break collect
-				}
+			}
+			if c.cfg.MaxWait == 0 || len(c.slots) == 0 {
+				break
+			}
+			if timer == nil {
+				timer = time.NewTimer(c.cfg.MaxWait)
+			}
+			select {
+			case cl := <-c.queue:
+				batch, n = append(batch, cl), n+len(cl.items)
+			case <-timer.C:
+				break collect
 			}
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		c.slots <- struct{}{}
 		c.wg.Add(1)
 		go func() {

@@ -206,13 +206,6 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	}
 	digest, bidx := macs[0].Value, macs[1].Value
 
-	// A repeat is answered without spending an encryption on it.
-	if ref, err := s.Get(ctx, req.OrderID); err == nil {
-		return s.repeat(ctx, k, ref, digest)
-	} else if !apperr.Is(err, apperr.NotFound) {
-		return Receipt{}, 0, err
-	}
-
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
@@ -242,7 +235,7 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	switch code {
 	case 1:
 		return Receipt{OrderID: req.OrderID, Status: StatusHeld, ExpiresAt: expires}, Created, nil
-	case 2:
+	case 2: // the same request again: answer with what is stored
 		ref, err := s.Get(ctx, req.OrderID)
 		if err != nil {
 			return Receipt{}, 0, err
@@ -253,25 +246,6 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	default:
 		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
 	}
-}
-
-func (s *Store) repeat(ctx context.Context, k keys, ref Reference, digest string) (Receipt, StoreResult, error) {
-	if ref.Status != StatusHeld {
-		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	old, err := s.rdb.HGet(rctx, k.pii, "digest").Result()
-	if errors.Is(err, redis.Nil) {
-		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
-	}
-	if err != nil {
-		return Receipt{}, 0, storeErr(err)
-	}
-	if old != digest {
-		return Receipt{}, 0, apperr.New(apperr.Conflict, "order already stored with different data")
-	}
-	return Receipt{OrderID: ref.OrderID, Status: ref.Status, ExpiresAt: ref.ExpiresAt}, Duplicate, nil
 }
 
 // Get returns an order's purchase reference, or NotFound.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"piivault/audit"
@@ -65,8 +66,13 @@ func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (
 	return done, nil
 }
 
-// SweepBatch is how many due orders one step of a sweep takes.
-const SweepBatch = 500
+// SweepBatch is how many due orders one step of a sweep takes, and
+// sweepWorkers how many of them are purged at once (each purge is one
+// independent atomic script, so they parallelise).
+const (
+	SweepBatch   = 500
+	sweepWorkers = 8
+)
 
 // Sweep purges every order whose retention has ended, including those whose
 // ciphertext Redis already expired by TTL. It returns how many it purged.
@@ -82,21 +88,10 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 		if err != nil {
 			return total, fmt.Errorf("sweep: list due orders: %w", err)
 		}
-		progress := 0
-		for _, h := range due {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			done, err := p.Purge(pctx, "system", "", h.OrderID, orders.ReasonRetention)
-			cancel()
-			if err != nil && !apperr.Is(err, apperr.NotFound) {
-				errs = append(errs, err)
-				continue
-			}
-			progress++
-			if done {
-				total++
-			}
-		}
-		if len(due) < SweepBatch || progress == 0 {
+		purged, failed := p.purgeAll(ctx, due)
+		total += purged
+		errs = append(errs, failed...)
+		if len(due) < SweepBatch || len(failed) == len(due) {
 			break
 		}
 	}
@@ -106,6 +101,43 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	}
 	p.log.Info("retention sweep", slog.Int("purged", total), slog.Duration("took", time.Since(start)))
 	return total, nil
+}
+
+// purgeAll purges due orders for retention on a few workers; an order gone
+// already (unknown) counts as done.
+func (p *Purger) purgeAll(ctx context.Context, due []orders.Held) (int, []error) {
+	var (
+		mu     sync.Mutex
+		purged int
+		errs   []error
+		wg     sync.WaitGroup
+	)
+	next := make(chan string)
+	for w := 0; w < sweepWorkers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range next {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				done, err := p.Purge(pctx, "system", "", id, orders.ReasonRetention)
+				cancel()
+				mu.Lock()
+				switch {
+				case err != nil && !apperr.Is(err, apperr.NotFound):
+					errs = append(errs, err)
+				case done:
+					purged++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, h := range due {
+		next <- h.OrderID
+	}
+	close(next)
+	wg.Wait()
+	return purged, errs
 }
 
 // observe refreshes the backlog and age gauges.

@@ -64,7 +64,7 @@ type Deps struct {
 	TrustedProxies []string
 	AllowedOrigins []string
 	TLS            bool
-	AccessLogMax   int64
+	AccessLog      *monitoring.AccessStore
 }
 
 const (
@@ -87,7 +87,7 @@ func New(d Deps) (*gin.Engine, error) {
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
 		s.fail(c, apperr.New(apperr.Internal, "internal error"))
 	}))
-	r.Use(monitoring.AccessLog(d.Log, d.Redis, d.AccessLogMax), s.headers, s.cors)
+	r.Use(monitoring.AccessLog(d.Log, d.AccessLog), s.headers, s.cors)
 	r.NoRoute(func(c *gin.Context) { s.fail(c, apperr.New(apperr.NotFound, "no such endpoint")) })
 	r.NoMethod(func(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, web.ErrorBody{Error: web.ErrorDetail{

@@ -28,6 +28,9 @@ import (
 
 const suspendedKey = "piivault:{staff}:suspended"
 
+// MaxPasswordBytes is bcrypt's limit: Vault's userpass fails (500) on more.
+const MaxPasswordBytes = 72
+
 // loginFloor is the least time a failed login takes, so unknown users,
 // wrong passwords and wrong codes all answer in the same timing class.
 const loginFloor = 600 * time.Millisecond
@@ -80,9 +83,9 @@ func (s *Service) Login(ctx context.Context, username, password, totp string) (v
 }
 
 func (s *Service) login(ctx context.Context, username, password, totp string) (vault.Session, error) {
-	if !ValidUsername(username) || password == "" || len(password) > 256 || len(totp) > 16 {
-		// Still ask Vault, so a malformed name costs what a wrong one does.
-		username = "invalid-user"
+	if !ValidUsername(username) || password == "" || len(password) > MaxPasswordBytes || len(totp) > 16 {
+		// Still ask Vault, so a malformed attempt costs what a wrong one does.
+		username, password = "invalid-user", "invalid-password"
 	}
 	sess, err := s.dir.Login(ctx, username, password, totp)
 	if err != nil {
@@ -168,6 +171,9 @@ func CheckPassword(p string) error {
 	var missing []string
 	if len([]rune(p)) < 14 {
 		missing = append(missing, "at least 14 characters")
+	}
+	if len(p) > MaxPasswordBytes {
+		missing = append(missing, "at most 72 bytes")
 	}
 	classes := []struct {
 		name string

@@ -49,7 +49,11 @@ func (c *Client) HMAC(ctx context.Context, inputs [][]byte) ([]Result, error) {
 func (c *Client) batch(ctx context.Context, path string, batch []map[string]any, field string) ([]Result, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	s, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/"+path, map[string]any{"batch_input": batch})
+	// partial_failure_response_code keeps the other items' results when one
+	// item fails; without it vaultapi returns only an error for all of them.
+	s, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/"+path, map[string]any{
+		"batch_input": batch, "partial_failure_response_code": 200,
+	})
 	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
 		return nil, translate(err, "transit "+path)
 	}

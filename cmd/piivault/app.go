@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -47,6 +49,7 @@ type app struct {
 	staff     *staff.Service
 	monitor   *monitoring.Monitor
 	alerter   *monitoring.Alerter
+	access    *monitoring.AccessStore
 	purger    *purge.Purger
 	deletions *purge.Deletions
 	shredder  *purge.Shredder
@@ -82,6 +85,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.clients = clients.NewRegistry(rdb)
 	a.staff = staff.NewService(vc, rdb)
 	a.alerter = monitoring.NewAlerter(cfg.AlertURL, log)
+	a.access = monitoring.NewAccessStore(rdb, cfg.AccessLogMax, log)
 	limits := monitoring.DefaultThresholds
 	limits.RevealsPerHour = cfg.RevealLimit
 	a.monitor = monitoring.NewMonitor(rdb, a.audit, a.staff, a.alerter, limits, log)
@@ -89,6 +93,17 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
 	a.shredder = purge.NewShredder(vc, a.store, a.store, a.audit, log, cfg.KeyRotation)
 	return a, nil
+}
+
+// runBackground runs the app's background loops until ctx ends: Vault
+// token renewal, alert delivery and keeping access lines in Redis.
+func (a *app) runBackground(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run} {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(ctx) }()
+	}
+	wg.Wait()
 }
 
 func (a *app) close() {
@@ -133,6 +148,8 @@ func (a *app) handler() (*gin.Engine, error) {
 		TrustedProxies: a.cfg.TrustedProxies,
 		AllowedOrigins: a.cfg.AllowedOrigins,
 		TLS:            a.cfg.TLSCert != "",
-		AccessLogMax:   a.cfg.AccessLogMax,
+		AccessLog:      a.access,
 	})
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -93,7 +93,10 @@ func newHarness(t *testing.T, env *testenv.Env, extra map[string]string) *harnes
 	h, err := a.handler()
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
-	t.Cleanup(func() { srv.Close(); a.close() })
+	bg, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.runBackground(bg); close(done) }()
+	t.Cleanup(func() { srv.Close(); stop(); <-done; a.close() })
 	key, err := a.clients.Add(context.Background(), fmt.Sprintf("shop-%d", seq.Add(1)))
 	require.NoError(t, err)
 	return &harness{t: t, env: env, app: a, url: srv.URL, logs: logs, apiKey: key, ip: "127.0.0.1"}

@@ -40,10 +40,13 @@ func TestAccessLogAndAuditHoldNoPIIOrTokens(t *testing.T) {
 
 	ctx := context.Background()
 	var kept strings.Builder
-	for _, m := range h.env.Redis.XRange(ctx, "piivault:{access}:log", "-", "+").Val() {
-		fmt.Fprintf(&kept, "%v\n", m.Values)
-	}
-	require.Contains(t, kept.String(), "/v1/orders/:id/shipping", "access lines are kept in Redis")
+	require.Eventually(t, func() bool {
+		kept.Reset()
+		for _, m := range h.env.Redis.XRange(ctx, "piivault:{access}:log", "-", "+").Val() {
+			fmt.Fprintf(&kept, "%v\n", m.Values)
+		}
+		return strings.Contains(kept.String(), "/v1/orders/:id/shipping")
+	}, 5*time.Second, 50*time.Millisecond, "access lines are kept in Redis")
 	requireNoPII(t, "kept access log", kept.String())
 
 	entries := h.call("GET", "/v1/audit", h.loginToken("auditor"), nil)
@@ -182,7 +185,6 @@ func TestRevealThresholdSuspendsAndAlerts(t *testing.T) {
 	h := newHarness(t, nil, map[string]string{"PIIVAULT_REVEAL_LIMIT": "3", "PIIVAULT_ALERT_URL": srv.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go h.app.alerter.Run(ctx)
 
 	for i := 0; i < 5; i++ {
 		h.storeOrder(fmt.Sprintf("ord-t%d", i))

@@ -43,8 +43,7 @@ func cmdServe(ctx context.Context, e *env) error {
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
 	for _, run := range []func(){
-		func() { a.vault.KeepLoggedIn(bg) },
-		func() { a.alerter.Run(bg) },
+		func() { a.runBackground(bg) },
 		func() {
 			locker := purge.NewRedisLocker(a.redis, 10*time.Minute, a.cfg.SweepInterval/2)
 			if err := purge.Schedule(bg, a.purger, a.shredder, locker, a.cfg.SweepInterval, a.log); err != nil {
