@@ -58,7 +58,10 @@ fuzz:
 run: build vault redis
 	@scripts/run.sh
 
+# Go benchmarks of the hot in-process paths, then the whole stack against
+# the bare Vault+Redis pipeline (writes bench/results.json).
 bench: build vault redis
+	go test -run '^$$' -bench . -benchmem ./orders ./webhooks
 	$(BIN) bench
 
 clean:

@@ -102,6 +102,12 @@ type Log struct {
 	mu       sync.Mutex
 	queue    []*pending
 	flushing bool
+
+	// cached is the head this process last wrote (guarded by flushing):
+	// appending onto it saves a read; the script refuses it if another
+	// instance has moved the head since, and then the head is read again.
+	cached    string
+	cachedSeq int64
 }
 
 type pending struct {
@@ -166,9 +172,12 @@ func (l *Log) appendGroup(group []*pending) error {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
 	for attempt := 0; attempt < 50; attempt++ {
-		head, seq, err := l.head(ctx)
-		if err != nil {
-			return err
+		head, seq := l.cached, l.cachedSeq
+		if head == "" || attempt > 0 {
+			var err error
+			if head, seq, err = l.head(ctx); err != nil {
+				return err
+			}
 		}
 		args := []any{headValue(0, genesis), headValue(seq, head), ""}
 		prev := head
@@ -189,8 +198,10 @@ func (l *Log) appendGroup(group []*pending) error {
 			continue // another instance appended first: chain onto theirs
 		}
 		if err != nil {
+			l.cached = ""
 			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
 		}
+		l.cached, l.cachedSeq = prev, seq
 		if len(ids) != len(group) {
 			return fmt.Errorf("audit: %d ids for %d entries", len(ids), len(group))
 		}

@@ -6,16 +6,24 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
 	"piivault/internal/apperr"
 	"piivault/vault"
 )
+
+var batchItems = promauto.NewHistogram(prometheus.HistogramOpts{
+	Name: "piivault_vault_batch_items", Help: "Items per coalesced transit call.",
+	Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
+})
 
 // BatchConfig tunes the Batcher.
 type BatchConfig struct {
 	MaxItems  int           // flush when a batch holds this many items (default 64)
 	MaxWait   time.Duration // wait at most this long for more items after the first (default 2ms)
 	QueueSize int           // pending requests before callers wait (default 4096)
-	InFlight  int           // concurrent Vault calls per operation (default 8)
+	InFlight  int           // concurrent Vault calls per operation (default 2)
 	Timeout   time.Duration // bound on one Vault batch call (default 5s)
 }
 
@@ -42,7 +50,7 @@ func NewBatcher(next Sealer, cfg BatchConfig) *Batcher {
 		cfg.QueueSize = 4096
 	}
 	if cfg.InFlight <= 0 {
-		cfg.InFlight = 8
+		cfg.InFlight = 2
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
@@ -163,10 +171,12 @@ func (c *coalescer) loop() {
 			c.drain()
 			return
 		}
+		// Wait for a free Vault call first: while every call is busy, new
+		// requests pile up in the queue and all go into this batch.
+		c.slots <- struct{}{}
 		batch, n := []*call{first}, len(first.items)
-		// Take what is already waiting. Wait up to MaxWait for stragglers
-		// only while another batch is in flight: an idle Vault is better
-		// used at once, a busy one by a fuller batch.
+		// Take what is waiting. Give stragglers up to MaxWait only while
+		// another batch is in flight: an idle Vault is better used at once.
 		var timer *time.Timer
 	collect:
 		for n < c.cfg.MaxItems {
@@ -176,7 +186,7 @@ func (c *coalescer) loop() {
 				continue
 			default:
 			}
-			if c.cfg.MaxWait == 0 || len(c.slots) == 0 {
+			if c.cfg.MaxWait == 0 || len(c.slots) < 2 {
 				break
 			}
 			if timer == nil {
@@ -192,7 +202,6 @@ func (c *coalescer) loop() {
 		if timer != nil {
 			timer.Stop()
 		}
-		c.slots <- struct{}{}
 		c.wg.Add(1)
 		go func() {
 			defer func() { <-c.slots; c.wg.Done() }()
@@ -220,6 +229,7 @@ func (c *coalescer) run(batch []*call) {
 	// one caller's cancellation must not fail the others.
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
+	batchItems.Observe(float64(len(items)))
 	res, err := c.flush(ctx, items)
 	if err == nil && len(res) != len(items) {
 		err = errors.New("vault returned a different number of results than items")

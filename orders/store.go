@@ -36,6 +36,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -192,20 +193,6 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("canonical request: %w", err)
 	}
-	macs, err := s.sealer.HMAC(ctx, [][]byte{
-		append([]byte("request\x00"), canon...),
-		[]byte("email\x00" + NormalizeEmail(req.Shipping.Email)),
-	})
-	if err != nil {
-		return Receipt{}, 0, fmt.Errorf("blind index: %w", err)
-	}
-	for _, m := range macs {
-		if m.Err != nil {
-			return Receipt{}, 0, fmt.Errorf("blind index: %w", m.Err)
-		}
-	}
-	digest, bidx := macs[0].Value, macs[1].Value
-
 	nonce := make([]byte, 16)
 	if _, err := rand.Read(nonce); err != nil {
 		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
@@ -214,13 +201,38 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
 	}
+	// The blind-index HMACs and the encryption are independent Vault calls:
+	// run them side by side.
+	var (
+		macs   []vault.Result
+		macErr error
+		wg     sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		macs, macErr = s.sealer.HMAC(ctx, [][]byte{
+			append([]byte("request\x00"), canon...),
+			[]byte("email\x00" + NormalizeEmail(req.Shipping.Email)),
+		})
+	}()
 	enc, err := s.sealer.Encrypt(ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: []byte(req.OrderID)}})
+	wg.Wait()
+	if macErr != nil {
+		return Receipt{}, 0, fmt.Errorf("blind index: %w", macErr)
+	}
+	for _, m := range macs {
+		if m.Err != nil {
+			return Receipt{}, 0, fmt.Errorf("blind index: %w", m.Err)
+		}
+	}
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("encrypt: %w", err)
 	}
 	if enc[0].Err != nil {
 		return Receipt{}, 0, fmt.Errorf("encrypt: %w", enc[0].Err)
 	}
+	digest, bidx := macs[0].Value, macs[1].Value
 
 	now := s.now().UTC().Truncate(time.Millisecond) // Redis keeps milliseconds
 	expires := now.Add(s.retention)

@@ -71,6 +71,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	vc.Timeout = cfg.Timeout
 	vc.MaxRetries = 0 // callers hold deadlines; a retry loop here would hide an outage
+	// cleanhttp keeps GOMAXPROCS+1 idle connections per host; concurrent
+	// reveals and logins would otherwise open a new connection per call.
+	if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
+		t.MaxIdleConnsPerHost = 128
+	}
 	api, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)

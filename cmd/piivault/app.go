@@ -64,6 +64,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	opts := *cfg.redisOpts
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	opts.MaxRetries = 1
+	if opts.PoolSize == 0 {
+		opts.PoolSize = 128 // a request makes several round trips; don't queue for connections
+	}
 	rdb := redis.NewClient(&opts)
 	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
 		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, log)
