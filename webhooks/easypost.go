@@ -5,8 +5,15 @@ import (
 	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/text/unicode/norm"
@@ -81,8 +88,77 @@ func (h *Handler) EasyPost(c *gin.Context) {
 			return "not_shipped", nil
 		}
 		if orderID == "" && shipment != "" {
-			orderID, _ = h.rdb.Get(ctx, "piivault:{wh}:easypost-shipment:"+shipment).Result()
+			var err error
+			if orderID, err = h.shipmentOrder(ctx, shipment); err != nil {
+				return "", err
+			}
 		}
 		return h.purge(ctx, "easypost", ip, orderID, orders.ReasonShipped)
 	}})
+}
+
+// shipmentOrder finds the order of an EasyPost shipment: first from what
+// piivault remembered, then (with an API key) from the shipment's
+// reference, read from EasyPost's API and remembered. "" when unknown.
+func (h *Handler) shipmentOrder(ctx context.Context, shipment string) (string, error) {
+	key := "piivault:{wh}:easypost-shipment:" + shipment
+	id, err := h.rdb.Get(ctx, key).Result()
+	if err == nil || h.easypost == nil {
+		return id, nil
+	}
+	if !errors.Is(err, redis.Nil) {
+		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	ref, err := h.easypost.ShipmentReference(ctx, shipment)
+	if err != nil {
+		// EasyPost retries the event later; answer so that it does.
+		return "", apperr.Wrap(apperr.Internal, err, "easypost shipment lookup failed")
+	}
+	if ref != "" {
+		h.rdb.Set(ctx, key, ref, shipmentMemory)
+	}
+	return ref, nil
+}
+
+// EasyPostAPI reads shipments from EasyPost's API.
+type EasyPostAPI struct {
+	base string
+	key  string
+	http *http.Client
+}
+
+// NewEasyPostAPI builds a client for base (e.g. https://api.easypost.com/v2)
+// authenticating with an API key, as EasyPost documents (HTTP Basic, key as user).
+func NewEasyPostAPI(base, key string) *EasyPostAPI {
+	return &EasyPostAPI{base: strings.TrimRight(base, "/"), key: key, http: &http.Client{Timeout: 5 * time.Second}}
+}
+
+// ShipmentReference returns the reference of a shipment ("" when it has none).
+func (e *EasyPostAPI) ShipmentReference(ctx context.Context, shipmentID string) (string, error) {
+	if !strings.HasPrefix(shipmentID, "shp_") || len(shipmentID) > 64 {
+		return "", nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/shipments/"+url.PathEscape(shipmentID), nil)
+	if err != nil {
+		return "", err
+	}
+	req.SetBasicAuth(e.key, "")
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("easypost: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return "", nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("easypost: shipment lookup answered %d", resp.StatusCode)
+	}
+	var shp struct {
+		Reference string `json:"reference"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&shp); err != nil {
+		return "", fmt.Errorf("easypost: shipment: %w", err)
+	}
+	return shp.Reference, nil
 }

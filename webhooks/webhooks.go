@@ -89,6 +89,12 @@ type Handler struct {
 	write     func(*gin.Context, error)
 	now       func() time.Time
 	tolerance time.Duration
+	easypost  ShipmentLookup
+}
+
+// ShipmentLookup finds an EasyPost shipment's reference (EasyPostAPI).
+type ShipmentLookup interface {
+	ShipmentReference(ctx context.Context, shipmentID string) (string, error)
 }
 
 // Deps are a Handler's collaborators.
@@ -102,12 +108,16 @@ type Deps struct {
 	Redis   redis.UniversalClient
 	Log     *slog.Logger
 	Write   func(*gin.Context, error)
+	// EasyPost, when set, looks up the order of tracker events that name
+	// only a shipment piivault has not seen.
+	EasyPost ShipmentLookup
 }
 
 // NewHandler builds a Handler.
 func NewHandler(d Deps) *Handler {
 	return &Handler{secrets: d.Secrets, orders: d.Orders, purger: d.Purger, bulk: d.Bulk, audit: d.Audit,
-		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute}
+		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute,
+		easypost: d.EasyPost}
 }
 
 var (

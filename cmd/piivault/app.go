@@ -121,6 +121,10 @@ func (a *app) handler() (*gin.Engine, error) {
 	for i, s := range a.cfg.StripeSecrets {
 		stripe[i] = string(s)
 	}
+	var easypost webhooks.ShipmentLookup
+	if a.cfg.EasyPostAPIKey != "" {
+		easypost = webhooks.NewEasyPostAPI(a.cfg.EasyPostAPIURL, string(a.cfg.EasyPostAPIKey))
+	}
 	var clientLimit, loginLimit server.Limiter
 	if a.cfg.ClientRate > 0 {
 		clientLimit = monitoring.NewLimiter(a.redis, "client", a.cfg.ClientRate, time.Minute)
@@ -144,7 +148,7 @@ func (a *app) handler() (*gin.Engine, error) {
 			Secrets: webhooks.Secrets{Stripe: stripe, Shopify: string(a.cfg.ShopifySecret),
 				EasyPost: string(a.cfg.EasyPostSecret), Shipping: string(a.cfg.ShippingSecret)},
 			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
-			Redis: a.redis, Log: a.log, Write: write,
+			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost,
 		}),
 		LoginLimit:     loginLimit,
 		ClientLimit:    clientLimit,

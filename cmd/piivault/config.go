@@ -41,6 +41,8 @@ type config struct {
 	StripeSecrets  []secret
 	ShopifySecret  secret
 	EasyPostSecret secret
+	EasyPostAPIKey secret
+	EasyPostAPIURL string
 	ShippingSecret secret
 	AlertURL       string
 	SweepInterval  time.Duration
@@ -84,6 +86,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		TLSKey:         getenv("PIIVAULT_TLS_KEY"),
 		ShopifySecret:  secret(getenv("SHOPIFY_WEBHOOK_SECRET")),
 		EasyPostSecret: secret(getenv("EASYPOST_WEBHOOK_SECRET")),
+		EasyPostAPIKey: secret(getenv("EASYPOST_API_KEY")),
+		EasyPostAPIURL: env("EASYPOST_API_URL", "https://api.easypost.com/v2"),
 		ShippingSecret: secret(getenv("PIIVAULT_WEBHOOK_SECRET")),
 		AlertURL:       getenv("PIIVAULT_ALERT_URL"),
 	}
@@ -144,6 +148,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
 			return nil, &configError{"PIIVAULT_TLS_CERT", "cannot load the certificate and key: " + err.Error()}
 		}
+	}
+	if u, err := url.Parse(c.EasyPostAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, &configError{"EASYPOST_API_URL", "want an http(s) URL"}
 	}
 	if c.AlertURL != "" {
 		if u, err := url.Parse(c.AlertURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {

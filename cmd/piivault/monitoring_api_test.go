@@ -222,3 +222,19 @@ func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 	require.Equal(t, 429, r.Status)
 	require.NotEmpty(t, r.Header.Get("Retry-After"))
 }
+
+func TestBadSignatureFloodAlerts(t *testing.T) {
+	recv := &alertReceiver{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_ALERT_URL": srv.URL})
+	h.ip = "198.51.100.200"
+	body := []byte(`{"event_id":"e","order_id":"o","status":"shipped"}`)
+	for i := 0; i < 20; i++ {
+		r := h.call("POST", "/v1/webhooks/shipping", "", body, "X-Piivault-Signature", "t=1,v1=00")
+		require.Equal(t, 401, r.Status)
+	}
+	require.Eventually(t, func() bool { return strings.Contains(recv.all(), "bad signatures") }, 5*time.Second, 50*time.Millisecond)
+	// Webhook senders are not blocked: a provider's IPs carry real deliveries too.
+	require.NotEqual(t, 403, h.call("POST", "/v1/webhooks/shipping", "", body).Status)
+}

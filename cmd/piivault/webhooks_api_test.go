@@ -6,6 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -253,4 +256,49 @@ func TestWebhookWithoutSecretIs404(t *testing.T) {
 		require.Equal(t, 404, r.Status, p)
 	}
 	_ = context.Background()
+}
+
+func TestEasyPostTrackerLooksUpTheShipmentReference(t *testing.T) {
+	// EasyPost's API is out of reach here: a loopback stand-in answers
+	// GET /shipments/{id} as EasyPost documents it (HTTP Basic, key as user).
+	var calls atomic.Int64
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		user, _, ok := r.BasicAuth()
+		if !ok || user != "EZTK_test_key" {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		switch r.URL.Path {
+		case "/v2/shipments/shp_known":
+			fmt.Fprint(w, `{"id":"shp_known","object":"Shipment","reference":"ord-ep3","status":"in_transit"}`)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer api.Close()
+	h := newHarness(t, nil, map[string]string{"EASYPOST_API_KEY": "EZTK_test_key", "EASYPOST_API_URL": api.URL + "/v2"})
+	h.storeOrder("ord-ep3")
+	send := func(body []byte) response {
+		return h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
+	}
+	tr := []byte(`{"id":"evt_t1","object":"Event","description":"tracker.updated",
+	  "result":{"object":"Tracker","id":"trk_9","status":"out_for_delivery","shipment_id":"shp_known","tracking_code":"EZ2"}}`)
+	r := send(tr)
+	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+	require.Equal(t, "shipped", h.call("GET", "/v1/orders/ord-ep3", h.apiKey, nil).Body["purge_reason"])
+
+	// The mapping is remembered: a later tracker event asks EasyPost no more.
+	before := calls.Load()
+	tr2 := []byte(`{"id":"evt_t2","object":"Event","description":"tracker.updated",
+	  "result":{"object":"Tracker","id":"trk_9","status":"delivered","shipment_id":"shp_known"}}`)
+	require.Equal(t, "already_purged", send(tr2).Body["outcome"])
+	require.Equal(t, before, calls.Load())
+
+	unknown := []byte(`{"id":"evt_t3","object":"Event","description":"tracker.updated",
+	  "result":{"object":"Tracker","id":"trk_8","status":"delivered","shipment_id":"shp_unknown"}}`)
+	require.Equal(t, "unknown_order", send(unknown).Body["outcome"])
+	noShipment := []byte(`{"id":"evt_t4","object":"Event","description":"tracker.updated",
+	  "result":{"object":"Tracker","id":"trk_7","status":"delivered","shipment_id":null}}`)
+	require.Equal(t, "unknown_order", send(noShipment).Body["outcome"])
 }
