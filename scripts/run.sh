@@ -9,6 +9,9 @@ VAULT_PORT=${VAULT_PORT:-8200}
 REDIS_PORT=${REDIS_PORT:-6390}
 LISTEN=${PIIVAULT_LISTEN:-127.0.0.1:8080}
 RUN=.run
+# Dev Vault keeps its keys in memory: data from an earlier run could not be
+# decrypted any more, so every run starts with an empty Redis.
+rm -rf "$RUN/redis"
 mkdir -p "$RUN/redis"
 chmod 700 "$RUN"
 

@@ -61,6 +61,8 @@ path "%[1]s/export/*"            { capabilities = ["deny"] }
 
 // PasswordPolicyHCL requires 20 characters with every class present; staff
 // passwords chosen by hand are checked by piivault against the same classes.
+// The symbols avoid ! " ' \ $ and backquote, so a generated password can be
+// pasted into a shell or a JSON string as it is.
 const PasswordPolicyHCL = `length = 20
 rule "charset" {
   charset = "abcdefghijklmnopqrstuvwxyz"
@@ -75,7 +77,7 @@ rule "charset" {
   min-chars = 2
 }
 rule "charset" {
-  charset = "!#%*+-.:=?@^_~"
+  charset = "#%*+-.:=?@^_~"
   min-chars = 2
 }
 `
