@@ -47,6 +47,7 @@ const (
 	ActionStaffAdd        = "staff.add"
 	ActionStaffRemove     = "staff.remove"
 	ActionStaffSuspend    = "staff.suspend"
+	ActionStaffUnsuspend  = "staff.unsuspend"
 	ActionClientAdd       = "client.add"
 	ActionClientRevoke    = "client.revoke"
 	ActionDeletionRequest = "deletion_request"

@@ -207,13 +207,17 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("staff unsuspend: %w", err)
 		}
-		_, rdb, err := e.auditLog(ctx, cfg)
+		log, rdb, err := e.auditLog(ctx, cfg)
 		if err != nil {
 			return err
 		}
 		defer rdb.Close()
 		if err := staff.NewService(vc, rdb).Unsuspend(ctx, name); err != nil {
 			return err
+		}
+		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
+			Detail: map[string]string{"staff": name}}); err != nil {
+			return fmt.Errorf("staff unsuspend: lifted, but not audited: %w", err)
 		}
 		fmt.Fprintf(e.stdout, "Suspension of %s lifted.\n", name)
 		return nil

@@ -195,6 +195,8 @@ func TestStaffCLI(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, out, "cli-user")
 
+	_, err = run("", "staff", "unsuspend", "someone-suspended")
+	require.NoError(t, err)
 	out, err = run("", "clients", "add", "cli-shop", "--json")
 	require.NoError(t, err)
 	require.Regexp(t, `^\{"api_key":"pvk_[A-Za-z0-9_-]{43}","name":"cli-shop"\}\n$`, out)
@@ -202,4 +204,9 @@ func TestStaffCLI(t *testing.T) {
 	require.NoError(t, err)
 	_, err = run("", "clients", "revoke", "cli-shop")
 	require.ErrorContains(t, err, "no client")
+
+	// Every staff and client change is in the audit trail.
+	for _, action := range []string{"staff.add", "staff.remove", "staff.unsuspend", "client.add", "client.revoke"} {
+		require.GreaterOrEqual(t, countAudit(t, h, action), 1, action)
+	}
 }
