@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -72,4 +74,11 @@ func TestSecretsNeverPrint(t *testing.T) {
 	_, _ = buf.WriteString(strings.Join([]string{cfg.VaultToken.String(), cfg.ShopifySecret.String()}, " "))
 	require.NotContains(t, buf.String(), "supersecret")
 	require.NotContains(t, buf.String(), "shpss_x")
+}
+
+func TestErrorsPrintOnOneLine(t *testing.T) {
+	err := fmt.Errorf("staff add: %w", errors.New("Error making API request.\n\nURL: PUT http://127.0.0.1:8200/v1/x\nCode: 400. Errors:\n\n* bad"))
+	line := oneLine(err)
+	require.NotContains(t, line, "\n")
+	require.Equal(t, "piivault: staff add: Error making API request. URL: PUT http://127.0.0.1:8200/v1/x Code: 400. Errors: * bad", line)
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -44,9 +45,15 @@ func main() {
 		if errors.As(err, &exit) {
 			os.Exit(int(exit))
 		}
-		fmt.Fprintln(os.Stderr, "piivault: "+err.Error())
+		fmt.Fprintln(os.Stderr, oneLine(err))
 		os.Exit(1)
 	}
+}
+
+// oneLine renders err as the single stderr line the CLI promises: Vault's
+// client errors span several lines, folded here into one.
+func oneLine(err error) string {
+	return "piivault: " + strings.Join(strings.Fields(err.Error()), " ")
 }
 
 // exitCode ends the program with a status and no further message.
