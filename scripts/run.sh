@@ -48,7 +48,7 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 
 echo "==> piivault setup"
-VAULT_TOKEN=$ROOT_TOKEN bin/piivault setup --approle-env >"$RUN/approle.env" 2>"$RUN/setup.log"
+VAULT_TOKEN=$ROOT_TOKEN bin/piivault setup --approle-env --bind-cidrs 127.0.0.0/8 >"$RUN/approle.env" 2>"$RUN/setup.log"
 sed 's/^/    /' "$RUN/setup.log"
 set -a; . "$RUN/approle.env"; set +a
 

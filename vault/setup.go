@@ -91,10 +91,21 @@ func (r *SetupReport) add(format string, args ...any) {
 	r.Steps = append(r.Steps, fmt.Sprintf(format, args...))
 }
 
+// SetupOptions tune Setup.
+type SetupOptions struct {
+	// BindCIDRs, when set, restricts where the service's AppRole secret ids
+	// and tokens may be used from (the addresses piivault runs on).
+	BindCIDRs []string
+}
+
 // Setup bootstraps Vault for piivault. It is idempotent: each step checks
 // what exists and only creates or corrects what is missing. It needs an
 // operator token (root in dev).
-func (c *Client) Setup(ctx context.Context) (SetupReport, error) {
+func (c *Client) Setup(ctx context.Context, opts ...SetupOptions) (SetupReport, error) {
+	var o SetupOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	var r SetupReport
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
@@ -110,7 +121,7 @@ func (c *Client) Setup(ctx context.Context) (SetupReport, error) {
 			return c.enableAuth(ctx, r, UserpassMount, "userpass")
 		}},
 		{"approle", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, AppRoleMount, "approle") }},
-		{"approle role", c.setupAppRole},
+		{"approle role", func(ctx context.Context, r *SetupReport) error { return c.setupAppRole(ctx, r, o.BindCIDRs) }},
 		{"login mfa", c.setupMFA},
 	}
 	for _, s := range steps {
@@ -234,19 +245,27 @@ func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ stri
 	return nil
 }
 
-func (c *Client) setupAppRole(ctx context.Context, r *SetupReport) error {
+func (c *Client) setupAppRole(ctx context.Context, r *SetupReport, cidrs []string) error {
+	if cidrs == nil {
+		cidrs = []string{}
+	}
 	_, err := c.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, map[string]any{
-		"token_policies":     []string{ServicePolicy},
-		"token_ttl":          "1h",
-		"token_max_ttl":      "24h",
-		"token_bound_cidrs":  []string{"127.0.0.0/8", "::1/128"},
-		"secret_id_num_uses": 0,
-		"secret_id_ttl":      "0",
+		"token_policies":        []string{ServicePolicy},
+		"token_ttl":             "1h",
+		"token_max_ttl":         "24h",
+		"token_bound_cidrs":     cidrs,
+		"secret_id_bound_cidrs": cidrs,
+		"secret_id_num_uses":    0,
+		"secret_id_ttl":         "0",
 	})
 	if err != nil {
 		return translate(err, "write approle role")
 	}
-	r.add("approle role %q: written (policy %s)", AppRoleName, ServicePolicy)
+	bound := "any address"
+	if len(cidrs) > 0 {
+		bound = strings.Join(cidrs, ", ")
+	}
+	r.add("approle role %q: written (policy %s, usable from %s)", AppRoleName, ServicePolicy, bound)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -68,14 +69,21 @@ func (e *env) auditLog(ctx context.Context, cfg *config) (*audit.Log, redis.Univ
 func cmdSetup(ctx context.Context, e *env) error {
 	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
 	approle := fs.Bool("approle-env", false, "also print PIIVAULT_VAULT_ROLE_ID/SECRET_ID for serve, as env lines")
+	bind := fs.String("bind-cidrs", "", "comma-separated CIDRs the service AppRole may be used from (e.g. 10.0.4.0/24)")
 	if _, err := parse(fs, e.args, false); err != nil {
 		return fmt.Errorf("setup: %w", err)
+	}
+	cidrs := splitList(*bind)
+	for _, c := range cidrs {
+		if _, _, err := net.ParseCIDR(c); err != nil {
+			return fmt.Errorf("setup: --bind-cidrs: %q is not a CIDR", c)
+		}
 	}
 	vc, _, err := e.operator(ctx)
 	if err != nil {
 		return err
 	}
-	report, err := vc.Setup(ctx)
+	report, err := vc.Setup(ctx, vault.SetupOptions{BindCIDRs: cidrs})
 	out := e.stdout
 	if *approle {
 		out = e.stderr // stdout carries only the env lines

@@ -93,7 +93,7 @@ func start() (*Env, error) {
 	defer cancel()
 	e.Root, err = vault.New(ctx, vault.Config{Addr: stack.VaultAddr, Token: stack.RootToken}, Logger())
 	if err == nil {
-		_, err = e.Root.Setup(ctx)
+		_, err = e.Root.Setup(ctx, vault.SetupOptions{BindCIDRs: []string{"127.0.0.0/8"}})
 	}
 	if err == nil {
 		e.RoleID, e.SecretID, err = e.Root.AppRoleCredentials(ctx)
