@@ -318,11 +318,16 @@ type Break struct {
 	Reason string `json:"reason"`
 }
 
-// Verify walks the whole trail and reports the first broken link.
+// Verify walks the trail up to the head it reads first (entries appended
+// meanwhile are left for the next run) and reports the first broken link.
 func (l *Log) Verify(ctx context.Context) (Verification, error) {
 	var v Verification
+	head, headSeq, err := l.head(ctx)
+	if err != nil {
+		return v, err
+	}
 	prev, seq, start := genesis, int64(0), "-"
-	for {
+	for seq < headSeq {
 		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", 1000).Result()
 		if err != nil {
 			return v, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
@@ -345,15 +350,14 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 			}
 			prev, seq = e.Hash, e.Seq
 			v.Entries++
+			if seq == headSeq {
+				break
+			}
 		}
-		if len(msgs) < 1000 {
+		if len(msgs) < 1000 || seq == headSeq {
 			break
 		}
 		start = "(" + msgs[len(msgs)-1].ID
-	}
-	head, headSeq, err := l.head(ctx)
-	if err != nil {
-		return v, err
 	}
 	if head != prev || headSeq != seq {
 		v.Broken = &Break{Seq: seq + 1, Reason: "the newest entries were removed: the head hash matches no entry"}

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -9,6 +10,9 @@ import (
 
 	"piivault/internal/apperr"
 )
+
+// streamID is the shape of the ?after= cursor (a Redis stream id).
+var streamID = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
 
 // Handler serves the audit endpoints.
 type Handler struct {
@@ -36,6 +40,9 @@ func (h *Handler) List(c *gin.Context) {
 			}
 			*tf.dst = t
 		}
+	}
+	if f.After != "" && !streamID.MatchString(f.After) {
+		bad = append(bad, "after")
 	}
 	if v := c.Query("limit"); v != "" {
 		n, err := strconv.Atoi(v)

@@ -94,7 +94,9 @@ func (m *Monitor) AuthFailed(ctx context.Context, ip string) {
 		m.log.Warn("monitor: failure not counted", "err", err)
 		return
 	}
-	if n == int64(m.limits.FailedAuth) {
+	// >= rather than ==: if blocking failed once at the threshold (a Redis
+	// blip), the next failure tries again. Blocked IPs never get here.
+	if n >= int64(m.limits.FailedAuth) {
 		reason := fmt.Sprintf("%d failed authentications within %s", n, m.limits.FailedAuthWindow)
 		if err := m.BlockIP(ctx, "system", ip, reason); err != nil {
 			m.log.Error("monitor: block failed", "err", err)
@@ -129,7 +131,7 @@ func (m *Monitor) Revealed(ctx context.Context, username, ip string) {
 		m.log.Warn("monitor: reveal not counted", "err", err)
 		return
 	}
-	if n != int64(m.limits.RevealsPerHour)+1 {
+	if n <= int64(m.limits.RevealsPerHour) {
 		return
 	}
 	if err := m.staff.Suspend(ctx, username); err != nil {

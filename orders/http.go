@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -92,7 +93,8 @@ func (h *Handler) Get(c *gin.Context) {
 }
 
 // Shipping handles GET /v1/orders/:id/shipping: the decrypted shipping
-// block, full for fulfillment, masked for support. Decryption runs with the
+// block itself ({name, email, phone, address}), full for fulfillment,
+// masked for support (X-Piivault-View says which). Decryption runs with the
 // caller's own Vault token. The reveal is audited before anything is sent;
 // if it cannot be audited, nothing is sent.
 func (h *Handler) Shipping(c *gin.Context) {
@@ -116,7 +118,8 @@ func (h *Handler) Shipping(c *gin.Context) {
 	monitoring.Reveals.WithLabelValues(p.Role).Inc()
 	h.watch.Revealed(ctx, p.Name, c.ClientIP())
 	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"order_id": id, "view": view, "shipping": ship})
+	c.Header("X-Piivault-View", view)
+	c.JSON(http.StatusOK, ship)
 }
 
 // Queue handles GET /v1/fulfillment/queue: held orders, oldest first, no
@@ -131,8 +134,9 @@ func (h *Handler) Queue(c *gin.Context) {
 		}
 		limit = n
 	}
-	var afterMS int64
-	var afterID string
+	// Start at now: orders already past retention wait for the sweep and
+	// have nothing left to ship to.
+	afterMS, afterID := time.Now().UnixMilli(), ""
 	if v := c.Query("after"); v != "" {
 		ms, id, ok := strings.Cut(v, ":")
 		n, err := strconv.ParseInt(ms, 10, 64)

@@ -16,8 +16,10 @@
 //	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, no TTL)
 //	piivault:{sNN}:expiry          zset  held order ids scored by expires_at (ms): the sweep's and the queue's index
 //	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
-//	piivault:{sNN}:payref:<ref>    string order id of a payment reference (no PII, no TTL), for refund
-//	                                     and cancellation webhooks that name the payment, not the order
+//	piivault:{sNN}:keyver          zset  held order ids scored by their ciphertext's key version: the
+//	                                     crypto-shredder never trims a version a held order needs
+//	piivault:{sNN}:payref:<ref>    set   order ids paid with a payment reference (no PII, no TTL), for
+//	                                     refund and cancellation webhooks that name the payment, not the order
 //
 // Cross-order reads (the retention sweep, the fulfillment queue, deletion
 // look-ups by email) visit every shard: their cost grows with the number of
@@ -36,6 +38,7 @@ import (
 	"hash/fnv"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,12 +111,12 @@ func ShardOf(orderID string) int {
 func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
 
 type keys struct {
-	pii, ref, expiry, emailPrefix, payrefPrefix string
+	pii, ref, expiry, keyver, emailPrefix, payrefPrefix string
 }
 
 func keysOf(orderID string) keys {
 	t := tag(ShardOf(orderID))
-	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, expiry: t + "expiry",
+	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, expiry: t + "expiry", keyver: t + "keyver",
 		emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
 }
 
@@ -129,9 +132,9 @@ type envelope struct {
 // 1 stored; 2 same request already held; 3 different request (conflict);
 // 4 the order was already purged.
 var storeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local ref, pii, expiry, email, payidx, keyver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local id, ct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local payref, created, expires = ARGV[5], ARGV[6], tonumber(ARGV[7])
+local payref, created, expires, version = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local status = redis.call('HGET', ref, 'status')
 if status then
   if status ~= 'held' then return 4 end
@@ -140,12 +143,14 @@ if status then
   if old == digest then return 2 end
   return 3
 end
+
 redis.call('HSET', pii, 'ct', ct, 'bidx', bidx, 'digest', digest)
 redis.call('PEXPIREAT', pii, expires)
 redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', 'held',
   'created_at', created, 'expires_at', tostring(expires))
 redis.call('ZADD', expiry, expires, id)
-redis.call('SET', payidx, id)
+redis.call('ZADD', keyver, version, id)
+redis.call('SADD', payidx, id)
 redis.call('SADD', email, id)
 local cur = redis.call('PEXPIRETIME', email)
 if cur < expires then redis.call('PEXPIREAT', email, expires) end
@@ -155,16 +160,13 @@ return 1
 // purgeScript destroys an order's PII and index entries and stamps its
 // reference, atomically. 1 purged now; 0 already purged; -1 unknown order.
 var purgeScript = redis.NewScript(`
-local ref, pii, expiry, email = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local ref, pii, expiry, email, keyver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local id, status, reason, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local cur = redis.call('HGET', ref, 'status')
-if not cur then
-  redis.call('DEL', pii)
-  redis.call('ZREM', expiry, id)
-  return -1
-end
 redis.call('DEL', pii)
 redis.call('ZREM', expiry, id)
+redis.call('ZREM', keyver, id)
+if not cur then return -1 end
 redis.call('SREM', email, id)
 if cur ~= 'held' then return 0 end
 redis.call('HSET', ref, 'status', status, 'purged_at', now, 'purge_reason', reason)
@@ -238,9 +240,14 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 	expires := now.Add(s.retention)
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	code, err := storeScript.Run(rctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef},
+	version := CiphertextVersion(enc[0].Value)
+	if version == 0 {
+		return Receipt{}, 0, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
+	}
+	code, err := storeScript.Run(rctx, s.rdb,
+		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver},
 		req.OrderID, enc[0].Value, bidx, digest, req.PaymentRef,
-		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli()).Int()
+		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version).Int()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}
@@ -364,7 +371,7 @@ func (s *Store) Purge(ctx context.Context, orderID, reason string) (bool, error)
 	}
 	// Without bidx (already expired) the set entry is left to its own TTL;
 	// it points at a purged order and look-ups skip those.
-	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx},
+	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.keyver},
 		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10)).Int()
 	if err != nil {
 		return false, storeErr(err)
@@ -517,40 +524,66 @@ func storeErr(err error) error {
 	return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 }
 
-// Ciphertext returns the stored ciphertext of a held order ("" when none),
-// for the key shredder to see which key versions are still needed.
-func (s *Store) Ciphertext(ctx context.Context, orderID string) (string, error) {
+// OldestKeyVersion returns the lowest transit key version any held order's
+// ciphertext was made with (0 when nothing is held). Orders whose
+// ciphertext Redis already expired count until the sweep stamps them: the
+// answer errs on the side of keeping a version.
+func (s *Store) OldestKeyVersion(ctx context.Context) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	ct, err := s.rdb.HGet(ctx, keysOf(orderID).pii, "ct").Result()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeWithScores(ctx, tag(i)+"keyver", 0, 0)
 	}
-	if err != nil {
-		return "", storeErr(err)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, storeErr(err)
 	}
-	return ct, nil
+	oldest := 0
+	for _, c := range cmds {
+		for _, z := range c.Val() {
+			if v := int(z.Score); oldest == 0 || v < oldest {
+				oldest = v
+			}
+		}
+	}
+	return oldest, nil
 }
 
-// FindByPaymentRef returns the order stored with a payment reference, or NotFound.
-func (s *Store) FindByPaymentRef(ctx context.Context, paymentRef string) (string, error) {
+// CiphertextVersion reads N from a transit ciphertext "vault:vN:...", or 0.
+func CiphertextVersion(ct string) int {
+	rest, ok := strings.CutPrefix(ct, "vault:v")
+	if !ok {
+		return 0
+	}
+	end := strings.IndexByte(rest, ':')
+	if end <= 0 {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest[:end])
+	return n
+}
+
+// FindByPaymentRef returns every order stored with a payment reference
+// (normally one; a refund of a shared payment concerns all of them).
+func (s *Store) FindByPaymentRef(ctx context.Context, paymentRef string) ([]string, error) {
 	if !idPattern.MatchString(paymentRef) {
-		return "", apperr.New(apperr.NotFound, "no such order")
+		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, Shards)
+	cmds := make([]*redis.StringSliceCmd, Shards)
 	for i := range cmds {
-		cmds[i] = pipe.Get(ctx, tag(i)+"payref:"+paymentRef)
+		cmds[i] = pipe.SMembers(ctx, tag(i)+"payref:"+paymentRef)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return "", storeErr(err)
+		return nil, storeErr(err)
 	}
+	var ids []string
 	for _, c := range cmds {
-		if id := c.Val(); id != "" {
-			return id, nil
-		}
+		ids = append(ids, c.Val()...)
 	}
-	return "", apperr.New(apperr.NotFound, "no such order")
+	sort.Strings(ids)
+	return ids, nil
 }

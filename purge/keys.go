@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"time"
 
 	"piivault/audit"
@@ -19,9 +18,9 @@ type KeyManager interface {
 	RetireVersionsBelow(ctx context.Context, v int) error
 }
 
-// CiphertextReader returns the stored ciphertext of a held order.
-type CiphertextReader interface {
-	Ciphertext(ctx context.Context, orderID string) (string, error)
+// VersionIndex knows the lowest key version held orders still need.
+type VersionIndex interface {
+	OldestKeyVersion(ctx context.Context) (int, error)
 }
 
 // Shredder rotates the transit key daily and retires the versions whose
@@ -30,7 +29,7 @@ type CiphertextReader interface {
 type Shredder struct {
 	keys   KeyManager
 	store  Store
-	cts    CiphertextReader
+	held   VersionIndex
 	audit  Recorder
 	log    *slog.Logger
 	now    func() time.Time
@@ -39,8 +38,8 @@ type Shredder struct {
 
 // NewShredder builds a Shredder that rotates when the newest version is
 // older than rotateEvery (24h in production).
-func NewShredder(keys KeyManager, store Store, cts CiphertextReader, rec Recorder, log *slog.Logger, rotateEvery time.Duration) *Shredder {
-	return &Shredder{keys: keys, store: store, cts: cts, audit: rec, log: log, now: time.Now, rotate: rotateEvery}
+func NewShredder(keys KeyManager, store Store, held VersionIndex, rec Recorder, log *slog.Logger, rotateEvery time.Duration) *Shredder {
+	return &Shredder{keys: keys, store: store, held: held, audit: rec, log: log, now: time.Now, rotate: rotateEvery}
 }
 
 // ShredReport says what a run did.
@@ -73,7 +72,8 @@ func RetirableBelow(k vault.KeyInfo, now time.Time, retention time.Duration) int
 
 // Run rotates if the newest version is due (force rotates regardless) and
 // retires what RetirableBelow allows — never a version a held order still
-// needs: the oldest held order's ciphertext version caps the trim.
+// needs: the lowest key version of any held ciphertext caps the trim, and
+// if that cannot be read, nothing is trimmed.
 func (s *Shredder) Run(ctx context.Context, force bool) (ShredReport, error) {
 	k, err := s.keys.ReadKey(ctx)
 	if err != nil {
@@ -93,9 +93,9 @@ func (s *Shredder) Run(ctx context.Context, force bool) (ShredReport, error) {
 	r.Latest = k.LatestVersion
 	keep := RetirableBelow(k, s.now(), s.store.Retention())
 	if keep > k.MinDecryptionVersion {
-		needed, err := s.oldestNeededVersion(ctx)
+		needed, err := s.held.OldestKeyVersion(ctx)
 		if err != nil {
-			return r, err
+			return r, fmt.Errorf("key versions held orders need (nothing trimmed): %w", err)
 		}
 		if needed > 0 && needed < keep {
 			s.log.Warn("key trim capped by a held order", slog.Int("wanted", keep), slog.Int("kept_from", needed))
@@ -113,37 +113,6 @@ func (s *Shredder) Run(ctx context.Context, force bool) (ShredReport, error) {
 		s.record(ctx, audit.ActionKeyTrim, map[string]string{"min_decryption_version": strconv.Itoa(keep)})
 	}
 	return r, nil
-}
-
-// oldestNeededVersion returns the key version of the oldest held order's
-// ciphertext, or 0 when nothing is held.
-func (s *Shredder) oldestNeededVersion(ctx context.Context) (int, error) {
-	oldest, err := s.store.Oldest(ctx, 0, "", 16)
-	if err != nil {
-		return 0, fmt.Errorf("oldest held orders: %w", err)
-	}
-	min := 0
-	for _, h := range oldest {
-		ct, err := s.cts.Ciphertext(ctx, h.OrderID)
-		if err != nil || ct == "" {
-			continue // expired by TTL: nothing left to decrypt
-		}
-		v := ciphertextVersion(ct)
-		if v > 0 && (min == 0 || v < min) {
-			min = v
-		}
-	}
-	return min, nil
-}
-
-// ciphertextVersion reads N from "vault:vN:...".
-func ciphertextVersion(ct string) int {
-	rest, ok := strings.CutPrefix(ct, "vault:v")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.Atoi(rest[:max(strings.IndexByte(rest, ':'), 0)])
-	return n
 }
 
 func (s *Shredder) record(ctx context.Context, action string, detail map[string]string) {

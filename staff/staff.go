@@ -95,10 +95,15 @@ func (s *Service) login(ctx context.Context, username, password, totp string) (v
 		_ = s.dir.RevokeToken(ctx, sess.Token)
 		return vault.Session{}, vault.ErrBadLogin
 	}
-	if suspended, err := s.Suspended(ctx, username); err != nil {
+	suspended, err := s.Suspended(ctx, username)
+	if err != nil || suspended {
+		// The token was issued but is never handed out: revoke it.
+		_ = s.dir.RevokeToken(context.WithoutCancel(ctx), sess.Token)
+	}
+	if err != nil {
 		return vault.Session{}, err
-	} else if suspended {
-		_ = s.dir.RevokeToken(ctx, sess.Token)
+	}
+	if suspended {
 		return vault.Session{}, apperr.New(apperr.Forbidden, "this account is suspended pending review")
 	}
 	return sess, nil

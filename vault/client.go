@@ -83,13 +83,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	api.ClearToken() // never pick VAULT_TOKEN up implicitly
 	c := &Client{api: api, mount: cfg.TransitMount, key: cfg.TransitKey,
 		indexKey: IndexKeyName(cfg.TransitKey), cfg: cfg, log: log}
+	// AppRole wins when configured: an operator's VAULT_TOKEN left in the
+	// environment must never become the service's identity.
 	switch {
-	case cfg.Token != "":
-		api.SetToken(cfg.Token)
 	case cfg.RoleID != "" && cfg.SecretID != "":
+		c.cfg.Token = ""
 		if _, err := c.login(ctx); err != nil {
 			return nil, err
 		}
+	case cfg.Token != "":
+		api.SetToken(cfg.Token)
 	default:
 		return nil, errors.New("vault client: neither a token nor AppRole credentials were given")
 	}
@@ -175,6 +178,39 @@ func (c *Client) Ready(ctx context.Context) error {
 		return fmt.Errorf("transit key: %w", err)
 	}
 	return nil
+}
+
+// CanDecrypt reports whether this client's own identity may decrypt with
+// the transit key. `serve` refuses to run as an identity that can.
+func (c *Client) CanDecrypt(ctx context.Context) (bool, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	path := c.mount + "/decrypt/" + c.key
+	s, err := c.api.Logical().WriteWithContext(ctx, "sys/capabilities-self", map[string]any{"paths": []string{path}})
+	if err != nil {
+		return false, translate(err, "capabilities")
+	}
+	if s == nil {
+		return false, apperr.New(apperr.VaultUnavailable, "vault returned no capabilities")
+	}
+	for _, cap := range toStrings(s.Data[path]) {
+		if cap == "update" || cap == "create" || cap == "root" || cap == "sudo" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// serviceErr translates errors of calls made with the service's own
+// identity: a refusal there is a misconfiguration or an expired token on
+// piivault's side, never the client's fault, so it is Vault being
+// unavailable (503), not 403/400.
+func serviceErr(err error, op string) error {
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) && re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
+		return apperr.Wrap(apperr.VaultUnavailable, err, "vault refused piivault's service identity (%s)", op)
+	}
+	return translate(err, op)
 }
 
 // translate turns a Vault client error into an apperr code. op names the

@@ -245,27 +245,25 @@ func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ stri
 	return nil
 }
 
+// setupAppRole writes the service role. Address bindings are written only
+// when given, so re-running setup never widens a binding made earlier.
 func (c *Client) setupAppRole(ctx context.Context, r *SetupReport, cidrs []string) error {
-	if cidrs == nil {
-		cidrs = []string{}
+	role := map[string]any{
+		"token_policies":     []string{ServicePolicy},
+		"token_ttl":          "1h",
+		"token_max_ttl":      "24h",
+		"secret_id_num_uses": 0,
+		"secret_id_ttl":      "0",
 	}
-	_, err := c.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, map[string]any{
-		"token_policies":        []string{ServicePolicy},
-		"token_ttl":             "1h",
-		"token_max_ttl":         "24h",
-		"token_bound_cidrs":     cidrs,
-		"secret_id_bound_cidrs": cidrs,
-		"secret_id_num_uses":    0,
-		"secret_id_ttl":         "0",
-	})
-	if err != nil {
+	bound := "existing address bindings kept"
+	if len(cidrs) > 0 {
+		role["token_bound_cidrs"], role["secret_id_bound_cidrs"] = cidrs, cidrs
+		bound = "usable from " + strings.Join(cidrs, ", ")
+	}
+	if _, err := c.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, role); err != nil {
 		return translate(err, "write approle role")
 	}
-	bound := "any address"
-	if len(cidrs) > 0 {
-		bound = strings.Join(cidrs, ", ")
-	}
-	r.add("approle role %q: written (policy %s, usable from %s)", AppRoleName, ServicePolicy, bound)
+	r.add("approle role %q: written (policy %s, %s)", AppRoleName, ServicePolicy, bound)
 	return nil
 }
 

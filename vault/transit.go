@@ -55,7 +55,7 @@ func (c *Client) batch(ctx context.Context, path string, batch []map[string]any,
 		"batch_input": batch, "partial_failure_response_code": 200,
 	})
 	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
-		return nil, translate(err, "transit "+path)
+		return nil, serviceErr(err, "transit "+path)
 	}
 	if s == nil {
 		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no batch results")
@@ -135,7 +135,7 @@ func (c *Client) ReadKey(ctx context.Context) (KeyInfo, error) {
 	defer cancel()
 	s, err := c.api.Logical().ReadWithContext(ctx, c.mount+"/keys/"+c.key)
 	if err != nil {
-		return KeyInfo{}, translate(err, "read key")
+		return KeyInfo{}, serviceErr(err, "read key")
 	}
 	if s == nil {
 		return KeyInfo{}, apperr.New(apperr.VaultUnavailable, "transit key %q is missing", c.key)
@@ -196,7 +196,7 @@ func (c *Client) RotateKey(ctx context.Context) error {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	_, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/rotate", nil)
-	return translate(err, "rotate key")
+	return serviceErr(err, "rotate key")
 }
 
 // RetireVersionsBelow makes versions below v undecryptable and then deletes
@@ -208,11 +208,11 @@ func (c *Client) RetireVersionsBelow(ctx context.Context, v int) error {
 	defer cancel()
 	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/config",
 		map[string]any{"min_decryption_version": v, "min_encryption_version": v}); err != nil {
-		return translate(err, "set min_decryption_version")
+		return serviceErr(err, "set min_decryption_version")
 	}
 	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/trim",
 		map[string]any{"min_available_version": v}); err != nil {
-		return translate(err, "trim key")
+		return serviceErr(err, "trim key")
 	}
 	return nil
 }

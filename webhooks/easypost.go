@@ -103,11 +103,13 @@ func (h *Handler) EasyPost(c *gin.Context) {
 func (h *Handler) shipmentOrder(ctx context.Context, shipment string) (string, error) {
 	key := "piivault:{wh}:easypost-shipment:" + shipment
 	id, err := h.rdb.Get(ctx, key).Result()
-	if err == nil || h.easypost == nil {
+	switch {
+	case err == nil:
 		return id, nil
-	}
-	if !errors.Is(err, redis.Nil) {
+	case !errors.Is(err, redis.Nil):
 		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	case h.easypost == nil:
+		return "", nil
 	}
 	ref, err := h.easypost.ShipmentReference(ctx, shipment)
 	if err != nil {

@@ -56,10 +56,11 @@ func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (
 	switch ev.Type {
 	case "checkout.session.completed":
 		var s stripe.CheckoutSession
-		if err := json.Unmarshal(ev.Data.Raw, &s); err != nil {
+		var ci collectedInformation
+		if json.Unmarshal(ev.Data.Raw, &s) != nil || json.Unmarshal(ev.Data.Raw, &ci) != nil {
 			return "", invalidPayload("Checkout Session")
 		}
-		return h.storeCheckout(ctx, s)
+		return h.storeCheckout(ctx, s, ci)
 	case "checkout.session.expired":
 		var s stripe.CheckoutSession
 		if err := json.Unmarshal(ev.Data.Raw, &s); err != nil {
@@ -74,57 +75,71 @@ func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (
 		if !ch.Refunded {
 			return "partial_refund", nil // the order still ships
 		}
-		id, err := h.stripeOrderID(ctx, ch.Metadata, ch.PaymentIntent)
+		ids, err := h.stripeOrderIDs(ctx, ch.Metadata, ch.PaymentIntent)
 		if err != nil {
 			return "", err
 		}
-		return h.purge(ctx, "stripe", ip, id, orders.ReasonRefunded)
+		return h.purgeAll(ctx, "stripe", ip, ids, orders.ReasonRefunded)
 	case "payment_intent.canceled":
 		var pi stripe.PaymentIntent
 		if err := json.Unmarshal(ev.Data.Raw, &pi); err != nil {
 			return "", invalidPayload("PaymentIntent")
 		}
-		id, err := h.stripeOrderID(ctx, pi.Metadata, &pi)
+		ids, err := h.stripeOrderIDs(ctx, pi.Metadata, &pi)
 		if err != nil {
 			return "", err
 		}
-		return h.purge(ctx, "stripe", ip, id, orders.ReasonCanceled)
+		return h.purgeAll(ctx, "stripe", ip, ids, orders.ReasonCanceled)
 	}
 	return "ignored", nil
 }
 
+// collectedInformation is where API versions from 2025-03-31 on put a
+// Checkout Session's shipping_details. It is decoded on its own because
+// stripe.CheckoutSession has its own UnmarshalJSON.
+type collectedInformation struct {
+	CollectedInformation *struct {
+		ShippingDetails *stripe.ShippingDetails `json:"shipping_details"`
+	} `json:"collected_information"`
+}
+
 // storeCheckout stores a completed Checkout Session's shipping and customer
-// details as a held order, so the storefront never sees them.
-func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession) (string, error) {
+// details as a held order, so the storefront never sees them. Only the
+// shipping address is used, never the billing address; a session without
+// one has nothing to ship. A session that cannot become a valid order is
+// answered 200 (Stripe would retry it for days to no avail) and logged.
+func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession, ci collectedInformation) (string, error) {
+	ship := s.ShippingDetails
+	if ship == nil && ci.CollectedInformation != nil {
+		ship = ci.CollectedInformation.ShippingDetails
+	}
+	if ship == nil || ship.Address == nil {
+		return "no_shipping", nil
+	}
 	req := orders.Request{OrderID: checkoutOrderID(s), PaymentRef: s.ID}
 	if s.PaymentIntent != nil && s.PaymentIntent.ID != "" {
 		req.PaymentRef = s.PaymentIntent.ID
 	}
-	var addr *stripe.Address
 	if cd := s.CustomerDetails; cd != nil {
 		req.Shipping.Name, req.Shipping.Email, req.Shipping.Phone = cd.Name, cd.Email, cd.Phone
-		addr = cd.Address
 	}
 	if req.Shipping.Email == "" {
 		req.Shipping.Email = s.CustomerEmail
 	}
-	if sd := s.ShippingDetails; sd != nil {
-		if sd.Name != "" {
-			req.Shipping.Name = sd.Name
-		}
-		if sd.Phone != "" {
-			req.Shipping.Phone = sd.Phone
-		}
-		if sd.Address != nil {
-			addr = sd.Address
-		}
+	if ship.Name != "" {
+		req.Shipping.Name = ship.Name
 	}
-	if addr != nil {
-		req.Shipping.Address = orders.Address{Line1: addr.Line1, Line2: addr.Line2, City: addr.City,
-			State: addr.State, PostalCode: addr.PostalCode, Country: addr.Country}
+	if ship.Phone != "" {
+		req.Shipping.Phone = ship.Phone
 	}
+	a := ship.Address
+	req.Shipping.Address = orders.Address{Line1: a.Line1, Line2: a.Line2, City: a.City,
+		State: a.State, PostalCode: a.PostalCode, Country: a.Country}
 	_, res, err := h.orders.Store(ctx, req)
 	switch {
+	case apperr.Is(err, apperr.Validation):
+		h.log.Warn("stripe checkout session not stored: invalid order", "fields", apperr.Fields(err))
+		return "invalid_order", nil
 	case apperr.Is(err, apperr.Conflict):
 		return "conflict", nil // already stored differently or purged: never overwrite
 	case err != nil:
@@ -135,29 +150,43 @@ func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession) (
 	return "stored", nil
 }
 
-// checkoutOrderID is the storefront's order id: client_reference_id, else
-// metadata order_id.
+// checkoutOrderID is the storefront's order id: metadata order_id, else
+// client_reference_id (the same precedence as every other Stripe event).
 func checkoutOrderID(s stripe.CheckoutSession) string {
-	if s.ClientReferenceID != "" {
-		return s.ClientReferenceID
+	if id := s.Metadata["order_id"]; id != "" {
+		return id
 	}
-	return s.Metadata["order_id"]
+	return s.ClientReferenceID
 }
 
-// stripeOrderID finds the order of a charge or payment intent: metadata
-// order_id, else the order stored with that payment intent.
-func (h *Handler) stripeOrderID(ctx context.Context, md map[string]string, pi *stripe.PaymentIntent) (string, error) {
+// stripeOrderIDs finds the orders of a charge or payment intent: metadata
+// order_id, else every order stored with that payment intent.
+func (h *Handler) stripeOrderIDs(ctx context.Context, md map[string]string, pi *stripe.PaymentIntent) ([]string, error) {
 	if id := md["order_id"]; id != "" {
-		return id, nil
+		return []string{id}, nil
 	}
 	if pi == nil || pi.ID == "" {
-		return "", nil
+		return nil, nil
 	}
-	id, err := h.orders.FindByPaymentRef(ctx, pi.ID)
-	if apperr.Is(err, apperr.NotFound) {
-		return "", nil
+	return h.orders.FindByPaymentRef(ctx, pi.ID)
+}
+
+// purgeAll purges several orders for one event and sums up the outcome.
+func (h *Handler) purgeAll(ctx context.Context, provider, ip string, ids []string, reason string) (string, error) {
+	if len(ids) == 0 {
+		return "unknown_order", nil
 	}
-	return id, err
+	outcome := ""
+	for _, id := range ids {
+		o, err := h.purge(ctx, provider, ip, id, reason)
+		if err != nil {
+			return "", err
+		}
+		if outcome == "" || o == "purged" {
+			outcome = o
+		}
+	}
+	return outcome, nil
 }
 
 func firstNonEmpty(ss []string) string {

@@ -53,7 +53,7 @@ type Secrets struct {
 type Orders interface {
 	Store(ctx context.Context, req orders.Request) (orders.Receipt, orders.StoreResult, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
-	FindByPaymentRef(ctx context.Context, ref string) (string, error)
+	FindByPaymentRef(ctx context.Context, ref string) ([]string, error)
 }
 
 // Purger purges one order on behalf of an actor.

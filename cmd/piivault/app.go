@@ -63,7 +63,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	}
 	opts := *cfg.redisOpts
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	opts.MaxRetries = 1
+	// No retries: a resent script could append or store twice; callers
+	// answer 503 and the client retries the whole request instead.
+	opts.MaxRetries = -1
 	if opts.PoolSize == 0 {
 		opts.PoolSize = 128 // a request makes several round trips; don't queue for connections
 	}

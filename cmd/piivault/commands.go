@@ -21,18 +21,22 @@ import (
 	"piivault/vault"
 )
 
-// parse parses flags that may come before or after one positional NAME.
+// parse parses flags that may stand before and after one positional NAME
+// and refuses anything left over.
 func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
 	fs.SetOutput(io.Discard)
-	name := ""
-	if wantName && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
 	if err := fs.Parse(args); err != nil {
 		return "", err
 	}
-	if wantName && name == "" && fs.NArg() > 0 {
+	name := ""
+	if wantName && fs.NArg() > 0 {
 		name = fs.Arg(0)
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return "", err
+		}
+	}
+	if fs.NArg() > 0 {
+		return "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if wantName && name == "" {
 		return "", errors.New("missing NAME")

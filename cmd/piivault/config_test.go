@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"strings"
 	"testing"
@@ -81,4 +82,35 @@ func TestErrorsPrintOnOneLine(t *testing.T) {
 	line := oneLine(err)
 	require.NotContains(t, line, "\n")
 	require.Equal(t, "piivault: staff add: Error making API request. URL: PUT http://127.0.0.1:8200/v1/x Code: 400. Errors: * bad", line)
+}
+
+func TestParseTakesFlagsAroundTheName(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		want    string
+		json    bool
+		wantErr string
+	}{
+		{"name first", []string{"alice", "--json"}, "alice", true, ""},
+		{"flags first", []string{"--json", "alice"}, "alice", true, ""},
+		{"flags on both sides", []string{"--role", "x", "alice", "--json"}, "alice", true, ""},
+		{"leftover argument", []string{"alice", "bob"}, "", false, "unexpected argument"},
+		{"no name", []string{"--json"}, "", true, "missing NAME"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("t", flag.ContinueOnError)
+			asJSON := fs.Bool("json", false, "")
+			fs.String("role", "", "")
+			name, err := parse(fs, tt.args, true)
+			if tt.wantErr != "" {
+				require.ErrorContains(t, err, tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, name)
+			require.Equal(t, tt.json, *asJSON)
+		})
+	}
 }

@@ -21,6 +21,12 @@ func cmdServe(ctx context.Context, e *env) error {
 		return err
 	}
 	defer a.close()
+	// Invariant 2: the service encrypts and HMACs but never decrypts.
+	if can, err := a.vault.CanDecrypt(ctx); err != nil {
+		return fmt.Errorf("vault: check the service identity: %w", err)
+	} else if can {
+		return &configError{"PIIVAULT_VAULT_ROLE_ID", "the service's Vault identity can decrypt order PII; use the piivault AppRole (piivault setup --approle-env), not an operator token"}
+	}
 	h, err := a.handler()
 	if err != nil {
 		return fmt.Errorf("routes: %w", err)

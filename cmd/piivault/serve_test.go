@@ -93,3 +93,22 @@ func TestServeOverTLSAndShutsDownCleanly(t *testing.T) {
 		t.Fatal("serve did not shut down")
 	}
 }
+
+func TestServeRefusesAnIdentityThatCanDecrypt(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	vars := map[string]string{"VAULT_ADDR": h.env.VaultAddr, "VAULT_TOKEN": h.env.RootToken, "REDIS_URL": h.env.RedisURL}
+	err := realMain(context.Background(), []string{"serve"}, nil, io.Discard, io.Discard, envOf(vars))
+	require.ErrorContains(t, err, "can decrypt")
+
+	// With AppRole configured, a leftover operator VAULT_TOKEN is ignored.
+	both := baseEnv(h.env)
+	both["VAULT_TOKEN"] = h.env.RootToken
+	cfg, err := loadConfig(envOf(both))
+	require.NoError(t, err)
+	a, err := newApp(context.Background(), cfg, discardLogger())
+	require.NoError(t, err)
+	defer a.close()
+	can, err := a.vault.CanDecrypt(context.Background())
+	require.NoError(t, err)
+	require.False(t, can)
+}

@@ -66,13 +66,15 @@ func TestRevealFullForFulfillmentMaskedForSupport(t *testing.T) {
 
 	full := h.call("GET", "/v1/orders/ord-r/shipping", ful, nil)
 	require.Equal(t, 200, full.Status, string(full.Raw))
-	ship := full.Body["shipping"].(map[string]any)
+	ship := full.Body
+	require.Equal(t, "full", full.Header.Get("X-Piivault-View"))
 	require.Equal(t, "Canaryname Zzyzx", ship["name"])
 	require.Equal(t, "742 Canarystreet", ship["address"].(map[string]any)["line1"])
 
 	masked := h.call("GET", "/v1/orders/ord-r/shipping", sup, nil)
 	require.Equal(t, 200, masked.Status)
-	m := masked.Body["shipping"].(map[string]any)
+	m := masked.Body
+	require.Equal(t, "masked", masked.Header.Get("X-Piivault-View"))
 	require.Equal(t, "C*** Z***", m["name"])
 	require.Equal(t, "****@example.com", m["email"])
 	addr := m["address"].(map[string]any)

@@ -71,7 +71,7 @@ func TestStripeCheckoutStoresPIIAndRefundPurges(t *testing.T) {
 	_, tok := h.login("fulfillment")
 	ship := h.call("GET", "/v1/orders/ord-stripe-1/shipping", tok, nil)
 	require.Equal(t, 200, ship.Status)
-	s := ship.Body["shipping"].(map[string]any)
+	s := ship.Body
 	require.Equal(t, "Canaryname Zzyzx", s["name"])
 	require.Equal(t, "742 Canarystreet", s["address"].(map[string]any)["line1"], "the shipping address wins over billing")
 	require.Equal(t, "canary.zzyzx@example.com", s["email"])
@@ -96,6 +96,38 @@ func TestStripeCheckoutStoresPIIAndRefundPurges(t *testing.T) {
 	require.Equal(t, 200, r.Status)
 	require.Equal(t, true, r.Body["duplicate"])
 	require.Equal(t, 1, countAudit(t, h, audit.ActionPurge))
+}
+
+func TestStripeCheckoutShapes(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	// API versions from 2025-03-31 put shipping_details under collected_information.
+	basil := `{"id": "cs_b", "object": "checkout.session", "metadata": {"order_id": "ord-basil"}, "client_reference_id": "ignored",
+	  "payment_intent": "pi_basil", "customer_details": {"email": "canary.zzyzx@example.com", "name": "Billing Name",
+	    "address": {"line1": "9 Billing Rd", "city": "Billtown", "country": "US"}},
+	  "collected_information": {"shipping_details": {"name": "Canaryname Zzyzx",
+	    "address": {"line1": "742 Canarystreet", "city": "Canaryville", "country": "US", "postal_code": "90210", "state": "CA"}}}}`
+	ev := []byte(`{"id":"evt_basil","object":"event","api_version":"2025-03-31.basil","type":"checkout.session.completed","data":{"object":` + basil + `}}`)
+	r := h.stripe(ev, testStripeSecret, time.Now())
+	require.Equal(t, "stored", r.Body["outcome"], string(r.Raw))
+	_, tok := h.login("fulfillment")
+	ship := h.call("GET", "/v1/orders/ord-basil/shipping", tok, nil)
+	require.Equal(t, "742 Canarystreet", ship.Body["address"].(map[string]any)["line1"], "metadata order_id wins; shipping, never billing")
+
+	// No shipping address: nothing to ship, nothing stored (never the billing address).
+	digital := `{"id": "cs_d", "object": "checkout.session", "client_reference_id": "ord-digital",
+	  "customer_details": {"email": "a@example.com", "name": "A B", "address": {"line1": "1 Billing", "city": "X", "country": "US"}}}`
+	r = h.stripe(stripeEvent("evt_digital", "checkout.session.completed", digital), testStripeSecret, time.Now())
+	require.Equal(t, "no_shipping", r.Body["outcome"])
+	require.Equal(t, 404, h.call("GET", "/v1/orders/ord-digital", h.apiKey, nil).Status)
+
+	// A session that can never become a valid order is answered 200, not retried for days.
+	bad := `{"id": "cs_x", "object": "checkout.session", "client_reference_id": "ord-bad",
+	  "customer_details": {"email": "not-an-email", "name": "A B"},
+	  "shipping_details": {"name": "A B", "address": {"line1": "1 Main", "city": "X", "country": "US"}}}`
+	r = h.stripe(stripeEvent("evt_bad", "checkout.session.completed", bad), testStripeSecret, time.Now())
+	require.Equal(t, 200, r.Status)
+	require.Equal(t, "invalid_order", r.Body["outcome"])
+	require.NotContains(t, h.logs.String(), "not-an-email")
 }
 
 func TestStripeCancellationAndOtherEvents(t *testing.T) {
@@ -198,6 +230,16 @@ func TestShopifyWebhooks(t *testing.T) {
 	r = h.shopify("customers/data_request", "wh-4", dr, testShopifySecret)
 	require.Equal(t, true, r.Body["duplicate"])
 	require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
+	// A captured delivery re-sent under another topic and a fresh id is
+	// still a duplicate: only the body is signed, so the guard keys on it.
+	h.storeOrder("450789473")
+	fulfilled := []byte(`{"id": 450789473, "name": "#1004", "fulfillment_status": null,
+	  "customer": {"id": 7, "email": "canary.zzyzx@example.com"}}`)
+	require.Equal(t, "ignored", h.shopify("orders/updated", "wh-6", fulfilled, testShopifySecret).Body["outcome"])
+	r = h.shopify("customers/redact", "wh-7-fresh", fulfilled, testShopifySecret)
+	require.Equal(t, true, r.Body["duplicate"], string(r.Raw))
+	require.Equal(t, "held", h.call("GET", "/v1/orders/450789473", h.apiKey, nil).Body["status"])
+
 	// Unknown orders are fine.
 	unknown := []byte(`{"id": 1, "order_id": 999999999}`)
 	require.Equal(t, "unknown_order", h.shopify("fulfillments/create", "wh-5", unknown, testShopifySecret).Body["outcome"])
