@@ -61,15 +61,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err := cfg.needVault(); err != nil {
 		return nil, err
 	}
-	opts := *cfg.redisOpts
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	// No retries: a resent script could append or store twice; callers
-	// answer 503 and the client retries the whole request instead.
-	opts.MaxRetries = -1
-	if opts.PoolSize == 0 {
-		opts.PoolSize = 128 // a request makes several round trips; don't queue for connections
-	}
-	rdb := redis.NewClient(&opts)
+	// A request makes several round trips: don't queue for connections.
+	rdb := cfg.redisClient(128)
 	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
 		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, log)
 	if err != nil {

@@ -60,9 +60,7 @@ func (e *env) operator(ctx context.Context) (*vault.Client, *config, error) {
 
 // auditLog connects to Redis for commands that record operator actions.
 func (e *env) auditLog(ctx context.Context, cfg *config) (*audit.Log, redis.UniversalClient, error) {
-	opts := *cfg.redisOpts
-	opts.DialTimeout = 2 * time.Second
-	rdb := redis.NewClient(&opts)
+	rdb := cfg.redisClient(4)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)

@@ -30,7 +30,8 @@ type config struct {
 	RoleID         string
 	SecretID       secret
 	RedisURL       string
-	redisOpts      *redis.Options
+	redisOpts      *redis.Options        // a single Redis (redis://, rediss://)
+	redisCluster   *redis.ClusterOptions // a Redis Cluster (redis+cluster://, rediss+cluster://)
 	TransitMount   string
 	TransitKey     string
 	Retention      time.Duration
@@ -103,11 +104,10 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if (c.RoleID == "") != (c.SecretID == "") {
 		return nil, &configError{"PIIVAULT_VAULT_ROLE_ID", "PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID go together"}
 	}
-	opts, err := redis.ParseURL(c.RedisURL)
-	if err != nil {
-		return nil, &configError{"REDIS_URL", "want redis://[user:password@]host:port/db or rediss://..."}
+	var err error
+	if err = c.parseRedisURL(); err != nil {
+		return nil, err
 	}
-	c.redisOpts = opts
 	if !namePattern.MatchString(c.TransitMount) {
 		return nil, &configError{"PIIVAULT_TRANSIT_MOUNT", "want a mount name of letters, digits, _ . -"}
 	}
@@ -181,6 +181,57 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.AccessLogMax = 1_000_000
 	return c, nil
+}
+
+// parseRedisURL reads REDIS_URL: redis:// or rediss:// for one Redis;
+// redis+cluster:// or rediss+cluster:// for a Cluster, with more seed nodes
+// as ?addr=host:port parameters.
+func (c *config) parseRedisURL() error {
+	u := c.RedisURL
+	if rest, ok := strings.CutPrefix(u, "redis+cluster://"); ok {
+		opts, err := redis.ParseClusterURL("redis://" + rest)
+		if err != nil {
+			return &configError{"REDIS_URL", "want redis+cluster://host:port?addr=host2:port2&addr=..."}
+		}
+		c.redisCluster = opts
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(u, "rediss+cluster://"); ok {
+		opts, err := redis.ParseClusterURL("rediss://" + rest)
+		if err != nil {
+			return &configError{"REDIS_URL", "want rediss+cluster://host:port?addr=host2:port2&addr=..."}
+		}
+		c.redisCluster = opts
+		return nil
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		return &configError{"REDIS_URL", "want redis://[user:password@]host:port/db, rediss://..., or redis+cluster://..."}
+	}
+	c.redisOpts = opts
+	return nil
+}
+
+// redisClient connects to the configured Redis or Redis Cluster. No
+// command is retried by the client: a resent script could store or append
+// twice, so a failure answers 503 and the caller retries the whole request.
+func (c *config) redisClient(poolSize int) redis.UniversalClient {
+	if c.redisCluster != nil {
+		o := *c.redisCluster
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+		o.MaxRetries = -1
+		if o.PoolSize == 0 {
+			o.PoolSize = poolSize
+		}
+		return redis.NewClusterClient(&o)
+	}
+	o := *c.redisOpts
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	o.MaxRetries = -1
+	if o.PoolSize == 0 {
+		o.PoolSize = poolSize
+	}
+	return redis.NewClient(&o)
 }
 
 // needVault checks the service has Vault credentials (serve and friends).
