@@ -138,8 +138,11 @@ return ids
 
 // Record appends e to the trail. It fails (StoreUnavailable) rather than
 // losing an entry; callers that reveal PII must not reveal without it.
+// An entry that already has a time (recorded late from an outbox) keeps it.
 func (l *Log) Record(ctx context.Context, e Entry) error {
-	e.Time = l.now().UTC()
+	if e.Time.IsZero() {
+		e.Time = l.now().UTC()
+	}
 	p := &pending{e: e, done: make(chan error, 1)}
 	l.mu.Lock()
 	l.queue = append(l.queue, p)

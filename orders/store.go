@@ -18,6 +18,8 @@
 //	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
 //	piivault:{sNN}:keyver          zset  held order ids scored by their ciphertext's key version: the
 //	                                     crypto-shredder never trims a version a held order needs
+//	piivault:{sNN}:outbox:notes    list  a note per purge, written by the purge script itself (the
+//	                                     audit record to chain), removed once it is in the trail
 //	piivault:{sNN}:payref:<ref>    set   order ids paid with a payment reference (no PII, no TTL), for
 //	                                     refund and cancellation webhooks that name the payment, not the order
 //
@@ -111,13 +113,53 @@ func ShardOf(orderID string) int {
 func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
 
 type keys struct {
-	pii, ref, expiry, keyver, emailPrefix, payrefPrefix string
+	pii, ref, expiry, keyver, outbox, emailPrefix, payrefPrefix string
 }
 
 func keysOf(orderID string) keys {
 	t := tag(ShardOf(orderID))
 	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, expiry: t + "expiry", keyver: t + "keyver",
-		emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
+		outbox: t + "outbox:notes", emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
+}
+
+// Note is one outbox entry.
+type Note struct {
+	Shard int
+	Body  []byte
+}
+
+// OrderNote is how a caller acknowledges the note of a purge it just made.
+func OrderNote(orderID string, body []byte) Note { return Note{Shard: ShardOf(orderID), Body: body} }
+
+// Notes returns up to limit outbox notes per shard, oldest first.
+func (s *Store) Notes(ctx context.Context, limit int) ([]Note, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.LRange(ctx, tag(i)+"outbox:notes", 0, int64(limit-1))
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var out []Note
+	for i, c := range cmds {
+		for _, b := range c.Val() {
+			out = append(out, Note{Shard: i, Body: []byte(b)})
+		}
+	}
+	return out, nil
+}
+
+// AckNote removes a note once it has been recorded.
+func (s *Store) AckNote(ctx context.Context, n Note) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.rdb.LRem(ctx, tag(n.Shard)+"outbox:notes", 1, n.Body).Err(); err != nil {
+		return storeErr(err)
+	}
+	return nil
 }
 
 // envelope is the plaintext handed to Vault. The random nonce makes every
@@ -160,8 +202,8 @@ return 1
 // purgeScript destroys an order's PII and index entries and stamps its
 // reference, atomically. 1 purged now; 0 already purged; -1 unknown order.
 var purgeScript = redis.NewScript(`
-local ref, pii, expiry, email, keyver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local id, status, reason, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local ref, pii, expiry, email, keyver, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local id, status, reason, now, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cur = redis.call('HGET', ref, 'status')
 redis.call('DEL', pii)
 redis.call('ZREM', expiry, id)
@@ -170,6 +212,7 @@ if not cur then return -1 end
 redis.call('SREM', email, id)
 if cur ~= 'held' then return 0 end
 redis.call('HSET', ref, 'status', status, 'purged_at', now, 'purge_reason', reason)
+if note ~= '' then redis.call('RPUSH', outbox, note) end
 return 1
 `)
 
@@ -359,6 +402,13 @@ func (s *Store) Reveal(ctx context.Context, orderID, token string) (Shipping, er
 // returns true when this call purged it, false when it was already purged
 // (idempotent), NotFound for an unknown order.
 func (s *Store) Purge(ctx context.Context, orderID, reason string) (bool, error) {
+	return s.PurgeNoting(ctx, orderID, reason, nil)
+}
+
+// PurgeNoting is Purge that also appends note to the shard's outbox in the
+// same atomic step, when (and only when) this call purges. The purge
+// package puts the audit record there, so no purge can go unrecorded.
+func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []byte) (bool, error) {
 	if !ValidOrderID(orderID) {
 		return false, apperr.New(apperr.NotFound, "no such order")
 	}
@@ -371,8 +421,8 @@ func (s *Store) Purge(ctx context.Context, orderID, reason string) (bool, error)
 	}
 	// Without bidx (already expired) the set entry is left to its own TTL;
 	// it points at a purged order and look-ups skip those.
-	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.keyver},
-		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10)).Int()
+	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.keyver, k.outbox},
+		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note).Int()
 	if err != nil {
 		return false, storeErr(err)
 	}

@@ -9,6 +9,7 @@ package purge
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -21,7 +22,9 @@ import (
 
 // Store is what purging needs from the order store.
 type Store interface {
-	Purge(ctx context.Context, orderID, reason string) (bool, error)
+	PurgeNoting(ctx context.Context, orderID, reason string, note []byte) (bool, error)
+	Notes(ctx context.Context, limit int) ([]orders.Note, error)
+	AckNote(ctx context.Context, n orders.Note) error
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
 	Oldest(ctx context.Context, afterMS int64, afterID string, limit int) ([]orders.Held, error)
@@ -40,30 +43,70 @@ type Purger struct {
 	audit Recorder
 	log   *slog.Logger
 	now   func() time.Time
+	// outboxGrace is how old an outbox note must be before the drain
+	// records it, so it does not race the purge that is recording it now.
+	outboxGrace time.Duration
 }
 
 // NewPurger builds a Purger.
 func NewPurger(store Store, rec Recorder, log *slog.Logger) *Purger {
-	return &Purger{store: store, audit: rec, log: log, now: time.Now}
+	return &Purger{store: store, audit: rec, log: log, now: time.Now, outboxGrace: 30 * time.Second}
 }
 
 // Purge destroys one order's PII for reason on behalf of actor. It returns
 // true when this call purged it; purging a purged order is not an error.
-// The audit entry is written only for a purge that happened.
+// The audit record travels with the purge itself (the store's outbox, in
+// the same atomic step), so a purge is recorded even if the audit trail is
+// unavailable at that moment: the next sweep drains what is left.
 func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error) {
-	done, err := p.store.Purge(ctx, orderID, reason)
+	e := audit.Entry{Time: p.now().UTC(), Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
+		Detail: map[string]string{"reason": reason}}
+	note, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("purge note: %w", err)
+	}
+	done, err := p.store.PurgeNoting(ctx, orderID, reason, note)
 	if err != nil {
 		return false, err
 	}
 	if done {
 		purged.WithLabelValues(reason).Inc()
-		if err := p.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
-			Detail: map[string]string{"reason": reason}}); err != nil {
-			// The PII is gone either way; a missing audit line is reported loudly.
-			p.log.Error("purge not audited", "order_id", orderID, "err", err)
+		if err := p.audit.Record(ctx, e); err != nil {
+			p.log.Error("purge audit deferred to the outbox", "order_id", orderID, "err", err)
+		} else if err := p.store.AckNote(ctx, orders.OrderNote(orderID, note)); err != nil {
+			p.log.Warn("purge outbox note not removed; it may be recorded twice", "order_id", orderID, "err", err)
 		}
 	}
 	return done, nil
+}
+
+// DrainOutbox records purges whose audit entry could not be written at the
+// time (older than the grace period) and removes their notes.
+func (p *Purger) DrainOutbox(ctx context.Context) (int, error) {
+	notes, err := p.store.Notes(ctx, 200)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, note := range notes {
+		var e audit.Entry
+		if err := json.Unmarshal(note.Body, &e); err != nil {
+			p.log.Error("unreadable purge outbox note dropped")
+			_ = p.store.AckNote(ctx, note)
+			continue
+		}
+		if p.now().Sub(e.Time) < p.outboxGrace {
+			continue
+		}
+		if err := p.audit.Record(ctx, e); err != nil {
+			return n, err
+		}
+		if err := p.store.AckNote(ctx, note); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }
 
 // SweepBatch is how many due orders one step of a sweep takes, and
@@ -81,6 +124,11 @@ const (
 func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	defer func() { sweepSeconds.Observe(time.Since(start).Seconds()) }()
+	if n, err := p.DrainOutbox(ctx); err != nil {
+		p.log.Error("purge outbox not drained", "err", err)
+	} else if n > 0 {
+		p.log.Warn("recorded purges from the outbox", slog.Int("entries", n))
+	}
 	total := 0
 	var errs []error
 	for {
