@@ -2,6 +2,8 @@ package orders
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -31,11 +33,12 @@ type Handler struct {
 	audit Recorder
 	watch RevealWatcher
 	write func(*gin.Context, error)
+	log   *slog.Logger
 }
 
 // NewHandler builds a Handler; writeErr renders errors (web.WriteError with a logger).
-func NewHandler(store *Store, rec Recorder, watch RevealWatcher, writeErr func(*gin.Context, error)) *Handler {
-	return &Handler{store: store, audit: rec, watch: watch, write: writeErr}
+func NewHandler(store *Store, rec Recorder, watch RevealWatcher, writeErr func(*gin.Context, error), log *slog.Logger) *Handler {
+	return &Handler{store: store, audit: rec, watch: watch, write: writeErr, log: log}
 }
 
 // Create handles POST /v1/orders (storefront clients).
@@ -50,7 +53,10 @@ func (h *Handler) Create(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
-	rcpt, res, err := h.store.Store(c.Request.Context(), req)
+	p, _ := web.PrincipalOf(c)
+	e := audit.Entry{Time: time.Now().UTC(), Actor: p.Actor(), Action: audit.ActionStore, OrderID: req.OrderID, IP: c.ClientIP()}
+	note, _ := json.Marshal(e)
+	rcpt, res, err := h.store.StoreNoting(c.Request.Context(), req, note)
 	if err != nil {
 		h.write(c, err)
 		return
@@ -59,11 +65,8 @@ func (h *Handler) Create(c *gin.Context) {
 		c.JSON(http.StatusOK, rcpt)
 		return
 	}
-	p, _ := web.PrincipalOf(c)
-	if err := h.audit.Record(c.Request.Context(), audit.Entry{Actor: p.Actor(), Action: audit.ActionStore,
-		OrderID: rcpt.OrderID, IP: c.ClientIP()}); err != nil {
-		h.write(c, err)
-		return
+	if err := h.store.RecordNoted(c.Request.Context(), h.audit, req.OrderID, e, note); err != nil {
+		h.log.Warn("order store audit", "order_id", req.OrderID, "err", err)
 	}
 	c.JSON(http.StatusCreated, rcpt)
 }

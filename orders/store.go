@@ -18,7 +18,7 @@
 //	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
 //	piivault:{sNN}:keyver          zset  held order ids scored by their ciphertext's key version: the
 //	                                     crypto-shredder never trims a version a held order needs
-//	piivault:{sNN}:outbox:notes    list  a note per purge, written by the purge script itself (the
+//	piivault:{sNN}:outbox:notes    list  a note per store and purge, written by the script itself (the
 //	                                     audit record to chain), removed once it is in the trail
 //	piivault:{sNN}:payref:<ref>    set   order ids paid with a payment reference (no PII, no TTL), for
 //	                                     refund and cancellation webhooks that name the payment, not the order
@@ -46,6 +46,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"piivault/audit"
 	"piivault/internal/apperr"
 	"piivault/vault"
 )
@@ -122,6 +123,20 @@ func keysOf(orderID string) keys {
 		outbox: t + "outbox:notes", emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
 }
 
+// RecordNoted appends the audit entry e, which the caller also handed to
+// StoreNoting or PurgeNoting as note, and removes the note once it is in
+// the trail. If the trail is unavailable the note stays in the outbox and
+// the sweep records it later: the error is only for logging.
+func (s *Store) RecordNoted(ctx context.Context, rec Recorder, orderID string, e audit.Entry, note []byte) error {
+	if err := rec.Record(ctx, e); err != nil {
+		return fmt.Errorf("audit deferred to the outbox: %w", err)
+	}
+	if err := s.AckNote(ctx, OrderNote(orderID, note)); err != nil {
+		return fmt.Errorf("outbox note not removed (it may be recorded twice): %w", err)
+	}
+	return nil
+}
+
 // Note is one outbox entry.
 type Note struct {
 	Shard int
@@ -174,9 +189,9 @@ type envelope struct {
 // 1 stored; 2 same request already held; 3 different request (conflict);
 // 4 the order was already purged.
 var storeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx, keyver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ref, pii, expiry, email, payidx, keyver, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local id, ct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local payref, created, expires, version = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local payref, created, expires, version, note = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
 local status = redis.call('HGET', ref, 'status')
 if status then
   if status ~= 'held' then return 4 end
@@ -192,6 +207,7 @@ redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', 'held',
   'created_at', created, 'expires_at', tostring(expires))
 redis.call('ZADD', expiry, expires, id)
 redis.call('ZADD', keyver, version, id)
+if note ~= '' then redis.call('RPUSH', outbox, note) end
 redis.call('SADD', payidx, id)
 redis.call('SADD', email, id)
 local cur = redis.call('PEXPIRETIME', email)
@@ -229,6 +245,13 @@ const (
 // Conflict; any request for a purged order is Conflict (its PII must not
 // come back). Nothing is written unless everything is.
 func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, error) {
+	return s.StoreNoting(ctx, req, nil)
+}
+
+// StoreNoting is Store that also appends note to the shard's outbox in the
+// same atomic step, when (and only when) the order is newly stored: the
+// caller's audit record, so no store goes unrecorded.
+func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Receipt, StoreResult, error) {
 	if err := req.Validate(); err != nil {
 		return Receipt{}, 0, err
 	}
@@ -288,9 +311,9 @@ func (s *Store) Store(ctx context.Context, req Request) (Receipt, StoreResult, e
 		return Receipt{}, 0, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
 	}
 	code, err := storeScript.Run(rctx, s.rdb,
-		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver},
+		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.outbox},
 		req.OrderID, enc[0].Value, bidx, digest, req.PaymentRef,
-		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version).Int()
+		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, note).Int()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}

@@ -75,3 +75,39 @@ func TestPurgeIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, v.Intact)
 }
+
+func TestStoreIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
+	require.NoError(t, err)
+	req := orders.Request{OrderID: "ord-stored", PaymentRef: "pi_stored", Shipping: orders.Shipping{
+		Name: "Jane Doe", Email: "jane@example.com",
+		Address: orders.Address{Line1: "1 Main St", City: "Springfield", Country: "US"}}}
+	e := audit.Entry{Time: time.Now().UTC(), Actor: "client:shop", Action: audit.ActionStore, OrderID: req.OrderID, IP: "192.0.2.5"}
+	note := []byte(`{"seq":0,"time":"` + e.Time.Format(time.RFC3339Nano) + `","actor":"client:shop","action":"order.store","order_id":"ord-stored","ip":"192.0.2.5","prev":"","hash":""}`)
+	_, res, err := store.StoreNoting(ctx, req, note)
+	require.NoError(t, err)
+	require.Equal(t, orders.Created, res)
+	failing := recorderFunc(func(context.Context, audit.Entry) error { return errors.New("audit down") })
+	require.Error(t, store.RecordNoted(ctx, failing, req.OrderID, e, note))
+
+	// A repeat of the same request is a duplicate and notes nothing more.
+	_, res, err = store.StoreNoting(ctx, req, []byte(`{"other":"note"}`))
+	require.NoError(t, err)
+	require.Equal(t, orders.Duplicate, res)
+	notes, err := store.Notes(ctx, 10)
+	require.NoError(t, err)
+	require.Len(t, notes, 1)
+
+	trail := audit.NewLog(env.Redis)
+	p := NewPurger(store, trail, testenv.Logger())
+	p.now = func() time.Time { return time.Now().Add(time.Minute) }
+	n, err := p.DrainOutbox(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	page, err := trail.List(ctx, audit.Filter{Action: audit.ActionStore})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, 1)
+	require.Equal(t, "192.0.2.5", page.Entries[0].IP)
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/webhook"
 
+	"piivault/audit"
 	"piivault/internal/apperr"
 	"piivault/orders"
 )
@@ -60,7 +62,7 @@ func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (
 		if json.Unmarshal(ev.Data.Raw, &s) != nil || json.Unmarshal(ev.Data.Raw, &ci) != nil {
 			return "", invalidPayload("Checkout Session")
 		}
-		return h.storeCheckout(ctx, s, ci)
+		return h.storeCheckout(ctx, ip, s, ci)
 	case "checkout.session.expired":
 		var s stripe.CheckoutSession
 		if err := json.Unmarshal(ev.Data.Raw, &s); err != nil {
@@ -108,7 +110,7 @@ type collectedInformation struct {
 // shipping address is used, never the billing address; a session without
 // one has nothing to ship. A session that cannot become a valid order is
 // answered 200 (Stripe would retry it for days to no avail) and logged.
-func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession, ci collectedInformation) (string, error) {
+func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.CheckoutSession, ci collectedInformation) (string, error) {
 	ship := s.ShippingDetails
 	if ship == nil && ci.CollectedInformation != nil {
 		ship = ci.CollectedInformation.ShippingDetails
@@ -135,7 +137,9 @@ func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession, c
 	a := ship.Address
 	req.Shipping.Address = orders.Address{Line1: a.Line1, Line2: a.Line2, City: a.City,
 		State: a.State, PostalCode: a.PostalCode, Country: a.Country}
-	_, res, err := h.orders.Store(ctx, req)
+	e := audit.Entry{Time: time.Now().UTC(), Actor: "webhook:stripe", Action: audit.ActionStore, OrderID: req.OrderID, IP: ip}
+	note, _ := json.Marshal(e)
+	_, res, err := h.orders.StoreNoting(ctx, req, note)
 	switch {
 	case apperr.Is(err, apperr.Validation):
 		h.log.Warn("stripe checkout session not stored: invalid order", "fields", apperr.Fields(err))
@@ -146,6 +150,9 @@ func (h *Handler) storeCheckout(ctx context.Context, s stripe.CheckoutSession, c
 		return "", err
 	case res == orders.Duplicate:
 		return "duplicate", nil
+	}
+	if err := h.orders.RecordNoted(ctx, h.audit, req.OrderID, e, note); err != nil {
+		h.log.Warn("stripe order store audit", "order_id", req.OrderID, "err", err)
 	}
 	return "stored", nil
 }

@@ -51,7 +51,8 @@ type Secrets struct {
 
 // Orders is what webhooks need from the order store.
 type Orders interface {
-	Store(ctx context.Context, req orders.Request) (orders.Receipt, orders.StoreResult, error)
+	StoreNoting(ctx context.Context, req orders.Request, note []byte) (orders.Receipt, orders.StoreResult, error)
+	RecordNoted(ctx context.Context, rec orders.Recorder, orderID string, e audit.Entry, note []byte) error
 	FindByEmail(ctx context.Context, email string) ([]string, error)
 	FindByPaymentRef(ctx context.Context, ref string) ([]string, error)
 }

@@ -134,7 +134,7 @@ func (a *app) handler() (*gin.Engine, error) {
 		Clients:   a.clients,
 		Staff:     a.staff,
 		Monitor:   a.monitor,
-		Orders:    orders.NewHandler(a.store, a.audit, a.monitor, write),
+		Orders:    orders.NewHandler(a.store, a.audit, a.monitor, write, a.log),
 		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
 		StaffHTTP: staff.NewHandler(a.staff, a.audit, a.monitor, write),
 		Audit:     audit.NewHandler(a.audit, write),

@@ -68,6 +68,7 @@ func TestStripeCheckoutStoresPIIAndRefundPurges(t *testing.T) {
 	ref := h.call("GET", "/v1/orders/ord-stripe-1", h.apiKey, nil)
 	require.Equal(t, 200, ref.Status)
 	require.Equal(t, "pi_3OstripeTest", ref.Body["payment_ref"])
+	require.Equal(t, 1, countAudit(t, h, audit.ActionStore), "orders stored by a webhook are audited too")
 	_, tok := h.login("fulfillment")
 	ship := h.call("GET", "/v1/orders/ord-stripe-1/shipping", tok, nil)
 	require.Equal(t, 200, ship.Status)
