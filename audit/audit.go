@@ -8,7 +8,10 @@
 //
 // Each entry carries the SHA-256 of the previous entry (prev) and its own
 // (hash, over every other field). Editing, deleting or reordering an entry
-// breaks the chain at that point, and Verify reports the first break.
+// breaks the chain at that point, and Verify reports the first break. Each
+// hash is also sealed by Vault (a transit HMAC with a key that never leaves
+// Vault), so someone who can write to Redis cannot rebuild a consistent
+// chain after editing it.
 package audit
 
 import (
@@ -27,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/internal/apperr"
+	"piivault/vault"
 )
 
 const (
@@ -71,6 +75,13 @@ type Entry struct {
 	Detail  map[string]string `json:"detail,omitempty"`
 	Prev    string            `json:"prev"`
 	Hash    string            `json:"hash"`
+	Seal    string            `json:"seal,omitempty"` // Vault's HMAC of Hash
+}
+
+// Sealer seals entry hashes and checks seals (vault.Client).
+type Sealer interface {
+	Seal(ctx context.Context, inputs [][]byte) ([]vault.Result, error)
+	VerifySeals(ctx context.Context, inputs [][]byte, seals []string) ([]bool, error)
 }
 
 // digest is the entry's hash over every field but ID and Hash, in a fixed form.
@@ -94,6 +105,7 @@ func (e Entry) digest() string {
 // Log is the audit trail in Redis.
 type Log struct {
 	rdb     redis.UniversalClient
+	sealer  Sealer
 	now     func() time.Time
 	timeout time.Duration
 
@@ -119,9 +131,9 @@ type pending struct {
 // maxGroup bounds the entries appended by one script call.
 const maxGroup = 256
 
-// NewLog builds a Log.
-func NewLog(rdb redis.UniversalClient) *Log {
-	return &Log{rdb: rdb, now: time.Now, timeout: 3 * time.Second}
+// NewLog builds a Log that seals entries with sealer.
+func NewLog(rdb redis.UniversalClient, sealer Sealer) *Log {
+	return &Log{rdb: rdb, sealer: sealer, now: time.Now, timeout: 3 * time.Second}
 }
 
 // appendScript appends the entries only if the head is still the one the
@@ -185,11 +197,23 @@ func (l *Log) appendGroup(group []*pending) error {
 		}
 		args := []any{headValue(0, genesis), headValue(seq, head), ""}
 		prev := head
-		for _, g := range group {
+		hashes := make([][]byte, len(group))
+		for i, g := range group {
 			seq++
-			g.e.Prev, g.e.Seq = prev, seq
+			g.e.Prev, g.e.Seq, g.e.Seal = prev, seq, ""
 			g.e.Hash = g.e.digest()
 			prev = g.e.Hash
+			hashes[i] = []byte(g.e.Hash)
+		}
+		seals, err := l.sealer.Seal(ctx, hashes)
+		if err != nil {
+			return fmt.Errorf("seal audit entries: %w", err)
+		}
+		for i, g := range group {
+			if seals[i].Err != nil {
+				return fmt.Errorf("seal audit entry: %w", seals[i].Err)
+			}
+			g.e.Seal = seals[i].Value
 			body, err := json.Marshal(g.e)
 			if err != nil {
 				return fmt.Errorf("audit entry: %w", err)
@@ -331,18 +355,32 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 	}
 	prev, seq, start := genesis, int64(0), "-"
 	for seq < headSeq {
-		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", 1000).Result()
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", 500).Result()
 		if err != nil {
 			return v, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
 		}
-		for _, m := range msgs {
-			e, err := decode(m)
+		if len(msgs) == 0 {
+			break
+		}
+		entries := make([]Entry, len(msgs))
+		decodeErr := make([]error, len(msgs))
+		hashes, seals := make([][]byte, len(msgs)), make([]string, len(msgs))
+		for i, m := range msgs {
+			entries[i], decodeErr[i] = decode(m)
+			hashes[i], seals[i] = []byte(entries[i].Hash), entries[i].Seal
+		}
+		valid, err := l.sealer.VerifySeals(ctx, hashes, seals)
+		if err != nil {
+			return v, fmt.Errorf("verify audit seals: %w", err)
+		}
+		for i, m := range msgs {
+			e := entries[i]
 			brk := func(reason string) (Verification, error) {
 				v.Broken = &Break{ID: m.ID, Seq: e.Seq, Reason: reason}
 				return v, nil
 			}
 			switch {
-			case err != nil:
+			case decodeErr[i] != nil:
 				return brk("entry is not valid JSON")
 			case e.Seq != seq+1:
 				return brk(fmt.Sprintf("sequence jumps from %d to %d: entries were removed", seq, e.Seq))
@@ -350,6 +388,8 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 				return brk("prev does not match the hash of the entry before it")
 			case e.digest() != e.Hash:
 				return brk("entry was modified: its hash does not match its content")
+			case !valid[i]:
+				return brk("entry's seal is not Vault's: the trail was rewritten outside piivault")
 			}
 			prev, seq = e.Hash, e.Seq
 			v.Entries++
@@ -357,7 +397,7 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 				break
 			}
 		}
-		if len(msgs) < 1000 || seq == headSeq {
+		if len(msgs) < 500 || seq == headSeq {
 			break
 		}
 		start = "(" + msgs[len(msgs)-1].ID

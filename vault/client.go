@@ -42,12 +42,17 @@ type Config struct {
 // the encryption key without breaking lookups of held orders.
 func IndexKeyName(key string) string { return key + "-index" }
 
+// SealKeyName is the transit key that seals audit entries: an HMAC over each
+// entry's chain hash, so rewriting the trail needs Vault, not just Redis.
+func SealKeyName(key string) string { return key + "-audit" }
+
 // Client talks to Vault. It is safe for concurrent use.
 type Client struct {
 	api      *vaultapi.Client
 	mount    string
 	key      string
 	indexKey string
+	sealKey  string
 	cfg      Config
 	log      *slog.Logger
 
@@ -82,7 +87,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	}
 	api.ClearToken() // never pick VAULT_TOKEN up implicitly
 	c := &Client{api: api, mount: cfg.TransitMount, key: cfg.TransitKey,
-		indexKey: IndexKeyName(cfg.TransitKey), cfg: cfg, log: log}
+		indexKey: IndexKeyName(cfg.TransitKey), sealKey: SealKeyName(cfg.TransitKey), cfg: cfg, log: log}
 	// AppRole wins when configured: an operator's VAULT_TOKEN left in the
 	// environment must never become the service's identity.
 	switch {

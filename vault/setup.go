@@ -32,6 +32,7 @@ var Roles = []string{"fulfillment", "support", "admin", "auditor"}
 // only staff tokens with the fulfillment or support policy can reveal.
 func Policies(mount, key string) map[string]string {
 	idx := IndexKeyName(key)
+	seal := SealKeyName(key)
 	self := `
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self"  { capabilities = ["update"] }
@@ -48,10 +49,14 @@ path "%[1]s/keys/%[2]s"          { capabilities = ["read"] }
 path "%[1]s/keys/%[2]s/rotate"   { capabilities = ["update"] }
 path "%[1]s/keys/%[2]s/config"   { capabilities = ["update"] }
 path "%[1]s/keys/%[2]s/trim"     { capabilities = ["update"] }
+path "%[1]s/hmac/%[4]s"          { capabilities = ["update"] }
+path "%[1]s/hmac/%[4]s/*"        { capabilities = ["update"] }
+path "%[1]s/verify/%[4]s"        { capabilities = ["update"] }
+path "%[1]s/verify/%[4]s/*"      { capabilities = ["update"] }
 path "%[1]s/decrypt/*"           { capabilities = ["deny"] }
 path "%[1]s/rewrap/*"            { capabilities = ["deny"] }
 path "%[1]s/export/*"            { capabilities = ["deny"] }
-`, mount, key, idx) + self,
+`, mount, key, idx, seal) + self,
 		PolicyPrefix + "fulfillment": "# Fulfillment staff: reveal full shipping blocks.\n" + decrypt + self,
 		PolicyPrefix + "support":     "# Support staff: reveal masked shipping blocks (piivault masks after decrypting).\n" + decrypt + self,
 		PolicyPrefix + "admin":       "# Admins: manage purges and blocks through piivault; no decrypt.\n" + self,
@@ -162,6 +167,8 @@ func (c *Client) setupKeys(ctx context.Context, r *SetupReport) error {
 		// The blind-index key is not rotated: a new version would change the
 		// HMAC of an email and break deletion lookups of held orders.
 		{c.indexKey, map[string]any{"deletion_allowed": false}},
+		// The audit seal key is never trimmed: old entries must stay verifiable.
+		{c.sealKey, map[string]any{"deletion_allowed": false}},
 	}
 	for _, k := range keys {
 		path := c.mount + "/keys/" + k.name

@@ -81,6 +81,45 @@ func (c *Client) batch(ctx context.Context, path string, batch []map[string]any,
 	return out, nil
 }
 
+// Seal computes audit seals (HMACs with the audit key) of every input.
+func (c *Client) Seal(ctx context.Context, inputs [][]byte) ([]Result, error) {
+	batch := make([]map[string]any, len(inputs))
+	for i, in := range inputs {
+		batch[i] = map[string]any{"input": b64(in)}
+	}
+	return c.batch(ctx, "hmac/"+c.sealKey+"/sha2-256", batch, "hmac")
+}
+
+// VerifySeals checks seals made by Seal: valid[i] says whether seals[i] is
+// the audit key's HMAC of inputs[i].
+func (c *Client) VerifySeals(ctx context.Context, inputs [][]byte, seals []string) ([]bool, error) {
+	batch := make([]map[string]any, len(inputs))
+	for i, in := range inputs {
+		batch[i] = map[string]any{"input": b64(in), "hmac": seals[i]}
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	s, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/verify/"+c.sealKey+"/sha2-256", map[string]any{
+		"batch_input": batch, "partial_failure_response_code": 200,
+	})
+	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
+		return nil, serviceErr(err, "verify seals")
+	}
+	if s == nil {
+		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no verification results")
+	}
+	raw, _ := s.Data["batch_results"].([]any)
+	if len(raw) != len(inputs) {
+		return nil, fmt.Errorf("vault verify: %d results for %d seals", len(raw), len(inputs))
+	}
+	valid := make([]bool, len(raw))
+	for i, r := range raw {
+		m, _ := r.(map[string]any)
+		valid[i], _ = m["valid"].(bool) // a malformed seal comes back with an error and no "valid"
+	}
+	return valid, nil
+}
+
 // Decrypt decrypts one ciphertext with the caller's own Vault token, so that
 // Vault checks the caller's policy and its audit log names the caller. A
 // ciphertext that cannot be decrypted any more (trimmed key version, wrong

@@ -30,6 +30,7 @@ var (
 	_ orders.Opener     = (*vault.Client)(nil)
 	_ staff.Directory   = (*vault.Client)(nil)
 	_ purge.KeyManager  = (*vault.Client)(nil)
+	_ audit.Sealer      = (*vault.Client)(nil)
 	_ purge.Store       = (*orders.Store)(nil)
 	_ webhooks.Orders   = (*orders.Store)(nil)
 	_ server.ClientAuth = (*clients.Registry)(nil)
@@ -79,7 +80,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.audit = audit.NewLog(rdb)
+	a.audit = audit.NewLog(rdb, vc)
 	a.clients = clients.NewRegistry(rdb)
 	a.staff = staff.NewService(vc, rdb)
 	a.alerter = monitoring.NewAlerter(cfg.AlertURL, log)

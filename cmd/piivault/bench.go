@@ -310,7 +310,7 @@ func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any)
 	if err != nil {
 		return err
 	}
-	purger := purge.NewPurger(short, audit.NewLog(rdb), discardLogger())
+	purger := purge.NewPurger(short, audit.NewLog(rdb, svc), discardLogger())
 	sweep := func() (int, float64, error) {
 		time.Sleep(1100 * time.Millisecond) // let the 1s retention pass
 		t := time.Now()

@@ -58,14 +58,25 @@ func (e *env) operator(ctx context.Context) (*vault.Client, *config, error) {
 	return vc, cfg, err
 }
 
-// auditLog connects to Redis for commands that record operator actions.
-func (e *env) auditLog(ctx context.Context, cfg *config) (*audit.Log, redis.UniversalClient, error) {
+// serviceVault connects to Vault as the service (AppRole, else VAULT_TOKEN),
+// for CLI commands that seal or verify audit entries.
+func (e *env) serviceVault(ctx context.Context, cfg *config) (*vault.Client, error) {
+	if err := cfg.needVault(); err != nil {
+		return nil, err
+	}
+	return vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
+		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, e.log)
+}
+
+// auditLog connects to Redis for commands that record operator actions;
+// sealer (a Vault client) seals the entries.
+func (e *env) auditLog(ctx context.Context, cfg *config, sealer audit.Sealer) (*audit.Log, redis.UniversalClient, error) {
 	rdb := cfg.redisClient(4)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
 	}
-	return audit.NewLog(rdb), rdb, nil
+	return audit.NewLog(rdb, sealer), rdb, nil
 }
 
 func cmdSetup(ctx context.Context, e *env) error {
@@ -144,7 +155,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err := staff.CheckPassword(password); err != nil {
 			return fmt.Errorf("staff add: %s", err.(*apperr.Error).Message)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg)
+		log, rdb, err := e.auditLog(ctx, cfg, vc)
 		if err != nil {
 			return err
 		}
@@ -172,7 +183,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("staff remove: %w", err)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg)
+		log, rdb, err := e.auditLog(ctx, cfg, vc)
 		if err != nil {
 			return err
 		}
@@ -217,7 +228,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("staff unsuspend: %w", err)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg)
+		log, rdb, err := e.auditLog(ctx, cfg, vc)
 		if err != nil {
 			return err
 		}
@@ -244,7 +255,11 @@ func cmdClients(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	log, rdb, err := e.auditLog(ctx, cfg)
+	vc, err := e.serviceVault(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg, vc)
 	if err != nil {
 		return err
 	}
@@ -345,7 +360,11 @@ func cmdAudit(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	log, rdb, err := e.auditLog(ctx, cfg)
+	vc, err := e.serviceVault(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg, vc)
 	if err != nil {
 		return err
 	}

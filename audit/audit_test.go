@@ -1,0 +1,66 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"piivault/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestRebuiltChainIsCaughtBySeals plays an attacker with write access to
+// Redis (and piivault's source): they edit an entry, recompute every hash
+// and the head so the SHA-256 chain is consistent again, but cannot make
+// Vault's seals.
+func TestRebuiltChainIsCaughtBySeals(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service)
+	for i := 1; i <= 5; i++ {
+		require.NoError(t, l.Record(ctx, Entry{Actor: "alice", Action: ActionReveal, OrderID: fmt.Sprintf("ord-%d", i), IP: "192.0.2.1"}))
+	}
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 5, v.Entries)
+
+	msgs := env.Redis.XRange(ctx, logKey, "-", "+").Val()
+	require.NoError(t, env.Redis.Del(ctx, logKey).Err())
+	prev := genesis
+	for i, m := range msgs {
+		var e Entry
+		require.NoError(t, json.Unmarshal([]byte(m.Values["entry"].(string)), &e))
+		if i == 2 {
+			e.Actor = "mallory" // the edit the attacker wants to hide
+		}
+		e.Prev = prev
+		e.Hash = e.digest() // the unkeyed chain is rebuilt…
+		prev = e.Hash
+		body, _ := json.Marshal(e) // …but the seal stays the old one
+		require.NoError(t, env.Redis.XAdd(ctx, &redis.XAddArgs{Stream: logKey, ID: m.ID, Values: map[string]any{"entry": string(body)}}).Err())
+	}
+	require.NoError(t, env.Redis.Set(ctx, headKey, headValue(int64(len(msgs)), prev), 0).Err())
+
+	v, err = l.Verify(ctx)
+	require.NoError(t, err)
+	require.False(t, v.Intact)
+	require.EqualValues(t, 3, v.Broken.Seq)
+	require.Contains(t, v.Broken.Reason, "seal")
+}
+
+func TestEntriesAreSealed(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service)
+	require.NoError(t, l.Record(ctx, Entry{Actor: "system", Action: ActionKeyRotate}))
+	page, err := l.List(ctx, Filter{})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, 1)
+	require.Regexp(t, `^vault:v1:`, page.Entries[0].Seal)
+}
