@@ -71,7 +71,7 @@ func (e *env) serviceVault(ctx context.Context, cfg *config) (*vault.Client, err
 // auditLog connects to Redis for commands that record operator actions;
 // sealer (a Vault client) seals the entries.
 func (e *env) auditLog(ctx context.Context, cfg *config, sealer audit.Sealer) (*audit.Log, redis.UniversalClient, error) {
-	rdb := cfg.redisClient(4)
+	rdb := cfg.redisClient(16)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
