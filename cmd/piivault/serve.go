@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -16,6 +17,10 @@ import (
 // cmdServe runs the API until SIGINT/SIGTERM, then lets in-flight requests
 // finish (up to 20s) before stopping the scheduler and closing clients.
 func cmdServe(ctx context.Context, e *env) error {
+	// A server's log, access lines included, is its output: JSON lines on
+	// stdout for the platform's log shipper. Other commands keep stdout for
+	// their results and log on stderr.
+	e.log = slog.New(slog.NewJSONHandler(e.stdout, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	a, err := e.service(ctx)
 	if err != nil {
 		return err
@@ -40,6 +45,8 @@ func cmdServe(ctx context.Context, e *env) error {
 		IdleTimeout:       90 * time.Second,
 		MaxHeaderBytes:    32 << 10,
 		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
+		// net/http's own errors (TLS handshakes, panics) join the JSON log.
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	ln, err := net.Listen("tcp", a.cfg.Listen)
 	if err != nil {

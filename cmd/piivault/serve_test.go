@@ -62,7 +62,8 @@ func TestServeOverTLSAndShutsDownCleanly(t *testing.T) {
 
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- realMain(ctx, []string{"serve"}, nil, io.Discard, io.Discard, envOf(vars)) }()
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	go func() { done <- realMain(ctx, []string{"serve"}, nil, stdout, stderr, envOf(vars)) }()
 
 	url := fmt.Sprintf("https://127.0.0.1:%d/readyz", port)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
@@ -92,6 +93,11 @@ func TestServeOverTLSAndShutsDownCleanly(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("serve did not shut down")
 	}
+	// The server's log, access lines included, is JSON on stdout.
+	require.Contains(t, stdout.String(), `"msg":"access"`)
+	require.Contains(t, stdout.String(), `"route":"/readyz"`)
+	require.Contains(t, stdout.String(), `"msg":"piivault serving"`)
+	require.Empty(t, stderr.String())
 }
 
 func TestServeRefusesAnIdentityThatCanDecrypt(t *testing.T) {
