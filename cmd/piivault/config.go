@@ -188,18 +188,14 @@ func loadConfig(getenv func(string) string) (*config, error) {
 // as ?addr=host:port parameters.
 func (c *config) parseRedisURL() error {
 	u := c.RedisURL
-	if rest, ok := strings.CutPrefix(u, "redis+cluster://"); ok {
-		opts, err := redis.ParseClusterURL("redis://" + rest)
-		if err != nil {
-			return &configError{"REDIS_URL", "want redis+cluster://host:port?addr=host2:port2&addr=..."}
+	for _, scheme := range []string{"redis", "rediss"} {
+		rest, ok := strings.CutPrefix(u, scheme+"+cluster://")
+		if !ok {
+			continue
 		}
-		c.redisCluster = opts
-		return nil
-	}
-	if rest, ok := strings.CutPrefix(u, "rediss+cluster://"); ok {
-		opts, err := redis.ParseClusterURL("rediss://" + rest)
+		opts, err := redis.ParseClusterURL(scheme + "://" + rest)
 		if err != nil {
-			return &configError{"REDIS_URL", "want rediss+cluster://host:port?addr=host2:port2&addr=..."}
+			return &configError{"REDIS_URL", "want " + scheme + "+cluster://host:port?addr=host2:port2&addr=..."}
 		}
 		c.redisCluster = opts
 		return nil

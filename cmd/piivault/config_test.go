@@ -114,3 +114,33 @@ func TestParseTakesFlagsAroundTheName(t *testing.T) {
 		})
 	}
 }
+
+func TestRedisURLSchemes(t *testing.T) {
+	tests := []struct {
+		url     string
+		cluster []string // seed addresses when a Cluster is expected
+		tls     bool
+	}{
+		{url: "redis://127.0.0.1:6379/0"},
+		{url: "rediss://127.0.0.1:6380/0", tls: true},
+		{url: "redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002",
+			cluster: []string{"127.0.0.1:7000", "127.0.0.1:7001", "127.0.0.1:7002"}},
+		{url: "rediss+cluster://127.0.0.1:7000?addr=127.0.0.1:7001",
+			cluster: []string{"127.0.0.1:7000", "127.0.0.1:7001"}, tls: true},
+	}
+	for _, tt := range tests {
+		cfg, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x", "REDIS_URL": tt.url}))
+		require.NoError(t, err, tt.url)
+		if tt.cluster == nil {
+			require.Nil(t, cfg.redisCluster, tt.url)
+			require.Equal(t, tt.tls, cfg.redisOpts.TLSConfig != nil, tt.url)
+			continue
+		}
+		require.NotNil(t, cfg.redisCluster, tt.url)
+		require.Equal(t, tt.cluster, cfg.redisCluster.Addrs, tt.url)
+		require.Equal(t, tt.tls, cfg.redisCluster.TLSConfig != nil, tt.url)
+	}
+	_, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x", "REDIS_URL": "rediss+cluster://127.0.0.1:7000?bogus=1"}))
+	require.ErrorContains(t, err, "REDIS_URL")
+	require.ErrorContains(t, err, "rediss+cluster://")
+}
