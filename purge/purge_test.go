@@ -22,15 +22,25 @@ type recorderFunc func(context.Context, audit.Entry) error
 
 func (f recorderFunc) Record(ctx context.Context, e audit.Entry) error { return f(ctx, e) }
 
+func newStore(t *testing.T, env *testenv.Env) *orders.Store {
+	t.Helper()
+	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
+	require.NoError(t, err)
+	return store
+}
+
+func testOrder(id, paymentRef string) orders.Request {
+	return orders.Request{OrderID: id, PaymentRef: paymentRef, Shipping: orders.Shipping{
+		Name: "Jane Doe", Email: "jane@example.com",
+		Address: orders.Address{Line1: "1 Main St", City: "Springfield", Country: "US"}}}
+}
+
 func TestPurgeIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
-	require.NoError(t, err)
-	req := orders.Request{OrderID: "ord-outbox", PaymentRef: "pi_outbox", Shipping: orders.Shipping{
-		Name: "Jane Doe", Email: "jane@example.com",
-		Address: orders.Address{Line1: "1 Main St", City: "Springfield", Country: "US"}}}
-	_, _, err = store.Store(ctx, req)
+	store := newStore(t, env)
+	req := testOrder("ord-outbox", "pi_outbox")
+	_, _, err := store.Store(ctx, req)
 	require.NoError(t, err)
 
 	failing := recorderFunc(func(context.Context, audit.Entry) error {
@@ -79,11 +89,8 @@ func TestPurgeIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 func TestStoreIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
-	require.NoError(t, err)
-	req := orders.Request{OrderID: "ord-stored", PaymentRef: "pi_stored", Shipping: orders.Shipping{
-		Name: "Jane Doe", Email: "jane@example.com",
-		Address: orders.Address{Line1: "1 Main St", City: "Springfield", Country: "US"}}}
+	store := newStore(t, env)
+	req := testOrder("ord-stored", "pi_stored")
 	e := audit.Entry{Time: time.Now().UTC(), Actor: "client:shop", Action: audit.ActionStore, OrderID: req.OrderID, IP: "192.0.2.5"}
 	note := []byte(`{"seq":0,"time":"` + e.Time.Format(time.RFC3339Nano) + `","actor":"client:shop","action":"order.store","order_id":"ord-stored","ip":"192.0.2.5","prev":"","hash":""}`)
 	_, res, err := store.StoreNoting(ctx, req, note)
