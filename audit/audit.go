@@ -3,8 +3,10 @@
 // Entries never hold PII: actors are staff usernames, client names,
 // `webhook:<provider>` or `system`; orders are named by id.
 //
-//	piivault:{audit}:log    stream  one entry per event, kept forever
-//	piivault:{audit}:head   string  "<seq>:<hash>" of the newest entry
+//	piivault:{audit}:log          stream  one entry per event, kept forever
+//	piivault:{audit}:head         string  "<seq>:<hash>" of the newest entry
+//	piivault:{audit}:ev:<event>   string  an event already in the trail (3 days): a store or purge
+//	                                      recorded again from its outbox note is not written twice
 //
 // Each entry carries the SHA-256 of the previous entry (prev) and its own
 // (hash, over every other field). Editing, deleting or reordering an entry
@@ -12,15 +14,25 @@
 // hash is also sealed by Vault (a transit HMAC with a key that never leaves
 // Vault), so someone who can write to Redis cannot rebuild a consistent
 // chain after editing it.
+//
+// Cutting the newest entries (or the whole trail) leaves a consistent
+// chain behind, so the head is anchored outside Redis as well: after every
+// group commit the service writes the newest entry's seq, hash and id to
+// Vault's KV (check-and-set, writable by the service identity only), and
+// Verify holds the trail to that anchor. Only the entries appended since the
+// last anchor write (about one Vault round trip) could vanish unnoticed.
 package audit
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,6 +48,11 @@ import (
 const (
 	logKey  = "piivault:{audit}:log"
 	headKey = "piivault:{audit}:head"
+	// eventPrefix keys remember events already appended, so a store or
+	// purge recorded from its outbox note after its first append was in
+	// doubt (the caller gave up waiting) is not written twice.
+	eventPrefix = "piivault:{audit}:ev:"
+	eventMemory = 3 * 24 * time.Hour
 	// genesis is the prev of the first entry.
 	genesis = "0000000000000000000000000000000000000000000000000000000000000000"
 )
@@ -52,11 +69,14 @@ const (
 	ActionStaffRemove     = "staff.remove"
 	ActionStaffSuspend    = "staff.suspend"
 	ActionStaffUnsuspend  = "staff.unsuspend"
+	ActionStaffUnlock     = "staff.unlock"
 	ActionClientAdd       = "client.add"
 	ActionClientRevoke    = "client.revoke"
 	ActionDeletionRequest = "deletion_request"
 	ActionWebhook         = "webhook"
 	ActionDataRequest     = "webhook.data_request"
+	ActionWebhookConflict = "webhook.conflict"
+	ActionTrackingLink    = "order.tracking_link"
 	ActionBlock           = "ip.block"
 	ActionUnblock         = "ip.unblock"
 	ActionKeyRotate       = "key.rotate"
@@ -73,7 +93,10 @@ type Entry struct {
 	OrderID string            `json:"order_id,omitempty"`
 	IP      string            `json:"ip,omitempty"`
 	Detail  map[string]string `json:"detail,omitempty"`
-	Prev    string            `json:"prev"`
+	// Event identifies one event across retries (stores and purges, whose
+	// record can also come from an outbox note); empty for the rest.
+	Event string `json:"event,omitempty"`
+	Prev  string `json:"prev"`
 	Hash    string            `json:"hash"`
 	Seal    string            `json:"seal,omitempty"` // Vault's HMAC of Hash
 }
@@ -97,60 +120,105 @@ func (e Entry) digest() string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "detail.%q=%q\n", k, e.Detail[k])
 	}
+	if e.Event != "" {
+		fmt.Fprintf(&b, "event=%q\n", e.Event)
+	}
 	fmt.Fprintf(&b, "prev=%s\n", e.Prev)
 	sum := sha256.Sum256([]byte(b.String()))
 	return hex.EncodeToString(sum[:])
+}
+
+// AnchorStore keeps the trail's anchor outside Redis (vault.Client).
+type AnchorStore interface {
+	ReadAnchor(ctx context.Context) (vault.Anchor, int, error)
+	WriteAnchor(ctx context.Context, a vault.Anchor, cas int) error
+}
+
+// NewEventID returns a fresh Entry.Event.
+func NewEventID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // Log is the audit trail in Redis.
 type Log struct {
 	rdb     redis.UniversalClient
 	sealer  Sealer
+	anchor  AnchorStore // nil: no anchor (tests of the chain alone)
 	now     func() time.Time
 	timeout time.Duration
 
-	// Group commit: concurrent Record calls queue their entries; whoever
-	// finds no flush running appends the whole queue in one script call,
-	// chained in order, and hands each caller its result.
+	// Group commit: Record queues its entry and waits for it, bounded by
+	// its own context; a flusher goroutine (started while the queue is not
+	// empty) appends up to maxGroup entries per script call, chained in
+	// order, and hands each caller its own result.
 	mu       sync.Mutex
 	queue    []*pending
 	flushing bool
 
-	// cached is the head this process last wrote (guarded by flushing):
+	// cached is the head this process last wrote (used by the flusher only):
 	// appending onto it saves a read; the script refuses it if another
 	// instance has moved the head since, and then the head is read again.
 	cached    string
 	cachedSeq int64
+
+	// latest is the newest entry this process appended, for the anchor.
+	latest  vault.Anchor
+	anchorC chan struct{}
 }
 
 type pending struct {
-	e    Entry
-	done chan error
+	e     Entry
+	done  chan error
+	taken bool // in a group being appended (guarded by Log.mu)
 }
 
 // maxGroup bounds the entries appended by one script call.
 const maxGroup = 256
 
-// NewLog builds a Log that seals entries with sealer.
-func NewLog(rdb redis.UniversalClient, sealer Sealer) *Log {
-	return &Log{rdb: rdb, sealer: sealer, now: time.Now, timeout: 3 * time.Second}
+// NewLog builds a Log that seals entries with sealer and anchors the trail
+// in anchor (nil for none).
+func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore) *Log {
+	return &Log{rdb: rdb, sealer: sealer, anchor: anchor, now: time.Now, timeout: 3 * time.Second,
+		anchorC: make(chan struct{}, 1)}
 }
 
 // appendScript appends the entries only if the head is still the one the
-// caller chained onto; otherwise it returns false and the caller retries.
-// ARGV: genesis head, expected head, new head, entries...
+// caller chained onto (else false: the caller re-chains and retries), and
+// only if none of their events is in the trail already (else the list of
+// 1-based positions of those entries: the caller drops them and retries).
+// KEYS: log, head, event keys...  ARGV: genesis head, expected head, new
+// head, event-key count, then for each entry its event-key index (0: none)
+// and its JSON.
 var appendScript = redis.NewScript(`
 local head = redis.call('GET', KEYS[2]) or ARGV[1]
 if head ~= ARGV[2] then return false end
+local dups = {}
+local n = 0
+for i = 5, #ARGV, 2 do
+  n = n + 1
+  local k = tonumber(ARGV[i])
+  if k > 0 and redis.call('EXISTS', KEYS[2 + k]) == 1 then dups[#dups + 1] = n end
+end
+if #dups > 0 then return {'dup', unpack(dups)} end
 local ids = {}
-for i = 4, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[i]) end
+for i = 5, #ARGV, 2 do
+  local k = tonumber(ARGV[i])
+  if k > 0 then redis.call('SET', KEYS[2 + k], '1', 'PX', ARGV[4]) end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[i + 1])
+end
 redis.call('SET', KEYS[2], ARGV[3])
 return ids
 `)
 
 // Record appends e to the trail. It fails (StoreUnavailable) rather than
 // losing an entry; callers that reveal PII must not reveal without it.
-// An entry that already has a time (recorded late from an outbox) keeps it.
+// It waits for its own entry's group at most as long as ctx allows: an
+// entry not yet sent when ctx ends is withdrawn; one already sent may
+// still land (its Event, when set, keeps a later retry from writing it
+// twice). An entry that already has a time (recorded late from an outbox)
+// keeps it.
 func (l *Log) Record(ctx context.Context, e Entry) error {
 	if e.Time.IsZero() {
 		e.Time = l.now().UTC()
@@ -160,103 +228,269 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 	l.queue = append(l.queue, p)
 	if !l.flushing {
 		l.flushing = true
-		for len(l.queue) > 0 {
-			n := min(len(l.queue), maxGroup)
-			group := l.queue[:n:n]
-			l.queue = l.queue[n:]
-			l.mu.Unlock()
-			err := l.appendGroup(group)
-			for _, g := range group {
-				g.done <- err
-			}
-			l.mu.Lock()
-		}
-		l.flushing = false
+		go l.flush()
 	}
 	l.mu.Unlock()
 	select {
 	case err := <-p.done:
 		return err
 	case <-ctx.Done():
-		return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+	}
+	l.mu.Lock()
+	if i := slices.Index(l.queue, p); i >= 0 && !p.taken {
+		l.queue = slices.Delete(l.queue, i, i+1)
+	}
+	l.mu.Unlock()
+	return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+}
+
+// flush appends queued entries, a group at a time, until the queue is empty.
+func (l *Log) flush() {
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.flushing = false
+			l.mu.Unlock()
+			return
+		}
+		n := min(len(l.queue), maxGroup)
+		group := slices.Clone(l.queue[:n])
+		l.queue = slices.Delete(l.queue, 0, n)
+		for _, g := range group {
+			g.taken = true
+		}
+		l.mu.Unlock()
+		l.appendGroup(group)
 	}
 }
 
 // appendGroup chains and appends entries in one round trip, retrying when
-// another instance moved the head first.
-func (l *Log) appendGroup(group []*pending) error {
+// another instance moved the head first, and answers every entry's caller.
+func (l *Log) appendGroup(group []*pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	for attempt := 0; attempt < 50; attempt++ {
-		head, seq := l.cached, l.cachedSeq
-		if head == "" || attempt > 0 {
-			var err error
-			if head, seq, err = l.head(ctx); err != nil {
-				return err
+	for attempt := 0; attempt < 50 && len(group) > 0; attempt++ {
+		ids, dups, err := l.tryAppend(ctx, group, attempt > 0)
+		switch {
+		case err != nil:
+			for _, g := range group {
+				g.done <- err
 			}
-		}
-		args := []any{headValue(0, genesis), headValue(seq, head), ""}
-		prev := head
-		hashes := make([][]byte, len(group))
-		for i, g := range group {
-			seq++
-			g.e.Prev, g.e.Seq, g.e.Seal = prev, seq, ""
-			g.e.Hash = g.e.digest()
-			prev = g.e.Hash
-			hashes[i] = []byte(g.e.Hash)
-		}
-		seals, err := l.sealer.Seal(ctx, hashes)
-		if err != nil {
-			return fmt.Errorf("seal audit entries: %w", err)
-		}
-		for i, g := range group {
-			if seals[i].Err != nil {
-				return fmt.Errorf("seal audit entry: %w", seals[i].Err)
+			return
+		case dups != nil:
+			// Already in the trail: done, and left out of this chain.
+			kept := group[:0]
+			for i, g := range group {
+				if slices.Contains(dups, i+1) {
+					g.done <- nil
+				} else {
+					kept = append(kept, g)
+				}
 			}
-			g.e.Seal = seals[i].Value
-			body, err := json.Marshal(g.e)
-			if err != nil {
-				return fmt.Errorf("audit entry: %w", err)
+			group = kept
+		case ids == nil:
+			// another instance appended first: chain onto theirs
+		default:
+			last := group[len(group)-1].e
+			l.mu.Lock()
+			l.latest = vault.Anchor{Seq: last.Seq, Hash: last.Hash, ID: ids[len(ids)-1]}
+			l.mu.Unlock()
+			select {
+			case l.anchorC <- struct{}{}:
+			default:
 			}
-			args = append(args, body)
+			for _, g := range group {
+				g.done <- nil
+			}
+			return
 		}
-		args[2] = headValue(seq, prev)
-		ids, err := appendScript.Run(ctx, l.rdb, []string{logKey, headKey}, args...).StringSlice()
-		if errors.Is(err, redis.Nil) {
-			continue // another instance appended first: chain onto theirs
-		}
-		if err != nil {
-			l.cached = ""
-			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
-		}
-		l.cached, l.cachedSeq = prev, seq
-		if len(ids) != len(group) {
-			return fmt.Errorf("audit: %d ids for %d entries", len(ids), len(group))
-		}
-		return nil
 	}
-	return apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
+	for _, g := range group {
+		g.done <- apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
+	}
+}
+
+// tryAppend makes one attempt. It returns the new stream ids; or dups, the
+// 1-based positions of entries whose event is in the trail already; or
+// neither when the head moved.
+func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids []string, dups []int, err error) {
+	head, seq := l.cached, l.cachedSeq
+	if head == "" || reread {
+		if head, seq, err = l.head(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	keys := []string{logKey, headKey}
+	args := []any{headValue(0, genesis), headValue(seq, head), "", eventMemory.Milliseconds()}
+	prev := head
+	hashes := make([][]byte, len(group))
+	for i, g := range group {
+		seq++
+		g.e.Prev, g.e.Seq, g.e.Seal = prev, seq, ""
+		g.e.Hash = g.e.digest()
+		prev = g.e.Hash
+		hashes[i] = []byte(g.e.Hash)
+	}
+	seals, err := l.sealer.Seal(ctx, hashes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal audit entries: %w", err)
+	}
+	for i, g := range group {
+		if seals[i].Err != nil {
+			return nil, nil, fmt.Errorf("seal audit entry: %w", seals[i].Err)
+		}
+		g.e.Seal = seals[i].Value
+		body, err := json.Marshal(g.e)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit entry: %w", err)
+		}
+		k := 0
+		if g.e.Event != "" {
+			keys = append(keys, eventPrefix+g.e.Event)
+			k = len(keys) - 2
+		}
+		args = append(args, k, body)
+	}
+	args[2] = headValue(seq, prev)
+	res, err := appendScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		l.cached = ""
+		return nil, nil, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	if len(res) > 0 && res[0] == "dup" {
+		for _, v := range res[1:] {
+			if n, ok := v.(int64); ok {
+				dups = append(dups, int(n))
+			}
+		}
+		return nil, dups, nil
+	}
+	l.cached, l.cachedSeq = prev, seq
+	if len(res) != len(group) {
+		return nil, nil, fmt.Errorf("audit: %d ids for %d entries", len(res), len(group))
+	}
+	for _, v := range res {
+		id, _ := v.(string)
+		ids = append(ids, id)
+	}
+	return ids, nil, nil
 }
 
 // head returns the newest entry's hash and sequence number, from the head
 // key: the stream itself may have been tampered with, the head moves only here.
 func (l *Log) head(ctx context.Context) (string, int64, error) {
+	hash, seq, _, err := l.readHead(ctx)
+	return hash, seq, err
+}
+
+// readHead is head that also says whether the head key exists.
+func (l *Log) readHead(ctx context.Context) (string, int64, bool, error) {
 	v, err := l.rdb.Get(ctx, headKey).Result()
 	if errors.Is(err, redis.Nil) {
-		return genesis, 0, nil
+		return genesis, 0, false, nil
 	}
 	if err != nil {
-		return "", 0, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		return "", 0, false, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
 	}
 	seqStr, hash, ok := strings.Cut(v, ":")
 	seq, perr := strconv.ParseInt(seqStr, 10, 64)
 	if !ok || perr != nil {
-		return "", 0, fmt.Errorf("audit head %q is malformed", v)
+		return "", 0, true, fmt.Errorf("audit head %q is malformed", v)
 	}
-	return hash, seq, nil
+	return hash, seq, true, nil
 }
 
 func headValue(seq int64, hash string) string { return strconv.FormatInt(seq, 10) + ":" + hash }
+
+// RunAnchor keeps the anchor in Vault up with what this process appends,
+// until ctx ends. A trail that no longer holds the anchored entry (cut,
+// rebuilt, or lost in a Redis failover) is never anchored over: the anchor
+// stays where it is, so Verify keeps reporting it, and onProblem is told.
+func (l *Log) RunAnchor(ctx context.Context, log *slog.Logger, onProblem func(text string)) {
+	if l.anchor == nil {
+		return
+	}
+	reported := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.anchorC:
+		}
+		err := l.Anchor(ctx)
+		switch {
+		case errors.Is(err, ErrDiverged):
+			if !reported {
+				log.Error("audit trail does not hold its anchored entry", "err", err)
+				onProblem("piivault: the audit trail no longer holds the entry anchored in Vault: " +
+					"entries were removed or lost (a Redis failover?). Run `piivault audit verify`.")
+				reported = true
+			}
+		case err != nil:
+			log.Warn("audit anchor not advanced", "err", err)
+		default:
+			reported = false
+		}
+	}
+}
+
+// ErrDiverged means the trail in Redis no longer holds the anchored entry.
+var ErrDiverged = errors.New("the audit trail does not hold the entry anchored in Vault")
+
+// Anchor moves the anchor in Vault up to the newest entry this process
+// appended, if it is ahead of it. Commands that append and exit call it
+// before they return; serve's RunAnchor calls it after every group commit.
+func (l *Log) Anchor(ctx context.Context) error {
+	if l.anchor == nil {
+		return nil
+	}
+	l.mu.Lock()
+	target := l.latest
+	l.mu.Unlock()
+	if target.Seq == 0 {
+		return nil
+	}
+	for attempt := 0; attempt < 10; attempt++ {
+		cur, version, err := l.anchor.ReadAnchor(ctx)
+		if err != nil {
+			return err
+		}
+		if cur.Seq >= target.Seq {
+			return nil
+		}
+		if cur.Seq > 0 {
+			e, ok, err := l.entryAt(ctx, cur.ID)
+			if err != nil {
+				return err
+			}
+			if !ok || e.Seq != cur.Seq || e.Hash != cur.Hash {
+				return fmt.Errorf("%w (entry %d)", ErrDiverged, cur.Seq)
+			}
+		}
+		err = l.anchor.WriteAnchor(ctx, target, version)
+		if errors.Is(err, vault.ErrAnchorMoved) {
+			continue
+		}
+		return err
+	}
+	return errors.New("audit anchor: too many concurrent writers")
+}
+
+// entryAt reads one entry by stream id.
+func (l *Log) entryAt(ctx context.Context, id string) (Entry, bool, error) {
+	msgs, err := l.rdb.XRangeN(ctx, logKey, id, id, 1).Result()
+	if err != nil {
+		return Entry{}, false, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	if len(msgs) == 0 {
+		return Entry{}, false, nil
+	}
+	e, err := decode(msgs[0])
+	return e, err == nil, nil
+}
 
 func decode(m redis.XMessage) (Entry, error) {
 	raw, _ := m.Values["entry"].(string)
@@ -345,22 +579,50 @@ type Break struct {
 	Reason string `json:"reason"`
 }
 
+// verifyPage is how many entries Verify reads, and has Vault check, at once.
+const verifyPage = 1000
+
 // Verify walks the trail up to the head it reads first (entries appended
-// meanwhile are left for the next run) and reports the first broken link.
+// meanwhile are left for the next run) and reports the first broken link:
+// an edited, removed, reordered or re-forged entry; a head that is missing
+// or points past the entries; entries beyond the head; and, against the
+// anchor in Vault, newest entries that were cut or a trail that was
+// rebuilt. It reads a page at a time, so memory stays flat on any length.
 func (l *Log) Verify(ctx context.Context) (Verification, error) {
 	var v Verification
-	head, headSeq, err := l.head(ctx)
+	var anchor vault.Anchor
+	if l.anchor != nil {
+		// Read before the head: the anchor never runs ahead of the head it
+		// was written after, so an anchor past the head read next is a cut.
+		a, _, err := l.anchor.ReadAnchor(ctx)
+		if err != nil {
+			return v, fmt.Errorf("read the audit anchor: %w", err)
+		}
+		anchor = a
+	}
+	head, headSeq, headExists, err := l.readHead(ctx)
 	if err != nil {
 		return v, err
 	}
+	brk := func(id string, seq int64, reason string) (Verification, error) {
+		v.Broken = &Break{ID: id, Seq: seq, Reason: reason}
+		return v, nil
+	}
+	if anchor.Seq > headSeq {
+		return brk(anchor.ID, anchor.Seq, fmt.Sprintf(
+			"the newest entries were removed: Vault's anchor records entry %d, the trail's head is at %d", anchor.Seq, headSeq))
+	}
 	prev, seq, start := genesis, int64(0), "-"
 	for seq < headSeq {
-		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", 500).Result()
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", verifyPage).Result()
 		if err != nil {
 			return v, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
 		}
 		if len(msgs) == 0 {
 			break
+		}
+		if n := int(headSeq - seq); len(msgs) > n {
+			msgs = msgs[:n] // beyond the head read first: the next run's
 		}
 		entries := make([]Entry, len(msgs))
 		decodeErr := make([]error, len(msgs))
@@ -375,36 +637,46 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 		}
 		for i, m := range msgs {
 			e := entries[i]
-			brk := func(reason string) (Verification, error) {
-				v.Broken = &Break{ID: m.ID, Seq: e.Seq, Reason: reason}
-				return v, nil
-			}
 			switch {
 			case decodeErr[i] != nil:
-				return brk("entry is not valid JSON")
+				return brk(m.ID, e.Seq, "entry is not valid JSON")
 			case e.Seq != seq+1:
-				return brk(fmt.Sprintf("sequence jumps from %d to %d: entries were removed", seq, e.Seq))
+				return brk(m.ID, e.Seq, fmt.Sprintf("sequence jumps from %d to %d: entries were removed", seq, e.Seq))
 			case e.Prev != prev:
-				return brk("prev does not match the hash of the entry before it")
+				return brk(m.ID, e.Seq, "prev does not match the hash of the entry before it")
 			case e.digest() != e.Hash:
-				return brk("entry was modified: its hash does not match its content")
+				return brk(m.ID, e.Seq, "entry was modified: its hash does not match its content")
 			case !valid[i]:
-				return brk("entry's seal is not Vault's: the trail was rewritten outside piivault")
+				return brk(m.ID, e.Seq, "entry's seal is not Vault's: the trail was rewritten outside piivault")
+			case anchor.Seq == e.Seq && anchor.Hash != e.Hash:
+				return brk(m.ID, e.Seq, "entry is not the one anchored in Vault: the trail was rebuilt or lost entries")
 			}
 			prev, seq = e.Hash, e.Seq
 			v.Entries++
-			if seq == headSeq {
-				break
-			}
-		}
-		if len(msgs) < 500 || seq == headSeq {
-			break
 		}
 		start = "(" + msgs[len(msgs)-1].ID
 	}
 	if head != prev || headSeq != seq {
-		v.Broken = &Break{Seq: seq + 1, Reason: "the newest entries were removed: the head hash matches no entry"}
-		return v, nil
+		return brk("", seq+1, "the head names an entry that is not in the trail: entries were removed")
+	}
+	// Entries past the head: appended since the head was read (fine), or
+	// added by hand, or left behind a head that was deleted or moved back.
+	last, err := l.rdb.XRevRangeN(ctx, logKey, "+", "-", 1).Result()
+	if err != nil {
+		return v, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	if len(last) == 1 && "("+last[0].ID != start {
+		nowHash, nowSeq, nowExists, err := l.readHead(ctx)
+		if err != nil {
+			return v, err
+		}
+		e, _ := decode(last[0])
+		switch {
+		case !headExists && !nowExists:
+			return brk(last[0].ID, e.Seq, "the head is missing while the trail holds entries")
+		case nowSeq == headSeq && nowHash == head:
+			return brk(last[0].ID, e.Seq, "entries stand beyond the head: they were added or the head was moved back")
+		}
 	}
 	v.Intact = true
 	return v, nil

@@ -2,7 +2,7 @@ package audit
 
 import (
 	"net/http"
-	"regexp"
+	"strings"
 	"strconv"
 	"time"
 
@@ -11,8 +11,18 @@ import (
 	"piivault/internal/apperr"
 )
 
-// streamID is the shape of the ?after= cursor (a Redis stream id).
-var streamID = regexp.MustCompile(`^[0-9]{1,20}-[0-9]{1,20}$`)
+// validCursor reports whether after is a Redis stream id ("<ms>-<seq>",
+// both unsigned 64-bit numbers), the shape of the ?after= cursor.
+func validCursor(after string) bool {
+	ms, seq, ok := strings.Cut(after, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
+
+// validTime is a since/until the trail can hold: from 1970 (stream ids
+// are Unix milliseconds) to 9999.
+func validTime(t time.Time) bool { return t.Year() >= 1970 && t.Year() <= 9999 }
 
 // Handler serves the audit endpoints.
 type Handler struct {
@@ -35,13 +45,13 @@ func (h *Handler) List(c *gin.Context) {
 	}{{"since", &f.Since}, {"until", &f.Until}} {
 		if v := c.Query(tf.name); v != "" {
 			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
+			if err != nil || !validTime(t) {
 				bad = append(bad, tf.name)
 			}
 			*tf.dst = t
 		}
 	}
-	if f.After != "" && !streamID.MatchString(f.After) {
+	if f.After != "" && !validCursor(f.After) {
 		bad = append(bad, "after")
 	}
 	if v := c.Query("limit"); v != "" {
@@ -52,7 +62,7 @@ func (h *Handler) List(c *gin.Context) {
 		f.Limit = n
 	}
 	if len(bad) > 0 {
-		h.write(c, &apperr.Error{Code: apperr.Validation, Message: "invalid query parameters (since/until: RFC 3339; limit: 1-500)", Fields: bad})
+		h.write(c, &apperr.Error{Code: apperr.Validation, Message: "invalid query parameters: " + strings.Join(bad, ", ") + " (since/until: RFC 3339 from 1970; after: a cursor from this endpoint; limit: 1-500)", Fields: bad})
 		return
 	}
 	page, err := h.log.List(c.Request.Context(), f)

@@ -3,8 +3,10 @@
 // that blocks IPs, suspends staff and sends alerts.
 //
 //	piivault:{access}:log          stream  access log entries (kept; trimmed to PIIVAULT_ACCESS_LOG_MAX)
-//	piivault:{blocks}:ips          hash    ip → JSON {reason, at}
-//	piivault:{mon}:fail:<ip>       string  failed authentications in the current window (TTL)
+//	piivault:{blocks}:ips          hash    ip → JSON {ip, reason, blocked_at, expires_at}
+//	piivault:{blocks}:until        zset    ip scored by the block's expiry (ms): checked on every request
+//	piivault:{mon}:fail:<ip>       string  failed and in-flight authentications in the current window (TTL)
+//	piivault:{mon}:loginaudit:<ip> string  set when this window's failed-login audit entry is written (TTL)
 //	piivault:{mon}:reveal:<user>   string  reveals in the current hour (TTL)
 //	piivault:{rl}:<limit>:<who>    string  requests in the current rate-limit window (TTL)
 package monitoring
@@ -37,22 +39,36 @@ func AccessLog(log *slog.Logger, keep *AccessStore) gin.HandlerFunc {
 		status := c.Writer.Status()
 		size := max(c.Writer.Size(), 0)
 		ip := c.ClientIP()
+		method := Method(c.Request.Method)
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "access",
-			slog.String("ip", ip), slog.String("method", c.Request.Method), slog.String("route", route),
+			slog.String("ip", ip), slog.String("method", method), slog.String("route", route),
 			slog.Int("status", status), slog.Duration("latency", lat), slog.Int("bytes", size))
-		requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(status)).Inc()
+		requests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
 		requestSeconds.WithLabelValues(route).Observe(lat.Seconds())
 		if keep != nil {
 			keep.keep(map[string]any{
-				"time": start.UTC().Format(time.RFC3339Nano), "ip": ip, "method": c.Request.Method, "route": route,
+				"time": start.UTC().Format(time.RFC3339Nano), "ip": ip, "method": method, "route": route,
 				"status": status, "latency_ms": lat.Milliseconds(), "bytes": size,
 			})
 		}
 	}
 }
 
+// Method names a request method for logs and metrics from a closed set:
+// any other method (a client may send any token, of any length) is OTHER,
+// so no request can grow a metric's label set or an access line.
+func Method(m string) string {
+	switch m {
+	case "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS":
+		return m
+	}
+	return "OTHER"
+}
+
 // AccessStore keeps access lines in a Redis stream, capped at about max
-// entries. Lines wait in a bounded queue and are written in pipelined
+// entries. Every field of a line comes from a closed set or is bounded (an
+// IP, a route template, a fixed method set, numbers), so a line is under
+// 200 bytes and the count cap is a size cap too (1M lines: under 200 MB). Lines wait in a bounded queue and are written in pipelined
 // groups by Run; when the queue is full a line is dropped and counted
 // (it is still in the process log), so no request ever waits on it.
 type AccessStore struct {

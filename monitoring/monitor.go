@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,7 +17,12 @@ import (
 	"piivault/internal/apperr"
 )
 
-const blocksKey = "piivault:{blocks}:ips"
+const (
+	blocksKey     = "piivault:{blocks}:ips"
+	blocksUntil   = "piivault:{blocks}:until"
+	failPrefix    = "piivault:{mon}:fail:"
+	loginAuditKey = "piivault:{mon}:loginaudit:"
+)
 
 // Recorder appends to the audit trail.
 type Recorder interface {
@@ -40,12 +46,14 @@ type Thresholds struct {
 	RevealsPerHour   int           // reveals by one staff member in an hour → suspend
 	BadSignatures    int           // bad webhook signatures ...
 	BadSigWindow     time.Duration // ... within this window → alert
+	BlockFor         time.Duration // how long an automatic block lasts
 }
 
-// DefaultThresholds are the defaults the issue names (10 in 5 minutes).
+// DefaultThresholds: 10 failed authentications in 5 minutes block an IP
+// for an hour.
 var DefaultThresholds = Thresholds{
 	FailedAuth: 10, FailedAuthWindow: 5 * time.Minute,
-	RevealsPerHour: 200, BadSignatures: 20, BadSigWindow: 5 * time.Minute,
+	RevealsPerHour: 200, BadSignatures: 20, BadSigWindow: 5 * time.Minute, BlockFor: time.Hour,
 }
 
 // Monitor watches authentication failures, reveal volume and webhook
@@ -63,14 +71,18 @@ type Monitor struct {
 
 // NewMonitor builds a Monitor.
 func NewMonitor(rdb redis.UniversalClient, rec Recorder, staff Suspender, alerts Notifier, limits Thresholds, log *slog.Logger) *Monitor {
+	if limits.BlockFor <= 0 {
+		limits.BlockFor = DefaultThresholds.BlockFor
+	}
 	return &Monitor{rdb: rdb, audit: rec, staff: staff, alerts: alerts, limits: limits, log: log, timeout: 2 * time.Second}
 }
 
 // Block is one blocked IP.
 type Block struct {
-	IP     string    `json:"ip"`
-	Reason string    `json:"reason"`
-	At     time.Time `json:"blocked_at"`
+	IP      string    `json:"ip"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"blocked_at"`
+	Expires time.Time `json:"expires_at"`
 }
 
 // count increments a windowed counter and returns its new value.
@@ -84,24 +96,107 @@ func (m *Monitor) count(ctx context.Context, key string, window time.Duration) (
 	return incr.Val(), nil
 }
 
-// AuthFailed records a failed authentication (bad login, bad API key, bad
-// token) from ip and blocks the ip once it crosses the threshold.
+// AuthFailed records a presented-and-wrong bearer credential (an API key or
+// a Vault token) from ip and blocks the ip once it reaches the threshold.
+// A missing credential never comes here: no one can get an IP blocked
+// without presenting credentials from it.
 func (m *Monitor) AuthFailed(ctx context.Context, ip string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
 	defer cancel()
-	n, err := m.count(ctx, "piivault:{mon}:fail:"+ip, m.limits.FailedAuthWindow)
+	n, err := m.count(ctx, failPrefix+ip, m.limits.FailedAuthWindow)
 	if err != nil {
 		m.log.Warn("monitor: failure not counted", "err", err)
 		return
 	}
-	// >= rather than ==: if blocking failed once at the threshold (a Redis
-	// blip), the next failure tries again. Blocked IPs never get here.
-	if n >= int64(m.limits.FailedAuth) {
-		reason := fmt.Sprintf("%d failed authentications within %s", n, m.limits.FailedAuthWindow)
-		if err := m.BlockIP(ctx, "system", ip, reason); err != nil {
-			m.log.Error("monitor: block failed", "err", err)
+	m.blockIfOver(ctx, ip, n)
+}
+
+// blockIfOver blocks ip once its failure count n reaches the threshold.
+// BlockIP is idempotent, so concurrent failures past the threshold make
+// one block, one alert and one audit entry.
+func (m *Monitor) blockIfOver(ctx context.Context, ip string, n int64) {
+	if n < int64(m.limits.FailedAuth) {
+		return
+	}
+	reason := fmt.Sprintf("%d failed authentications within %s", n, m.limits.FailedAuthWindow)
+	if err := m.BlockIP(ctx, "system", ip, reason); err != nil {
+		m.log.Error("monitor: block failed", "err", err)
+	}
+}
+
+// LoginAttempt is a login admitted by AdmitLogin; the caller says how it
+// ended with exactly one of Succeeded or Failed.
+type LoginAttempt struct {
+	m  *Monitor
+	ip string
+}
+
+// admitScript counts a login attempt before it is processed, and refuses
+// it (taking the count back) when the IP has no tries left in its window.
+var admitScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if n > tonumber(ARGV[1]) then redis.call('DECR', KEYS[1]) return -1 end
+return n
+`)
+
+// releaseScript takes back an attempt that did not fail.
+var releaseScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECR', KEYS[1]) end
+return 0
+`)
+
+// AdmitLogin counts a login attempt from ip before it reaches Vault. An IP
+// whose failed and in-flight attempts already fill its window's allowance
+// is refused (Blocked) without trying: concurrent guesses from one IP get
+// exactly FailedAuth tries, not however many arrive before the block.
+func (m *Monitor) AdmitLogin(ctx context.Context, ip string) (*LoginAttempt, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	n, err := admitScript.Run(ctx, m.rdb, []string{failPrefix + ip}, m.limits.FailedAuth,
+		m.limits.FailedAuthWindow.Milliseconds()).Int64()
+	if err != nil {
+		return nil, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	if n < 0 {
+		return nil, apperr.New(apperr.Blocked, "too many failed logins from this address; try again later")
+	}
+	return &LoginAttempt{m: m, ip: ip}, nil
+}
+
+// Succeeded takes the attempt back: it was not a failure.
+func (a *LoginAttempt) Succeeded(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.m.timeout)
+	defer cancel()
+	if err := releaseScript.Run(ctx, a.m.rdb, []string{failPrefix + a.ip}).Err(); err != nil {
+		a.m.log.Warn("monitor: login attempt not released", "err", err)
+	}
+}
+
+// Failed keeps the attempt as a failure, blocks the IP when it was the
+// last try of its window, and records one audit entry per IP and window
+// (the block's entry carries the count), so a flood of wrong logins does
+// not become a flood of sealed entries.
+func (a *LoginAttempt) Failed(ctx context.Context, username string) {
+	m := a.m
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
+	defer cancel()
+	first, err := m.rdb.SetNX(ctx, loginAuditKey+a.ip, 1, m.limits.FailedAuthWindow).Result()
+	if err != nil {
+		m.log.Warn("monitor: failed login not counted", "err", err)
+	}
+	if first {
+		if err := m.audit.Record(ctx, audit.Entry{Actor: username, Action: audit.ActionLoginFailed, IP: a.ip,
+			Detail: map[string]string{"aggregated": "first failed login from this address in " + m.limits.FailedAuthWindow.String()}}); err != nil {
+			m.log.Warn("monitor: failed login not audited", "err", err)
 		}
 	}
+	n, err := m.rdb.Get(ctx, failPrefix+a.ip).Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		m.log.Warn("monitor: failed login not counted", "err", err)
+		return
+	}
+	m.blockIfOver(ctx, a.ip, n)
 }
 
 // BadSignature records a webhook with a bad signature from provider and
@@ -145,61 +240,90 @@ func (m *Monitor) Revealed(ctx context.Context, username, ip string) {
 	m.alerts.Notify("staff_suspended", fmt.Sprintf("piivault: staff account %s suspended pending review: %s", username, reason))
 }
 
-// BlockIP blocks ip on every instance, records it and alerts.
+// blockScript blocks an IP unless a block is already in force: the first
+// caller gets 1 and records, alerts and logs it; everyone else gets 0.
+// Expired blocks are dropped on the way.
+var blockScript = redis.NewScript(`
+local now = tonumber(ARGV[2])
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, ip in ipairs(expired) do redis.call('HDEL', KEYS[1], ip) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+return 1
+`)
+
+// BlockIP blocks ip on every instance for BlockFor, records it and alerts,
+// unless it is blocked already (then it does nothing).
 func (m *Monitor) BlockIP(ctx context.Context, actor, ip, reason string) error {
 	if net.ParseIP(ip) == nil {
 		return apperr.New(apperr.Validation, "not an IP address")
 	}
-	b, _ := json.Marshal(Block{IP: ip, Reason: reason, At: time.Now().UTC()})
-	if err := m.rdb.HSet(ctx, blocksKey, ip, b).Err(); err != nil {
+	now := time.Now().UTC()
+	b := Block{IP: ip, Reason: reason, At: now, Expires: now.Add(m.limits.BlockFor)}
+	body, _ := json.Marshal(b)
+	n, err := blockScript.Run(ctx, m.rdb, []string{blocksKey, blocksUntil}, ip, now.UnixMilli(),
+		b.Expires.UnixMilli(), body).Int()
+	if err != nil {
 		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	if n == 0 {
+		return nil
 	}
 	m.refreshGauge(ctx)
 	if err := m.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionBlock, IP: ip,
-		Detail: map[string]string{"reason": reason}}); err != nil {
+		Detail: map[string]string{"reason": reason, "expires_at": b.Expires.Format(time.RFC3339)}}); err != nil {
 		m.log.Error("monitor: block not audited", "err", err)
 	}
-	m.log.Warn("ip blocked", "ip", ip, "reason", reason)
-	m.alerts.Notify("ip_blocked", fmt.Sprintf("piivault: blocked %s: %s", ip, reason))
+	m.log.Warn("ip blocked", "ip", ip, "reason", reason, "expires_at", b.Expires)
+	m.alerts.Notify("ip_blocked", fmt.Sprintf("piivault: blocked %s until %s: %s", ip, b.Expires.Format(time.RFC3339), reason))
 	return nil
 }
 
 // Unblock lifts a block and clears the IP's failure count.
 func (m *Monitor) Unblock(ctx context.Context, actor, ip, fromIP string) error {
-	n, err := m.rdb.HDel(ctx, blocksKey, ip).Result()
-	if err != nil {
+	pipe := m.rdb.TxPipeline()
+	del := pipe.HDel(ctx, blocksKey, ip)
+	until := pipe.ZRem(ctx, blocksUntil, ip)
+	pipe.Del(ctx, failPrefix+ip, loginAuditKey+ip)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	if n == 0 {
+	if del.Val() == 0 && until.Val() == 0 {
 		return apperr.New(apperr.NotFound, "that IP is not blocked")
 	}
-	m.rdb.Del(ctx, "piivault:{mon}:fail:"+ip)
 	m.refreshGauge(ctx)
 	return m.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionUnblock, IP: fromIP,
 		Detail: map[string]string{"ip": ip}})
 }
 
-// Blocked reports whether ip is blocked. It is checked on every request.
+// Blocked reports whether ip is blocked now. It is checked on every
+// request: one sorted-set score read.
 func (m *Monitor) Blocked(ctx context.Context, ip string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	ok, err := m.rdb.HExists(ctx, blocksKey, ip).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	until, err := m.rdb.ZScore(ctx, blocksUntil, ip).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
 		return false, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	return ok, nil
+	return int64(until) > time.Now().UnixMilli(), nil
 }
 
-// Blocks lists the blocked IPs.
+// Blocks lists the blocks in force.
 func (m *Monitor) Blocks(ctx context.Context) ([]Block, error) {
 	all, err := m.rdb.HGetAll(ctx, blocksKey).Result()
 	if err != nil {
 		return nil, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
+	now := time.Now()
 	out := make([]Block, 0, len(all))
 	for _, v := range all {
 		var b Block
-		if json.Unmarshal([]byte(v), &b) == nil {
+		if json.Unmarshal([]byte(v), &b) == nil && b.Expires.After(now) {
 			out = append(out, b)
 		}
 	}
@@ -208,7 +332,7 @@ func (m *Monitor) Blocks(ctx context.Context) ([]Block, error) {
 }
 
 func (m *Monitor) refreshGauge(ctx context.Context) {
-	if n, err := m.rdb.HLen(ctx, blocksKey).Result(); err == nil {
+	if n, err := m.rdb.ZCount(ctx, blocksUntil, strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result(); err == nil {
 		blocksActive.Set(float64(n))
 	}
 }

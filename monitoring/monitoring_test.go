@@ -295,3 +295,32 @@ func TestAccessLogHoldsNoRequestData(t *testing.T) {
 		assert.NotContains(t, string(kept), c, "kept entry")
 	}
 }
+
+func TestBlocksExpireAndCanBeMadeAgain(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	limits := Thresholds{FailedAuth: 2, FailedAuthWindow: time.Minute, BlockFor: 300 * time.Millisecond}
+	m, rec, _, note := newMonitor(env.Redis, limits)
+	const ip = "192.0.2.9"
+	m.AuthFailed(ctx, ip)
+	m.AuthFailed(ctx, ip)
+	m.AuthFailed(ctx, ip) // past the threshold while blocked: no second block
+	blocked, err := m.Blocked(ctx, ip)
+	require.NoError(t, err)
+	require.True(t, blocked)
+	require.Equal(t, []string{audit.ActionBlock}, rec.actions())
+	require.Equal(t, []string{"ip_blocked"}, note.kinds)
+
+	time.Sleep(400 * time.Millisecond)
+	blocked, err = m.Blocked(ctx, ip)
+	require.NoError(t, err)
+	require.False(t, blocked, "the block ended by itself")
+	bs, err := m.Blocks(ctx)
+	require.NoError(t, err)
+	require.Empty(t, bs)
+	m.AuthFailed(ctx, ip)
+	blocked, err = m.Blocked(ctx, ip)
+	require.NoError(t, err)
+	require.True(t, blocked, "a new failure after the block ended blocks again")
+	require.Equal(t, []string{audit.ActionBlock, audit.ActionBlock}, rec.actions())
+}

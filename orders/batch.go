@@ -34,8 +34,9 @@ type BatchConfig struct {
 // context ends stops waiting and its items are dropped from batches not yet
 // sent, without affecting anyone else.
 type Batcher struct {
-	enc  *coalescer
-	hmac *coalescer
+	enc    *coalescer
+	masked *coalescer
+	hmac   *coalescer
 }
 
 // NewBatcher wraps next (normally *vault.Client).
@@ -55,14 +56,18 @@ func NewBatcher(next Sealer, cfg BatchConfig) *Batcher {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	return &Batcher{
-		enc: newCoalescer(cfg, func(ctx context.Context, items []any) ([]vault.Result, error) {
+	encrypter := func(encrypt func(context.Context, []vault.Plaintext) ([]vault.Result, error)) *coalescer {
+		return newCoalescer(cfg, func(ctx context.Context, items []any) ([]vault.Result, error) {
 			in := make([]vault.Plaintext, len(items))
 			for i, it := range items {
 				in[i] = it.(vault.Plaintext)
 			}
-			return next.Encrypt(ctx, in)
-		}),
+			return encrypt(ctx, in)
+		})
+	}
+	return &Batcher{
+		enc:    encrypter(next.Encrypt),
+		masked: encrypter(next.EncryptMasked),
 		hmac: newCoalescer(cfg, func(ctx context.Context, items []any) ([]vault.Result, error) {
 			in := make([][]byte, len(items))
 			for i, it := range items {
@@ -75,25 +80,31 @@ func NewBatcher(next Sealer, cfg BatchConfig) *Batcher {
 
 // Encrypt queues items for the next encrypt batch.
 func (b *Batcher) Encrypt(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error) {
+	return b.enc.do(ctx, anys(items))
+}
+
+// EncryptMasked queues items for the next batch under the masked-copy key.
+func (b *Batcher) EncryptMasked(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error) {
+	return b.masked.do(ctx, anys(items))
+}
+
+func anys[T any](items []T) []any {
 	in := make([]any, len(items))
 	for i, it := range items {
 		in[i] = it
 	}
-	return b.enc.do(ctx, in)
+	return in
 }
 
 // HMAC queues inputs for the next HMAC batch.
 func (b *Batcher) HMAC(ctx context.Context, inputs [][]byte) ([]vault.Result, error) {
-	in := make([]any, len(inputs))
-	for i, it := range inputs {
-		in[i] = it
-	}
-	return b.hmac.do(ctx, in)
+	return b.hmac.do(ctx, anys(inputs))
 }
 
 // Close stops the batcher; pending callers get VaultUnavailable.
 func (b *Batcher) Close() {
 	b.enc.close()
+	b.masked.close()
 	b.hmac.close()
 }
 

@@ -27,6 +27,10 @@ func (f *fakeSealer) Encrypt(ctx context.Context, items []vault.Plaintext) ([]va
 	return f.encrypt(ctx, items)
 }
 
+func (f *fakeSealer) EncryptMasked(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error) {
+	return nil, errors.New("not used")
+}
+
 func (f *fakeSealer) HMAC(ctx context.Context, in [][]byte) ([]vault.Result, error) {
 	return nil, errors.New("not used")
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -54,9 +55,15 @@ func (h *Handler) Create(c *gin.Context) {
 		return
 	}
 	p, _ := web.PrincipalOf(c)
-	e := audit.Entry{Time: time.Now().UTC(), Actor: p.Actor(), Action: audit.ActionStore, OrderID: req.OrderID, IP: c.ClientIP()}
+	e := audit.Entry{Time: time.Now().UTC(), Actor: p.Actor(), Action: audit.ActionStore, OrderID: req.OrderID, IP: c.ClientIP(),
+		Event: audit.NewEventID()}
 	note, _ := json.Marshal(e)
 	rcpt, res, err := h.store.StoreNoting(c.Request.Context(), req, note)
+	if res == Tombstoned {
+		if err := h.store.RecordNote(c.Request.Context(), h.audit, req.OrderID, rcpt.Note); err != nil {
+			h.log.Warn("early event purge audit", "order_id", req.OrderID, "err", err)
+		}
+	}
 	if err != nil {
 		h.write(c, err)
 		return
@@ -95,26 +102,41 @@ func (h *Handler) Get(c *gin.Context) {
 	c.JSON(http.StatusOK, ref)
 }
 
-// Shipping handles GET /v1/orders/:id/shipping: the decrypted shipping
-// block itself ({name, email, phone, address}), full for fulfillment,
-// masked for support (X-Piivault-View says which). Decryption runs with the
-// caller's own Vault token. The reveal is audited before anything is sent;
-// if it cannot be audited, nothing is sent.
+// RevealReasons are the purposes a reveal may give (SPEC.md). Codes only:
+// free text would invite PII into the audit trail.
+var RevealReasons = []string{"label", "delivery_issue", "customer_contact", "address_check", "fraud_review"}
+
+// ValidReason reports whether r is one of RevealReasons.
+func ValidReason(r string) bool { return slices.Contains(RevealReasons, r) }
+
+// Shipping handles GET /v1/orders/:id/shipping?reason=CODE: the decrypted
+// shipping block itself ({name, email, phone, address}), full for
+// fulfillment, the masked copy for support (X-Piivault-View says which).
+// Decryption runs with the caller's own Vault token, and Vault's policies
+// decide what that token opens. The reveal and its reason are audited
+// before anything is sent; if they cannot be audited, nothing is sent.
 func (h *Handler) Shipping(c *gin.Context) {
 	p, _ := web.PrincipalOf(c)
 	ctx := c.Request.Context()
 	id := c.Param("id")
-	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal())
+	reason := c.Query("reason")
+	if !ValidReason(reason) {
+		h.write(c, &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
+			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")})
+		return
+	}
+	masked := p.Role != web.RoleFulfillment
+	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal(), masked)
 	if err != nil {
 		h.write(c, err)
 		return
 	}
 	view := "full"
-	if p.Role != web.RoleFulfillment {
-		ship, view = ship.Masked(), "masked"
+	if masked {
+		view = "masked"
 	}
 	if err := h.audit.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
-		IP: c.ClientIP(), Detail: map[string]string{"role": p.Role, "view": view}}); err != nil {
+		IP: c.ClientIP(), Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
 		h.write(c, err)
 		return
 	}

@@ -23,6 +23,7 @@ const (
 	ReasonRetention       = "retention_expired"
 	ReasonRefunded        = "refunded"
 	ReasonCanceled        = "canceled"
+	ReasonShopRedact      = "shop_redact"
 )
 
 // StatusAfter is the status an order has after a purge for reason.
@@ -110,6 +111,9 @@ type Request struct {
 	OrderID    string   `json:"order_id"`
 	PaymentRef string   `json:"payment_ref"`
 	Shipping   Shipping `json:"shipping"`
+	// ShopDomain (optional) is the Shopify shop the order belongs to
+	// (name.myshopify.com), so Shopify's shop/redact can purge it.
+	ShopDomain string `json:"shop_domain,omitempty"`
 }
 
 // Reference is the purchase reference: what remains of an order for good.
@@ -129,4 +133,7 @@ type Receipt struct {
 	OrderID   string    `json:"order_id"`
 	Status    Status    `json:"status"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Note is, for a Tombstoned store, the outbox note of the early
+	// event's purge, for the caller to record.
+	Note []byte `json:"-"`
 }

@@ -11,17 +11,25 @@
 // shard's share of the indexes* live in one slot and are written by one
 // atomic Lua script, on a single Redis and on a Cluster alike:
 //
-//	piivault:{sNN}:pii:<order>     hash  ct (transit ciphertext), bidx (email HMAC), digest (request HMAC)
+//	piivault:{sNN}:pii:<order>     hash  ct (transit ciphertext), mct (masked copy, under its own key),
+//	                                     bidx (email HMAC), digest (request HMAC)
 //	                                     PEXPIREAT = expires_at: PII expires even while piivault is down
-//	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, no TTL)
+//	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, no TTL); bidx names its email's
+//	                                     index entry, so a purge removes it whatever became of the PII
 //	piivault:{sNN}:expiry          zset  held order ids scored by expires_at (ms): the sweep's and the queue's index
 //	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
 //	piivault:{sNN}:keyver          zset  held order ids scored by their ciphertext's key version: the
 //	                                     crypto-shredder never trims a version a held order needs
+//	piivault:{sNN}:keyver:masked   zset  the same for the masked copies' key
 //	piivault:{sNN}:outbox:notes    list  a note per store and purge, written by the script itself (the
 //	                                     audit record to chain), removed once it is in the trail
-//	piivault:{sNN}:payref:<ref>    set   order ids paid with a payment reference (no PII, no TTL), for
-//	                                     refund and cancellation webhooks that name the payment, not the order
+//	piivault:{sNN}:tomb:<order>    string  "<reason>\n<payment ref>\n<actor>": a shipping or cancellation event
+//	                                     for an order not stored yet (72 h); the store that meets it is refused
+//	                                     and the order recorded as purged for that reason (no PII written)
+//	piivault:{sNN}:shop:<domain>   set   held order ids of a Shopify shop, for shop/redact; TTL = latest expiry
+//	piivault:{sNN}:payref:<ref>    set   held order ids paid with a payment reference (no PII), for refund
+//	                                     and cancellation webhooks that name the payment, not the order;
+//	                                     TTL = latest member's expiry
 //
 // Cross-order reads (the retention sweep, the fulfillment queue, deletion
 // look-ups by email) visit every shard: their cost grows with the number of
@@ -62,12 +70,15 @@ const MaxRetention = 720 * time.Hour
 // implements it, and so does the batching Sealer in this package.
 type Sealer interface {
 	Encrypt(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error)
+	EncryptMasked(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error)
 	HMAC(ctx context.Context, inputs [][]byte) ([]vault.Result, error)
 }
 
-// Opener decrypts with a caller's own Vault token.
+// Opener decrypts with a caller's own Vault token: the full block, or the
+// masked copy (the only one support's policy opens).
 type Opener interface {
 	Decrypt(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error)
+	DecryptMasked(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error)
 }
 
 // Store keeps orders in Redis, encrypted by Vault.
@@ -114,13 +125,14 @@ func ShardOf(orderID string) int {
 func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
 
 type keys struct {
-	pii, ref, expiry, keyver, outbox, emailPrefix, payrefPrefix string
+	pii, ref, tomb, expiry, keyver, keyverMasked, outbox, emailPrefix, payrefPrefix, shopPrefix string
 }
 
 func keysOf(orderID string) keys {
 	t := tag(ShardOf(orderID))
-	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, expiry: t + "expiry", keyver: t + "keyver",
-		outbox: t + "outbox:notes", emailPrefix: t + "email:", payrefPrefix: t + "payref:"}
+	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, tomb: t + "tomb:" + orderID, expiry: t + "expiry",
+		keyver: t + "keyver", keyverMasked: t + "keyver:masked", outbox: t + "outbox:notes", emailPrefix: t + "email:",
+		payrefPrefix: t + "payref:", shopPrefix: t + "shop:"}
 }
 
 // RecordNoted appends the audit entry e, which the caller also handed to
@@ -135,6 +147,31 @@ func (s *Store) RecordNoted(ctx context.Context, rec Recorder, orderID string, e
 		return fmt.Errorf("outbox note not removed (it may be recorded twice): %w", err)
 	}
 	return nil
+}
+
+// scriptCode reads the store script's answer: a code, or {code, note}.
+func scriptCode(res any) (int64, []byte) {
+	switch v := res.(type) {
+	case int64:
+		return v, nil
+	case []any:
+		if len(v) == 2 {
+			code, _ := v[0].(int64)
+			note, _ := v[1].(string)
+			return code, []byte(note)
+		}
+	}
+	return 0, nil
+}
+
+// RecordNote appends the audit entry an outbox note holds (one the store
+// wrote itself, such as an early event's purge) and removes the note.
+func (s *Store) RecordNote(ctx context.Context, rec Recorder, orderID string, note []byte) error {
+	var e audit.Entry
+	if err := json.Unmarshal(note, &e); err != nil {
+		return fmt.Errorf("outbox note: %w", err)
+	}
+	return s.RecordNoted(ctx, rec, orderID, e, note)
 }
 
 // Note is one outbox entry.
@@ -187,11 +224,13 @@ type envelope struct {
 
 // storeScript writes one order atomically, or reports what already exists:
 // 1 stored; 2 same request already held; 3 different request (conflict);
-// 4 the order was already purged.
+// 4 the order was already purged; 5 a tombstone (an event that came first)
+// applies: the reference is written as purged for its reason, no PII.
 var storeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx, keyver, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local id, ct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local payref, created, expires, version, note = ARGV[5], ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9]
+local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, tomb, shopidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local id, ct, mct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local payref, created, expires, version, mversion, note = ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+local shop = ARGV[12]
 local status = redis.call('HGET', ref, 'status')
 if status then
   if status ~= 'held' then return 4 end
@@ -200,32 +239,56 @@ if status then
   if old == digest then return 2 end
   return 3
 end
+local t = redis.call('GET', tomb)
+if t then
+  local reason, tpay, actor = string.match(t, '^([^\n]*)\n([^\n]*)\n?(.*)$')
+  if tpay == '' or tpay == payref then
+    local st = 'purged'
+    if reason == 'shipped' then st = 'shipped' end
+    redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', st, 'created_at', created,
+      'expires_at', created, 'purged_at', created, 'purge_reason', reason, 'bidx', bidx, 'shop', shop)
+    redis.call('DEL', tomb)
+    -- The event's purge, recorded now: its audit note goes out like any purge's.
+    local pnote = cjson.encode({time = ARGV[13], actor = actor, action = 'order.purge', order_id = id,
+      detail = {reason = reason, before_store = 'true'}, event = 'tomb-' .. id .. '-' .. created, seq = 0, prev = '', hash = ''})
+    redis.call('RPUSH', outbox, pnote)
+    return {5, pnote}
+  end
+end
 
-redis.call('HSET', pii, 'ct', ct, 'bidx', bidx, 'digest', digest)
+redis.call('HSET', pii, 'ct', ct, 'mct', mct, 'bidx', bidx, 'digest', digest)
 redis.call('PEXPIREAT', pii, expires)
 redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', 'held',
-  'created_at', created, 'expires_at', tostring(expires))
+  'created_at', created, 'expires_at', tostring(expires), 'bidx', bidx, 'shop', shop)
 redis.call('ZADD', expiry, expires, id)
 redis.call('ZADD', keyver, version, id)
+redis.call('ZADD', keyverm, mversion, id)
 if note ~= '' then redis.call('RPUSH', outbox, note) end
-redis.call('SADD', payidx, id)
-redis.call('SADD', email, id)
-local cur = redis.call('PEXPIRETIME', email)
-if cur < expires then redis.call('PEXPIREAT', email, expires) end
+local sets = {email, payidx}
+if shop ~= '' then sets[3] = shopidx end
+for _, set in ipairs(sets) do
+  redis.call('SADD', set, id)
+  if redis.call('PEXPIRETIME', set) < expires then redis.call('PEXPIREAT', set, expires) end
+end
 return 1
 `)
 
-// purgeScript destroys an order's PII and index entries and stamps its
-// reference, atomically. 1 purged now; 0 already purged; -1 unknown order.
+// purgeScript destroys an order's PII and every index entry of it and
+// stamps its reference, atomically, whatever state its ciphertext is in
+// (held, or already expired by TTL). 1 purged now; 0 already purged; -1
+// unknown order.
 var purgeScript = redis.NewScript(`
-local ref, pii, expiry, email, keyver, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, shopidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id, status, reason, now, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local cur = redis.call('HGET', ref, 'status')
 redis.call('DEL', pii)
 redis.call('ZREM', expiry, id)
 redis.call('ZREM', keyver, id)
-if not cur then return -1 end
+redis.call('ZREM', keyverm, id)
 redis.call('SREM', email, id)
+redis.call('SREM', payidx, id)
+redis.call('SREM', shopidx, id)
+if not cur then return -1 end
 if cur ~= 'held' then return 0 end
 redis.call('HSET', ref, 'status', status, 'purged_at', now, 'purge_reason', reason)
 if note ~= '' then redis.call('RPUSH', outbox, note) end
@@ -236,8 +299,9 @@ return 1
 type StoreResult int
 
 const (
-	Created   StoreResult = iota + 1 // newly stored
-	Duplicate                        // the same request was already stored
+	Created    StoreResult = iota + 1 // newly stored
+	Duplicate                         // the same request was already stored
+	Tombstoned                        // refused: an event for it came first (the error says which)
 )
 
 // Store validates, encrypts and stores an order's shipping PII. The same
@@ -269,14 +333,23 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
 	}
-	// The blind-index HMACs and the encryption are independent Vault calls:
-	// run them side by side.
+	mnonce := make([]byte, 16)
+	if _, err := rand.Read(mnonce); err != nil {
+		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
+	}
+	maskedPlain, err := json.Marshal(envelope{Nonce: mnonce, Shipping: req.Shipping.Masked()})
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
+	}
+	ad := []byte(req.OrderID)
+	// The blind-index HMACs, the encryption and the masked copy's are
+	// independent Vault calls: run them side by side.
 	var (
-		macs   []vault.Result
-		macErr error
-		wg     sync.WaitGroup
+		macs, menc     []vault.Result
+		macErr, menErr error
+		wg             sync.WaitGroup
 	)
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		macs, macErr = s.sealer.HMAC(ctx, [][]byte{
@@ -284,7 +357,11 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 			[]byte("email\x00" + NormalizeEmail(req.Shipping.Email)),
 		})
 	}()
-	enc, err := s.sealer.Encrypt(ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: []byte(req.OrderID)}})
+	go func() {
+		defer wg.Done()
+		menc, menErr = s.sealer.EncryptMasked(ctx, []vault.Plaintext{{Plaintext: maskedPlain, AssociatedData: ad}})
+	}()
+	enc, err := s.sealer.Encrypt(ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: ad}})
 	wg.Wait()
 	if macErr != nil {
 		return Receipt{}, 0, fmt.Errorf("blind index: %w", macErr)
@@ -300,23 +377,32 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 	if enc[0].Err != nil {
 		return Receipt{}, 0, fmt.Errorf("encrypt: %w", enc[0].Err)
 	}
+	if menErr == nil {
+		menErr = menc[0].Err
+	}
+	if menErr != nil {
+		return Receipt{}, 0, fmt.Errorf("encrypt masked copy: %w", menErr)
+	}
 	digest, bidx := macs[0].Value, macs[1].Value
 
 	now := s.now().UTC().Truncate(time.Millisecond) // Redis keeps milliseconds
 	expires := now.Add(s.retention)
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	version := CiphertextVersion(enc[0].Value)
-	if version == 0 {
+	version, mversion := CiphertextVersion(enc[0].Value), CiphertextVersion(menc[0].Value)
+	if version == 0 || mversion == 0 {
 		return Receipt{}, 0, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
 	}
-	code, err := storeScript.Run(rctx, s.rdb,
-		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.outbox},
-		req.OrderID, enc[0].Value, bidx, digest, req.PaymentRef,
-		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, note).Int()
+	res, err := storeScript.Run(rctx, s.rdb,
+		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
+			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain},
+		req.OrderID, enc[0].Value, menc[0].Value, bidx, digest, req.PaymentRef,
+		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
+		now.Format(time.RFC3339Nano)).Result()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}
+	code, tombNote := scriptCode(res)
 	switch code {
 	case 1:
 		return Receipt{OrderID: req.OrderID, Status: StatusHeld, ExpiresAt: expires}, Created, nil
@@ -328,6 +414,14 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 		return Receipt{OrderID: ref.OrderID, Status: ref.Status, ExpiresAt: ref.ExpiresAt}, Duplicate, nil
 	case 3:
 		return Receipt{}, 0, apperr.New(apperr.Conflict, "order already stored with different data")
+	case 5:
+		ref, err := s.Get(ctx, req.OrderID)
+		if err != nil {
+			return Receipt{}, 0, err
+		}
+		e := goneError(ref)
+		e.Code, e.Message = apperr.Conflict, "an event for this order (shipped or cancelled) arrived before it: its PII is not stored"
+		return Receipt{OrderID: req.OrderID, Status: ref.Status, Note: tombNote}, Tombstoned, e
 	default:
 		return Receipt{}, 0, apperr.New(apperr.Conflict, "order was already purged; its PII cannot be stored again")
 	}
@@ -374,7 +468,7 @@ func msTime(v string) time.Time {
 }
 
 // goneError is the answer to a read of purged PII; it carries the reason.
-func goneError(ref Reference) error {
+func goneError(ref Reference) *apperr.Error {
 	reason := ReasonRetention
 	if ref.PurgeReason != nil {
 		reason = *ref.PurgeReason
@@ -388,9 +482,11 @@ func goneError(ref Reference) error {
 }
 
 // Reveal decrypts an order's shipping block with the caller's own Vault
-// token. Purged or expired → Gone (with the reason); unknown → NotFound; a
-// token without the decrypt policy → Forbidden (Vault's own refusal).
-func (s *Store) Reveal(ctx context.Context, orderID, token string) (Shipping, error) {
+// token: the full block, or with masked the masked copy (the only one a
+// support token can open: Vault refuses it the full one). Purged or
+// expired → Gone (with the reason); unknown → NotFound; a token without
+// the decrypt policy → Forbidden (Vault's own refusal).
+func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) (Shipping, error) {
 	ref, err := s.Get(ctx, orderID)
 	if err != nil {
 		return Shipping{}, err
@@ -400,14 +496,18 @@ func (s *Store) Reveal(ctx context.Context, orderID, token string) (Shipping, er
 	}
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	ct, err := s.rdb.HGet(rctx, keysOf(orderID).pii, "ct").Result()
+	field, decrypt := "ct", s.opener.Decrypt
+	if masked {
+		field, decrypt = "mct", s.opener.DecryptMasked
+	}
+	ct, err := s.rdb.HGet(rctx, keysOf(orderID).pii, field).Result()
 	if errors.Is(err, redis.Nil) {
 		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
 	}
 	if err != nil {
 		return Shipping{}, storeErr(err)
 	}
-	plain, err := s.opener.Decrypt(ctx, token, ct, []byte(orderID))
+	plain, err := decrypt(ctx, token, ct, []byte(orderID))
 	if err != nil {
 		if apperr.Is(err, apperr.Gone) {
 			return Shipping{}, goneError(ref)
@@ -438,13 +538,23 @@ func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []
 	k := keysOf(orderID)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	bidx, err := s.rdb.HGet(ctx, k.pii, "bidx").Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	// The index keys are named by fields that never change once stored;
+	// orders stored before the reference kept bidx have it on the PII.
+	pipe := s.rdb.Pipeline()
+	refFields := pipe.HMGet(ctx, k.ref, "bidx", "payment_ref", "shop")
+	piiBidx := pipe.HGet(ctx, k.pii, "bidx")
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return false, storeErr(err)
 	}
-	// Without bidx (already expired) the set entry is left to its own TTL;
-	// it points at a purged order and look-ups skip those.
-	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.keyver, k.outbox},
+	vals := refFields.Val()
+	bidx, _ := vals[0].(string)
+	payref, _ := vals[1].(string)
+	shop, _ := vals[2].(string)
+	if bidx == "" {
+		bidx = piiBidx.Val()
+	}
+	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx,
+		k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop},
 		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note).Int()
 	if err != nil {
 		return false, storeErr(err)
@@ -465,22 +575,7 @@ func (s *Store) FindByEmail(ctx context.Context, email string) ([]string, error)
 	if macs[0].Err != nil {
 		return nil, fmt.Errorf("blind index: %w", macs[0].Err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringSliceCmd, Shards)
-	for i := range cmds {
-		cmds[i] = pipe.SMembers(ctx, tag(i)+"email:"+macs[0].Value)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, storeErr(err)
-	}
-	var ids []string
-	for _, c := range cmds {
-		ids = append(ids, c.Val()...)
-	}
-	sort.Strings(ids)
-	return ids, nil
+	return s.members(ctx, "email:"+macs[0].Value)
 }
 
 // Held is a held order as the fulfillment queue and the sweep see it.
@@ -602,12 +697,21 @@ func storeErr(err error) error {
 // ciphertext Redis already expired count until the sweep stamps them: the
 // answer errs on the side of keeping a version.
 func (s *Store) OldestKeyVersion(ctx context.Context) (int, error) {
+	return s.oldestVersion(ctx, "keyver")
+}
+
+// OldestMaskedKeyVersion is OldestKeyVersion for the masked copies' key.
+func (s *Store) OldestMaskedKeyVersion(ctx context.Context) (int, error) {
+	return s.oldestVersion(ctx, "keyver:masked")
+}
+
+func (s *Store) oldestVersion(ctx context.Context, index string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.ZSliceCmd, Shards)
 	for i := range cmds {
-		cmds[i] = pipe.ZRangeWithScores(ctx, tag(i)+"keyver", 0, 0)
+		cmds[i] = pipe.ZRangeWithScores(ctx, tag(i)+index, 0, 0)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, storeErr(err)
@@ -637,18 +741,63 @@ func CiphertextVersion(ct string) int {
 	return n
 }
 
-// FindByPaymentRef returns every order stored with a payment reference
-// (normally one; a refund of a shared payment concerns all of them).
+// FindByPaymentRef returns every held order stored with a payment
+// reference (normally one; a refund of a shared payment concerns all).
 func (s *Store) FindByPaymentRef(ctx context.Context, paymentRef string) ([]string, error) {
 	if !idPattern.MatchString(paymentRef) {
 		return nil, nil
 	}
+	return s.members(ctx, "payref:"+paymentRef)
+}
+
+// tombScript leaves a tombstone for an order not stored yet; 0 when the
+// order exists (the caller purges it instead).
+var tombScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// TombstoneFor is how long an early event waits for its order.
+const TombstoneFor = 72 * time.Hour
+
+// Tombstone records a shipping or cancellation event for an order that is
+// not stored yet, so a store that comes later (a moment, or up to
+// TombstoneFor) is refused and the order recorded as purged for reason.
+// paymentRef, when set, limits it to a store with that payment reference
+// (a Stripe event binds only its own payment). It returns false when the
+// order exists after all: the caller purges it.
+func (s *Store) Tombstone(ctx context.Context, orderID, reason, paymentRef, actor string) (bool, error) {
+	if !ValidOrderID(orderID) {
+		return false, apperr.New(apperr.NotFound, "no such order")
+	}
+	k := keysOf(orderID)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	n, err := tombScript.Run(ctx, s.rdb, []string{k.ref, k.tomb}, reason+"\n"+paymentRef+"\n"+actor,
+		TombstoneFor.Milliseconds()).Int()
+	if err != nil {
+		return false, storeErr(err)
+	}
+	return n == 1, nil
+}
+
+// FindByShop returns the held orders of a Shopify shop.
+func (s *Store) FindByShop(ctx context.Context, domain string) ([]string, error) {
+	if !ValidShopDomain(domain) {
+		return nil, nil
+	}
+	return s.members(ctx, "shop:"+domain)
+}
+
+// members unions one index set over every shard.
+func (s *Store) members(ctx context.Context, index string) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringSliceCmd, Shards)
 	for i := range cmds {
-		cmds[i] = pipe.SMembers(ctx, tag(i)+"payref:"+paymentRef)
+		cmds[i] = pipe.SMembers(ctx, tag(i)+index)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeErr(err)

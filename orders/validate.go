@@ -7,7 +7,10 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/net/idna"
+	"golang.org/x/text/cases"
 	"golang.org/x/text/language"
+	"golang.org/x/text/unicode/norm"
 
 	"piivault/internal/apperr"
 )
@@ -18,6 +21,13 @@ var (
 	postalPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9 -]{0,19}$`)
 	phoneNoise    = strings.NewReplacer(" ", "", "-", "", "(", "", ")", "", ".", "")
 )
+
+var shopPattern = regexp.MustCompile(`^[A-Za-z0-9{}][A-Za-z0-9{}._-]{0,254}$`)
+
+// ValidShopDomain reports whether d can be a Shopify shop's domain as its
+// webhooks name it (name.myshopify.com; Shopify's own samples send
+// "{shop}.myshopify.com"): safe in a Redis key, at most 255 characters.
+func ValidShopDomain(d string) bool { return shopPattern.MatchString(d) }
 
 // ValidOrderID reports whether id is an acceptable order id: 1–128 of
 // letters, digits and . _ : - (so it is safe in a Redis key and a URL).
@@ -35,6 +45,7 @@ func (r *Request) Validate() error {
 	s, a := r.Shipping, r.Shipping.Address
 	check("order_id", ValidOrderID(r.OrderID))
 	check("payment_ref", idPattern.MatchString(r.PaymentRef))
+	check("shop_domain", r.ShopDomain == "" || ValidShopDomain(r.ShopDomain))
 	check("shipping.name", text(s.Name, 1, 200))
 	check("shipping.email", ValidEmail(s.Email))
 	check("shipping.phone", s.Phone == "" || (text(s.Phone, 1, 32) && phonePattern.MatchString(phoneNoise.Replace(s.Phone))))
@@ -82,9 +93,22 @@ func ValidEmail(s string) bool {
 	return at > 0 && strings.Contains(s[at+1:], ".")
 }
 
-// NormalizeEmail is the form the blind index is computed over: trimmed and
-// lower-cased, so "  Jane@Example.COM " finds jane@example.com's orders.
-func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+// NormalizeEmail is the form the blind index is computed over: trimmed,
+// Unicode NFC, case-folded, and the domain in its IDNA (punycode) form, so
+// "  Jane@Example.COM ", a decomposed "zoe\u0308@example.com" and
+// "x@BÜCHER.de" find the orders stored as jane@example.com,
+// "zo\u00eb@example.com" and x@xn--bcher-kva.de.
+func NormalizeEmail(s string) string {
+	s = norm.NFC.String(cases.Fold().String(norm.NFC.String(strings.TrimSpace(s))))
+	at := strings.LastIndexByte(s, '@')
+	if at < 0 {
+		return s
+	}
+	if domain, err := idna.Lookup.ToASCII(s[at+1:]); err == nil {
+		return s[:at+1] + domain
+	}
+	return s
+}
 
 // ValidCountry accepts an upper-case ISO 3166-1 alpha-2 code of a country.
 func ValidCountry(code string) bool {

@@ -97,5 +97,16 @@ func TestShippingNeverPrints(t *testing.T) {
 }
 
 func TestNormalizeEmail(t *testing.T) {
-	require.Equal(t, "jane@example.com", NormalizeEmail("  Jane@Example.COM \t"))
+	tests := []struct{ name, in, want string }{
+		{"trim and case", "  Jane@Example.COM \t", "jane@example.com"},
+		{"composed stays", "zo\u00eb@example.com", "zo\u00eb@example.com"},
+		{"decomposed composes", "zoe\u0308@example.com", "zo\u00eb@example.com"},
+		{"upper umlaut folds", "ZO\u00cb@EXAMPLE.COM", "zo\u00eb@example.com"},
+		{"idna domain", "x@B\u00dcCHER.de", "x@xn--bcher-kva.de"},
+		{"punycode domain unchanged", "x@xn--bcher-kva.de", "x@xn--bcher-kva.de"},
+		{"no at sign", "Nobody", "nobody"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { require.Equal(t, tt.want, NormalizeEmail(tt.in)) })
+	}
 }

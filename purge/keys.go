@@ -11,40 +11,44 @@ import (
 	"piivault/vault"
 )
 
-// KeyManager is what crypto-shredding needs from Vault.
+// KeyManager is what crypto-shredding needs from Vault: one transit key.
 type KeyManager interface {
+	Name() string
 	ReadKey(ctx context.Context) (vault.KeyInfo, error)
 	RotateKey(ctx context.Context) error
 	RetireVersionsBelow(ctx context.Context, v int) error
 }
 
-// VersionIndex knows the lowest key version held orders still need.
-type VersionIndex interface {
-	OldestKeyVersion(ctx context.Context) (int, error)
+// ShredKey is one key to shred and the lowest of its versions that held
+// orders still need (0 when none is held).
+type ShredKey struct {
+	Key    KeyManager
+	Oldest func(ctx context.Context) (int, error)
 }
 
-// Shredder rotates the transit key daily and retires the versions whose
-// every ciphertext is past retention, so a stale copy of Redis (replica,
-// AOF, backup) becomes undecryptable.
+// Shredder rotates the transit keys daily (the full blocks' and the masked
+// copies') and retires the versions whose every ciphertext is past
+// retention, so a stale copy of Redis (replica, AOF, backup) becomes
+// undecryptable.
 type Shredder struct {
-	keys   KeyManager
+	keys   []ShredKey
 	store  Store
-	held   VersionIndex
 	audit  Recorder
 	log    *slog.Logger
 	now    func() time.Time
 	rotate time.Duration
 }
 
-// NewShredder builds a Shredder that rotates when the newest version is
-// older than rotateEvery (24h in production).
-func NewShredder(keys KeyManager, store Store, held VersionIndex, rec Recorder, log *slog.Logger, rotateEvery time.Duration) *Shredder {
-	return &Shredder{keys: keys, store: store, held: held, audit: rec, log: log, now: time.Now, rotate: rotateEvery}
+// NewShredder builds a Shredder that rotates each key when its newest
+// version is older than rotateEvery (24h in production).
+func NewShredder(keys []ShredKey, store Store, rec Recorder, log *slog.Logger, rotateEvery time.Duration) *Shredder {
+	return &Shredder{keys: keys, store: store, audit: rec, log: log, now: time.Now, rotate: rotateEvery}
 }
 
-// ShredReport says what a run did.
+// ShredReport says what a run did to one key.
 type ShredReport struct {
-	Rotated      bool `json:"rotated"`
+	Key          string `json:"key"`
+	Rotated      bool   `json:"rotated"`
 	LatestBefore int  `json:"latest_version_before"`
 	Latest       int  `json:"latest_version"`
 	MinVersion   int  `json:"min_decryption_version"`
@@ -70,47 +74,62 @@ func RetirableBelow(k vault.KeyInfo, now time.Time, retention time.Duration) int
 	return keep
 }
 
-// Run rotates if the newest version is due (force rotates regardless) and
-// retires what RetirableBelow allows — never a version a held order still
-// needs: the lowest key version of any held ciphertext caps the trim, and
-// if that cannot be read, nothing is trimmed.
-func (s *Shredder) Run(ctx context.Context, force bool) (ShredReport, error) {
-	k, err := s.keys.ReadKey(ctx)
+// Run shreds every key in turn and reports on each; it stops at the first
+// key that fails.
+func (s *Shredder) Run(ctx context.Context, force bool) ([]ShredReport, error) {
+	var out []ShredReport
+	for _, k := range s.keys {
+		r, err := s.runKey(ctx, k, force)
+		out = append(out, r)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", k.Key.Name(), err)
+		}
+	}
+	return out, nil
+}
+
+// runKey rotates if the newest version is due (force rotates regardless)
+// and retires what RetirableBelow allows — never a version a held order
+// still needs: the lowest key version of any held ciphertext caps the
+// trim, and if that cannot be read, nothing is trimmed.
+func (s *Shredder) runKey(ctx context.Context, sk ShredKey, force bool) (ShredReport, error) {
+	keys := sk.Key
+	k, err := keys.ReadKey(ctx)
 	if err != nil {
 		return ShredReport{}, fmt.Errorf("read key: %w", err)
 	}
-	r := ShredReport{LatestBefore: k.LatestVersion}
+	r := ShredReport{Key: keys.Name(), LatestBefore: k.LatestVersion}
 	if force || s.now().Sub(k.Created[k.LatestVersion]) >= s.rotate {
-		if err := s.keys.RotateKey(ctx); err != nil {
+		if err := keys.RotateKey(ctx); err != nil {
 			return r, fmt.Errorf("rotate key: %w", err)
 		}
 		r.Rotated = true
-		if k, err = s.keys.ReadKey(ctx); err != nil {
+		if k, err = keys.ReadKey(ctx); err != nil {
 			return r, fmt.Errorf("read key: %w", err)
 		}
-		s.record(ctx, audit.ActionKeyRotate, map[string]string{"latest_version": strconv.Itoa(k.LatestVersion)})
+		s.record(ctx, audit.ActionKeyRotate, map[string]string{"key": r.Key, "latest_version": strconv.Itoa(k.LatestVersion)})
 	}
 	r.Latest = k.LatestVersion
 	keep := RetirableBelow(k, s.now(), s.store.Retention())
 	if keep > k.MinDecryptionVersion {
-		needed, err := s.held.OldestKeyVersion(ctx)
+		needed, err := sk.Oldest(ctx)
 		if err != nil {
 			return r, fmt.Errorf("key versions held orders need (nothing trimmed): %w", err)
 		}
 		if needed > 0 && needed < keep {
-			s.log.Warn("key trim capped by a held order", slog.Int("wanted", keep), slog.Int("kept_from", needed))
+			s.log.Warn("key trim capped by a held order", slog.String("key", r.Key), slog.Int("wanted", keep), slog.Int("kept_from", needed))
 			keep = needed
 		}
 	}
 	r.MinVersion = k.MinDecryptionVersion
 	if keep > k.MinDecryptionVersion {
-		if err := s.keys.RetireVersionsBelow(ctx, keep); err != nil {
+		if err := keys.RetireVersionsBelow(ctx, keep); err != nil {
 			return r, fmt.Errorf("retire key versions: %w", err)
 		}
 		r.Retired = keep - k.MinDecryptionVersion
 		r.MinVersion = keep
 		keyVersionsRetired.Add(float64(r.Retired))
-		s.record(ctx, audit.ActionKeyTrim, map[string]string{"min_decryption_version": strconv.Itoa(keep)})
+		s.record(ctx, audit.ActionKeyTrim, map[string]string{"key": r.Key, "min_decryption_version": strconv.Itoa(keep)})
 	}
 	return r, nil
 }

@@ -60,7 +60,7 @@ func NewPurger(store Store, rec Recorder, log *slog.Logger) *Purger {
 // unavailable at that moment: the next sweep drains what is left.
 func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error) {
 	e := audit.Entry{Time: p.now().UTC(), Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
-		Detail: map[string]string{"reason": reason}}
+		Detail: map[string]string{"reason": reason}, Event: audit.NewEventID()}
 	note, err := json.Marshal(e)
 	if err != nil {
 		return false, fmt.Errorf("purge note: %w", err)

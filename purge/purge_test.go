@@ -55,7 +55,7 @@ func TestPurgeIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 	require.Len(t, notes, 1, "the purge's audit record waits in the outbox")
 
 	// The next sweep, with the trail back, records it with its original time.
-	trail := audit.NewLog(env.Redis, env.Service)
+	trail := audit.NewLog(env.Redis, env.Service, env.Service)
 	later := NewPurger(store, trail, testenv.Logger())
 	later.now = func() time.Time { return time.Now().Add(time.Minute) } // past the grace period
 	_, err = later.Sweep(ctx)
@@ -107,7 +107,7 @@ func TestStoreIsRecordedEvenWhenTheAuditTrailFails(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, notes, 1)
 
-	trail := audit.NewLog(env.Redis, env.Service)
+	trail := audit.NewLog(env.Redis, env.Service, env.Service)
 	p := NewPurger(store, trail, testenv.Logger())
 	p.now = func() time.Time { return time.Now().Add(time.Minute) }
 	n, err := p.DrainOutbox(ctx)

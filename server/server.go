@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -100,13 +101,18 @@ func New(d Deps) (*gin.Engine, error) {
 
 	client := s.auth(true)
 	staffOnly := s.auth(false)
+	// Webhooks are judged by their signatures, not by the sender's IP: a
+	// provider's addresses are shared, and a block must not cut off the
+	// events that purge. Every other /v1 route refuses blocked IPs.
+	hooks := r.Group("/v1/webhooks")
 	v1 := r.Group("/v1", s.notBlocked)
 
 	// Storefront
 	v1.POST("/orders", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Orders.Create)
 	v1.GET("/orders/:id", client, s.roles(true, fulfillment, support, admin, auditor), d.Orders.Get)
+	v1.POST("/orders/:id/tracking", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Webhooks.LinkTracking)
 	// Staff
-	v1.POST("/auth/login", s.limit(d.LoginLimit, "ip"), d.StaffHTTP.Login)
+	v1.POST("/auth/login", s.jsonOnly, s.limit(d.LoginLimit, "ip"), d.StaffHTTP.Login)
 	v1.POST("/auth/logout", staffOnly, d.StaffHTTP.Logout)
 	v1.GET("/orders/:id/shipping", client, s.roles(false, fulfillment, support), d.Orders.Shipping)
 	v1.GET("/fulfillment/queue", client, s.roles(false, fulfillment, admin), d.Orders.Queue)
@@ -120,10 +126,10 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.GET("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.GetBlock)
 	v1.DELETE("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.DeleteBlock)
 	// Webhooks: authenticated by their signatures, inside the handlers.
-	v1.POST("/webhooks/stripe", d.Webhooks.Stripe)
-	v1.POST("/webhooks/shopify", d.Webhooks.Shopify)
-	v1.POST("/webhooks/easypost", d.Webhooks.EasyPost)
-	v1.POST("/webhooks/shipping", d.Webhooks.Shipping)
+	hooks.POST("/stripe", d.Webhooks.Stripe)
+	hooks.POST("/shopify", d.Webhooks.Shopify)
+	hooks.POST("/easypost", d.Webhooks.EasyPost)
+	hooks.POST("/shipping", d.Webhooks.Shipping)
 	return r, nil
 }
 
@@ -207,9 +213,23 @@ func (s *srv) notBlocked(c *gin.Context) {
 	c.Next()
 }
 
+// jsonOnly refuses a body that is not declared JSON (415). Browsers send
+// JSON cross-site only after a CORS preflight, which piivault answers for
+// its allowed origins alone; a "simple" cross-site form post is never JSON.
+func (s *srv) jsonOnly(c *gin.Context) {
+	if mt := c.ContentType(); mt != "application/json" {
+		s.fail(c, apperr.New(apperr.UnsupportedMedia, "send the body as application/json"))
+		return
+	}
+	c.Next()
+}
+
 // auth authenticates the bearer credential: a storefront API key (pvk_...)
-// or a staff Vault token. Every failure is the same 401 and is counted by
-// the intrusion monitor. allowClient=false refuses API keys outright.
+// or a staff Vault token. Every failure is the same 401. Only a credential
+// that was presented and is wrong counts toward an IP block, once per
+// distinct wrong token: a missing one counts for nothing, so no page on
+// another site can get an office's IP blocked. allowClient=false refuses
+// API keys outright.
 func (s *srv) auth(allowClient bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
@@ -217,8 +237,9 @@ func (s *srv) auth(allowClient bool) gin.HandlerFunc {
 		cred = strings.TrimSpace(cred)
 		var p web.Principal
 		var err error
+		presented := ok && cred != ""
 		switch {
-		case !ok || cred == "":
+		case !presented:
 			err = apperr.New(apperr.Unauthorized, "missing bearer credential")
 		case strings.HasPrefix(cred, "pvk_"):
 			var name string
@@ -233,7 +254,9 @@ func (s *srv) auth(allowClient bool) gin.HandlerFunc {
 		}
 		if err != nil {
 			if apperr.Is(err, apperr.Unauthorized) {
-				s.d.Monitor.AuthFailed(ctx, c.ClientIP())
+				if presented && !errors.Is(err, staff.ErrKnownInvalid) {
+					s.d.Monitor.AuthFailed(ctx, c.ClientIP())
+				}
 				c.Header("WWW-Authenticate", `Bearer realm="piivault"`)
 			}
 			s.fail(c, err)

@@ -9,6 +9,7 @@ import (
 	"piivault/audit"
 	"piivault/internal/apperr"
 	"piivault/internal/web"
+	"piivault/monitoring"
 )
 
 // Recorder appends to the audit trail.
@@ -16,25 +17,30 @@ type Recorder interface {
 	Record(ctx context.Context, e audit.Entry) error
 }
 
-// FailureWatcher is told about failed logins (the intrusion monitor).
-type FailureWatcher interface {
-	AuthFailed(ctx context.Context, ip string)
+// LoginGuard counts login attempts per IP before they are tried (the
+// intrusion monitor): it refuses an IP with no tries left and blocks it
+// on its last failure.
+type LoginGuard interface {
+	AdmitLogin(ctx context.Context, ip string) (*monitoring.LoginAttempt, error)
 }
 
 // Handler serves login and logout.
 type Handler struct {
 	svc   *Service
 	audit Recorder
-	watch FailureWatcher
+	guard LoginGuard
 	write func(*gin.Context, error)
 }
 
 // NewHandler builds a Handler.
-func NewHandler(svc *Service, rec Recorder, watch FailureWatcher, writeErr func(*gin.Context, error)) *Handler {
-	return &Handler{svc: svc, audit: rec, watch: watch, write: writeErr}
+func NewHandler(svc *Service, rec Recorder, guard LoginGuard, writeErr func(*gin.Context, error)) *Handler {
+	return &Handler{svc: svc, audit: rec, guard: guard, write: writeErr}
 }
 
-// Login handles POST /v1/auth/login {username, password, totp}.
+// Login handles POST /v1/auth/login {username, password, totp}. The route
+// takes JSON only, so a cross-site form cannot post to it; a request
+// without all three credentials is a 422 and counts for nothing; one that
+// presents them is counted against its IP before Vault sees it.
 func (h *Handler) Login(c *gin.Context) {
 	var body struct {
 		Username string     `json:"username"`
@@ -45,7 +51,23 @@ func (h *Handler) Login(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"username", body.Username},
+		{"password", body.Password.Reveal()}, {"totp", body.TOTP.Reveal()}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		h.write(c, &apperr.Error{Code: apperr.Validation, Fields: missing, Message: "username, password and totp are required"})
+		return
+	}
 	ctx := c.Request.Context()
+	attempt, err := h.guard.AdmitLogin(ctx, c.ClientIP())
+	if err != nil {
+		h.write(c, err)
+		return
+	}
 	sess, err := h.svc.Login(ctx, body.Username, body.Password.Reveal(), body.TOTP.Reveal())
 	if err != nil {
 		if apperr.Is(err, apperr.Unauthorized) || apperr.Is(err, apperr.Forbidden) {
@@ -53,12 +75,14 @@ func (h *Handler) Login(c *gin.Context) {
 			if ValidUsername(body.Username) {
 				actor = body.Username
 			}
-			_ = h.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionLoginFailed, IP: c.ClientIP()})
-			h.watch.AuthFailed(ctx, c.ClientIP())
+			attempt.Failed(ctx, actor)
+		} else {
+			attempt.Succeeded(ctx) // Vault or Redis failed, not the caller
 		}
 		h.write(c, err)
 		return
 	}
+	attempt.Succeeded(ctx)
 	if err := h.audit.Record(ctx, audit.Entry{Actor: sess.Username, Action: audit.ActionLogin, IP: c.ClientIP(),
 		Detail: map[string]string{"role": sess.Role}}); err != nil {
 		_ = h.svc.Logout(ctx, sess.Token) // no unaudited session

@@ -4,8 +4,9 @@
 // is checked against Vault with the caller's own token, so a removed member
 // or a revoked token fails on its very next request.
 //
-// Suspensions by the intrusion monitor live in Redis, so every instance
-// enforces them at once:
+// A suspension by the intrusion monitor disables the member's Vault entity,
+// so Vault itself refuses every token of theirs (a decrypt sent straight to
+// Vault included), and is listed in Redis for the operator:
 //
 //	piivault:{staff}:suspended   hash  username → unix time of suspension
 package staff
@@ -13,6 +14,7 @@ package staff
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -55,19 +57,26 @@ type Directory interface {
 	Login(ctx context.Context, username, password, totp string) (vault.Session, error)
 	LookupToken(ctx context.Context, token string) (vault.TokenInfo, error)
 	RevokeToken(ctx context.Context, token string) error
+	SetStaffDisabled(ctx context.Context, username string, disabled bool) error
 }
 
 // Service logs staff in and authenticates their requests.
 type Service struct {
-	dir   Directory
-	rdb   redis.UniversalClient
-	sleep func(time.Duration)
+	dir     Directory
+	rdb     redis.UniversalClient
+	sleep   func(time.Duration)
+	invalid *tokenMemory
 }
 
 // NewService builds a Service.
 func NewService(dir Directory, rdb redis.UniversalClient) *Service {
-	return &Service{dir: dir, rdb: rdb, sleep: time.Sleep}
+	return &Service{dir: dir, rdb: rdb, sleep: time.Sleep, invalid: newTokenMemory(10_000, time.Minute)}
 }
+
+// ErrKnownInvalid is Authenticate's answer for a token Vault refused a
+// moment ago: Unauthorized, without asking Vault again. The intrusion
+// monitor counts a wrong token once, not on every retry of it.
+var ErrKnownInvalid = apperr.New(apperr.Unauthorized, "invalid or expired token")
 
 // Login exchanges username, password and TOTP code for a Vault token. Every
 // failure is the same Unauthorized error and takes at least loginFloor.
@@ -115,8 +124,18 @@ func (s *Service) Logout(ctx context.Context, token string) error {
 }
 
 // Authenticate checks a staff token with Vault and returns its holder.
+//
+// Tokens Vault refused are remembered (a SHA-256 of each, for a minute, at
+// most 10,000), so a flood of random tokens is not a flood of Vault calls.
+// Valid tokens are never remembered: revocation holds on the next request.
 func (s *Service) Authenticate(ctx context.Context, token string) (web.Principal, error) {
+	if s.invalid.has(token) {
+		return web.Principal{}, ErrKnownInvalid
+	}
 	info, err := s.dir.LookupToken(ctx, token)
+	if apperr.Is(err, apperr.Unauthorized) {
+		s.invalid.add(token)
+	}
 	if err != nil {
 		return web.Principal{}, err
 	}
@@ -131,16 +150,38 @@ func (s *Service) Authenticate(ctx context.Context, token string) (web.Principal
 	return web.Principal{Kind: web.KindStaff, Name: info.Username, Role: info.Role, Token: web.Secret(token)}, nil
 }
 
-// Suspend blocks a staff member on every instance until an operator lifts it.
+// Suspend disables a staff member's Vault entity, so Vault refuses every
+// token of theirs until an operator lifts it, and lists the suspension.
 func (s *Service) Suspend(ctx context.Context, username string) error {
 	if err := s.rdb.HSet(ctx, suspendedKey, username, time.Now().Unix()).Err(); err != nil {
+		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	if err := s.dir.SetStaffDisabled(ctx, username, true); err != nil {
+		return fmt.Errorf("disable the member in vault: %w", err)
+	}
+	return nil
+}
+
+// Unsuspend enables the member's Vault entity again and lifts the listing.
+// A member who is not suspended is NotFound (and Vault is left alone:
+// writing an entity by name would create one).
+func (s *Service) Unsuspend(ctx context.Context, username string) error {
+	if listed, err := s.Suspended(ctx, username); err != nil {
+		return err
+	} else if !listed {
+		return apperr.New(apperr.NotFound, "%s is not suspended", username)
+	}
+	if err := s.dir.SetStaffDisabled(ctx, username, false); err != nil {
+		return fmt.Errorf("enable the member in vault: %w", err)
+	}
+	if err := s.rdb.HDel(ctx, suspendedKey, username).Err(); err != nil {
 		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
 	return nil
 }
 
-// Unsuspend lifts a suspension.
-func (s *Service) Unsuspend(ctx context.Context, username string) error {
+// ForgetSuspension drops a removed member's listing (their entity is gone).
+func (s *Service) ForgetSuspension(ctx context.Context, username string) error {
 	if err := s.rdb.HDel(ctx, suspendedKey, username).Err(); err != nil {
 		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}

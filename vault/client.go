@@ -179,7 +179,7 @@ func (c *Client) Ready(ctx context.Context) error {
 	if !h.Initialized || h.Sealed {
 		return apperr.New(apperr.VaultUnavailable, "vault is sealed or not initialised")
 	}
-	if _, err := c.ReadKey(ctx); err != nil {
+	if _, err := c.Key().ReadKey(ctx); err != nil {
 		return fmt.Errorf("transit key: %w", err)
 	}
 	return nil
@@ -258,3 +258,7 @@ func hasAny(s string, subs ...string) bool {
 	}
 	return false
 }
+
+// MaskedKeyName is the transit key of the masked copy of each shipping
+// block (support's view). Support's policy may decrypt only this key.
+func MaskedKeyName(key string) string { return key + "-masked" }

@@ -22,6 +22,10 @@ const (
 	MFAMethodName      = "piivault-totp"
 	MFAEnforcementName = "piivault-staff-login"
 	MFAIssuer          = "piivault"
+	// AnchorMount is a KV v2 mount only the service identity may write: it
+	// holds the audit trail's anchor, outside Redis.
+	AnchorMount = "piivault-kv"
+	AnchorPath  = "audit/anchor"
 )
 
 // Roles are the staff roles, each backed by the policy PolicyPrefix+role.
@@ -29,26 +33,32 @@ var Roles = []string{"fulfillment", "support", "admin", "auditor"}
 
 // Policies returns every policy setup writes, by name. The service may
 // encrypt, HMAC and manage key versions but is explicitly denied decrypt:
-// only staff tokens with the fulfillment or support policy can reveal.
+// only staff tokens with the fulfillment policy can decrypt the full
+// shipping block, and support's policy opens only the masked copy, so
+// Vault itself enforces what each role sees.
 func Policies(mount, key string) map[string]string {
-	idx := IndexKeyName(key)
-	seal := SealKeyName(key)
+	idx, seal, masked := IndexKeyName(key), SealKeyName(key), MaskedKeyName(key)
 	self := `
 path "auth/token/lookup-self" { capabilities = ["read"] }
 path "auth/token/renew-self"  { capabilities = ["update"] }
 path "auth/token/revoke-self" { capabilities = ["update"] }
 `
-	decrypt := fmt.Sprintf(`path "%s/decrypt/%s" { capabilities = ["update"] }
-`, mount, key)
-	return map[string]string{
-		ServicePolicy: fmt.Sprintf(`# piivault service identity: encrypt and blind-index, never decrypt.
-path "%[1]s/encrypt/%[2]s"       { capabilities = ["update"] }
-path "%[1]s/hmac/%[3]s"          { capabilities = ["update"] }
-path "%[1]s/hmac/%[3]s/*"        { capabilities = ["update"] }
-path "%[1]s/keys/%[2]s"          { capabilities = ["read"] }
+	decrypt := func(k string) string {
+		return fmt.Sprintf("path \"%s/decrypt/%s\" { capabilities = [\"update\"] }\n", mount, k)
+	}
+	keyAdmin := func(k string) string {
+		return fmt.Sprintf(`path "%[1]s/keys/%[2]s"          { capabilities = ["read"] }
 path "%[1]s/keys/%[2]s/rotate"   { capabilities = ["update"] }
 path "%[1]s/keys/%[2]s/config"   { capabilities = ["update"] }
 path "%[1]s/keys/%[2]s/trim"     { capabilities = ["update"] }
+`, mount, k)
+	}
+	return map[string]string{
+		ServicePolicy: fmt.Sprintf(`# piivault service identity: encrypt and blind-index, never decrypt.
+path "%[1]s/encrypt/%[2]s"       { capabilities = ["update"] }
+path "%[1]s/encrypt/%[5]s"       { capabilities = ["update"] }
+path "%[1]s/hmac/%[3]s"          { capabilities = ["update"] }
+path "%[1]s/hmac/%[3]s/*"        { capabilities = ["update"] }
 path "%[1]s/hmac/%[4]s"          { capabilities = ["update"] }
 path "%[1]s/hmac/%[4]s/*"        { capabilities = ["update"] }
 path "%[1]s/verify/%[4]s"        { capabilities = ["update"] }
@@ -56,9 +66,17 @@ path "%[1]s/verify/%[4]s/*"      { capabilities = ["update"] }
 path "%[1]s/decrypt/*"           { capabilities = ["deny"] }
 path "%[1]s/rewrap/*"            { capabilities = ["deny"] }
 path "%[1]s/export/*"            { capabilities = ["deny"] }
-`, mount, key, idx, seal) + self,
-		PolicyPrefix + "fulfillment": "# Fulfillment staff: reveal full shipping blocks.\n" + decrypt + self,
-		PolicyPrefix + "support":     "# Support staff: reveal masked shipping blocks (piivault masks after decrypting).\n" + decrypt + self,
+# The audit trail's anchor: only this identity writes it (check-and-set).
+path "%[6]s/data/%[7]s"     { capabilities = ["create", "update", "read"] }
+# Suspension and lockdown hold in Vault: the service may switch a staff
+# entity off and on, and change nothing else about it.
+path "identity/entity/name/*" {
+  capabilities = ["update"]
+  allowed_parameters = { "disabled" = [] }
+}
+`, mount, key, idx, seal, masked, AnchorMount, AnchorPath) + keyAdmin(key) + keyAdmin(masked) + self,
+		PolicyPrefix + "fulfillment": "# Fulfillment staff: reveal full shipping blocks.\n" + decrypt(key) + self,
+		PolicyPrefix + "support":     "# Support staff: reveal the masked copy only; Vault refuses them the full block.\n" + decrypt(masked) + self,
 		PolicyPrefix + "admin":       "# Admins: manage purges and blocks through piivault; no decrypt.\n" + self,
 		PolicyPrefix + "auditor":     "# Auditors: read the audit trail through piivault; no decrypt.\n" + self,
 	}
@@ -98,6 +116,9 @@ func (r *SetupReport) add(format string, args ...any) {
 
 // SetupOptions tune Setup.
 type SetupOptions struct {
+	// AuditFile, when set, enables Vault's file audit device writing there,
+	// so Vault names the person behind every decrypt independently of piivault.
+	AuditFile string
 	// BindCIDRs, when set, restricts where the service's AppRole secret ids
 	// and tokens may be used from (the addresses piivault runs on).
 	BindCIDRs []string
@@ -106,10 +127,10 @@ type SetupOptions struct {
 // Setup bootstraps Vault for piivault. It is idempotent: each step checks
 // what exists and only creates or corrects what is missing. It needs an
 // operator token (root in dev).
-func (c *Client) Setup(ctx context.Context, opts ...SetupOptions) (SetupReport, error) {
-	var o SetupOptions
+func (o *Operator) Setup(ctx context.Context, opts ...SetupOptions) (SetupReport, error) {
+	var opt SetupOptions
 	if len(opts) > 0 {
-		o = opts[0]
+		opt = opts[0]
 	}
 	var r SetupReport
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -118,16 +139,19 @@ func (c *Client) Setup(ctx context.Context, opts ...SetupOptions) (SetupReport, 
 		name string
 		fn   func(context.Context, *SetupReport) error
 	}{
-		{"transit mount", c.setupTransit},
-		{"transit keys", c.setupKeys},
-		{"policies", c.setupPolicies},
-		{"password policy", c.setupPasswordPolicy},
+		{"transit mount", o.setupTransit},
+		{"transit keys", o.setupKeys},
+		{"policies", o.setupPolicies},
+		{"password policy", o.setupPasswordPolicy},
 		{"userpass", func(ctx context.Context, r *SetupReport) error {
-			return c.enableAuth(ctx, r, UserpassMount, "userpass")
+			return o.enableAuth(ctx, r, UserpassMount, "userpass")
 		}},
-		{"approle", func(ctx context.Context, r *SetupReport) error { return c.enableAuth(ctx, r, AppRoleMount, "approle") }},
-		{"approle role", func(ctx context.Context, r *SetupReport) error { return c.setupAppRole(ctx, r, o.BindCIDRs) }},
-		{"login mfa", c.setupMFA},
+		{"approle", func(ctx context.Context, r *SetupReport) error { return o.enableAuth(ctx, r, AppRoleMount, "approle") }},
+		{"approle role", func(ctx context.Context, r *SetupReport) error { return o.setupAppRole(ctx, r, opt.BindCIDRs) }},
+		{"login mfa", o.setupMFA},
+		{"userpass lockout", o.setupLockout},
+		{"audit anchor store", o.setupAnchorMount},
+		{"vault audit device", func(ctx context.Context, r *SetupReport) error { return o.setupAuditDevice(ctx, r, opt.AuditFile) }},
 	}
 	for _, s := range steps {
 		if err := s.fn(ctx, &r); err != nil {
@@ -137,47 +161,49 @@ func (c *Client) Setup(ctx context.Context, opts ...SetupOptions) (SetupReport, 
 	return r, nil
 }
 
-func (c *Client) setupTransit(ctx context.Context, r *SetupReport) error {
-	mounts, err := c.api.Sys().ListMountsWithContext(ctx)
+func (o *Operator) setupTransit(ctx context.Context, r *SetupReport) error {
+	mounts, err := o.api.Sys().ListMountsWithContext(ctx)
 	if err != nil {
 		return translate(err, "list mounts")
 	}
-	if m, ok := mounts[c.mount+"/"]; ok {
+	if m, ok := mounts[o.mount+"/"]; ok {
 		if m.Type != "transit" {
-			return fmt.Errorf("mount %q exists but is %q, not transit", c.mount, m.Type)
+			return fmt.Errorf("mount %q exists but is %q, not transit", o.mount, m.Type)
 		}
-		r.add("transit mount %q: exists", c.mount)
+		r.add("transit mount %q: exists", o.mount)
 		return nil
 	}
-	if err := c.api.Sys().MountWithContext(ctx, c.mount, &vaultapi.MountInput{Type: "transit", Description: "piivault: order PII encryption"}); err != nil {
+	if err := o.api.Sys().MountWithContext(ctx, o.mount, &vaultapi.MountInput{Type: "transit", Description: "piivault: order PII encryption"}); err != nil {
 		return translate(err, "mount transit")
 	}
-	r.add("transit mount %q: created", c.mount)
+	r.add("transit mount %q: created", o.mount)
 	return nil
 }
 
-func (c *Client) setupKeys(ctx context.Context, r *SetupReport) error {
+func (o *Operator) setupKeys(ctx context.Context, r *SetupReport) error {
 	keys := []struct {
 		name   string
 		config map[string]any
 	}{
 		// Rotated daily; old versions are retired with min_decryption_version
 		// and trim, never by deleting the key.
-		{c.key, map[string]any{"auto_rotate_period": "24h", "deletion_allowed": false}},
+		{o.key, map[string]any{"auto_rotate_period": "24h", "deletion_allowed": false}},
 		// The blind-index key is not rotated: a new version would change the
 		// HMAC of an email and break deletion lookups of held orders.
-		{c.indexKey, map[string]any{"deletion_allowed": false}},
+		{IndexKeyName(o.key), map[string]any{"deletion_allowed": false}},
 		// The audit seal key is never trimmed: old entries must stay verifiable.
-		{c.sealKey, map[string]any{"deletion_allowed": false}},
+		{SealKeyName(o.key), map[string]any{"deletion_allowed": false}},
+		// The masked copy (support's view) is shredded like the full block.
+		{MaskedKeyName(o.key), map[string]any{"auto_rotate_period": "24h", "deletion_allowed": false}},
 	}
 	for _, k := range keys {
-		path := c.mount + "/keys/" + k.name
-		s, err := c.api.Logical().ReadWithContext(ctx, path)
+		path := o.mount + "/keys/" + k.name
+		s, err := o.api.Logical().ReadWithContext(ctx, path)
 		if err != nil && !isNotFoundErr(err) {
 			return translate(err, "read key")
 		}
 		if s == nil {
-			if _, err := c.api.Logical().WriteWithContext(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
+			if _, err := o.api.Logical().WriteWithContext(ctx, path, map[string]any{"type": "aes256-gcm96"}); err != nil {
 				return translate(err, "create key")
 			}
 			r.add("transit key %q: created (aes256-gcm96)", k.name)
@@ -187,16 +213,16 @@ func (c *Client) setupKeys(ctx context.Context, r *SetupReport) error {
 			}
 			r.add("transit key %q: exists", k.name)
 		}
-		if _, err := c.api.Logical().WriteWithContext(ctx, path+"/config", k.config); err != nil {
+		if _, err := o.api.Logical().WriteWithContext(ctx, path+"/config", k.config); err != nil {
 			return translate(err, "configure key")
 		}
 	}
 	return nil
 }
 
-func (c *Client) setupPolicies(ctx context.Context, r *SetupReport) error {
-	for name, hcl := range Policies(c.mount, c.key) {
-		old, err := c.api.Sys().GetPolicyWithContext(ctx, name)
+func (o *Operator) setupPolicies(ctx context.Context, r *SetupReport) error {
+	for name, hcl := range Policies(o.mount, o.key) {
+		old, err := o.api.Sys().GetPolicyWithContext(ctx, name)
 		if err != nil {
 			return translate(err, "read policy")
 		}
@@ -204,7 +230,7 @@ func (c *Client) setupPolicies(ctx context.Context, r *SetupReport) error {
 			r.add("policy %q: up to date", name)
 			continue
 		}
-		if err := c.api.Sys().PutPolicyWithContext(ctx, name, hcl); err != nil {
+		if err := o.api.Sys().PutPolicyWithContext(ctx, name, hcl); err != nil {
 			return translate(err, "write policy")
 		}
 		if old == "" {
@@ -216,9 +242,9 @@ func (c *Client) setupPolicies(ctx context.Context, r *SetupReport) error {
 	return nil
 }
 
-func (c *Client) setupPasswordPolicy(ctx context.Context, r *SetupReport) error {
+func (o *Operator) setupPasswordPolicy(ctx context.Context, r *SetupReport) error {
 	path := "sys/policies/password/" + PasswordPolicy
-	s, err := c.api.Logical().ReadWithContext(ctx, path)
+	s, err := o.api.Logical().ReadWithContext(ctx, path)
 	if err != nil && !isNotFoundErr(err) {
 		return translate(err, "read password policy")
 	}
@@ -226,15 +252,15 @@ func (c *Client) setupPasswordPolicy(ctx context.Context, r *SetupReport) error 
 		r.add("password policy %q: up to date", PasswordPolicy)
 		return nil
 	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, path, map[string]any{"policy": PasswordPolicyHCL}); err != nil {
+	if _, err := o.api.Logical().WriteWithContext(ctx, path, map[string]any{"policy": PasswordPolicyHCL}); err != nil {
 		return translate(err, "write password policy")
 	}
 	r.add("password policy %q: written", PasswordPolicy)
 	return nil
 }
 
-func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ string) error {
-	auths, err := c.api.Sys().ListAuthWithContext(ctx)
+func (o *Operator) enableAuth(ctx context.Context, r *SetupReport, mount, typ string) error {
+	auths, err := o.api.Sys().ListAuthWithContext(ctx)
 	if err != nil {
 		return translate(err, "list auth")
 	}
@@ -245,7 +271,7 @@ func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ stri
 		r.add("auth %q: enabled", mount)
 		return nil
 	}
-	if err := c.api.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: typ, Description: "piivault staff and service logins"}); err != nil {
+	if err := o.api.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vaultapi.EnableAuthOptions{Type: typ, Description: "piivault staff and service logins"}); err != nil {
 		return translate(err, "enable auth")
 	}
 	r.add("auth %q: enabled now", mount)
@@ -254,7 +280,7 @@ func (c *Client) enableAuth(ctx context.Context, r *SetupReport, mount, typ stri
 
 // setupAppRole writes the service role. Address bindings are written only
 // when given, so re-running setup never widens a binding made earlier.
-func (c *Client) setupAppRole(ctx context.Context, r *SetupReport, cidrs []string) error {
+func (o *Operator) setupAppRole(ctx context.Context, r *SetupReport, cidrs []string) error {
 	role := map[string]any{
 		"token_policies":     []string{ServicePolicy},
 		"token_ttl":          "1h",
@@ -267,7 +293,7 @@ func (c *Client) setupAppRole(ctx context.Context, r *SetupReport, cidrs []strin
 		role["token_bound_cidrs"], role["secret_id_bound_cidrs"] = cidrs, cidrs
 		bound = "usable from " + strings.Join(cidrs, ", ")
 	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, role); err != nil {
+	if _, err := o.api.Logical().WriteWithContext(ctx, "auth/"+AppRoleMount+"/role/"+AppRoleName, role); err != nil {
 		return translate(err, "write approle role")
 	}
 	r.add("approle role %q: written (policy %s, %s)", AppRoleName, ServicePolicy, bound)
@@ -275,8 +301,8 @@ func (c *Client) setupAppRole(ctx context.Context, r *SetupReport, cidrs []strin
 }
 
 // mountAccessor returns the accessor of an auth mount.
-func (c *Client) mountAccessor(ctx context.Context, mount string) (string, error) {
-	auths, err := c.api.Sys().ListAuthWithContext(ctx)
+func (o *Operator) mountAccessor(ctx context.Context, mount string) (string, error) {
+	auths, err := o.api.Sys().ListAuthWithContext(ctx)
 	if err != nil {
 		return "", translate(err, "list auth")
 	}
@@ -288,8 +314,8 @@ func (c *Client) mountAccessor(ctx context.Context, mount string) (string, error
 }
 
 // mfaMethodID finds the TOTP method setup created, by name.
-func (c *Client) mfaMethodID(ctx context.Context) (string, error) {
-	s, err := c.api.Logical().ListWithContext(ctx, "identity/mfa/method/totp")
+func (o *Operator) mfaMethodID(ctx context.Context) (string, error) {
+	s, err := o.api.Logical().ListWithContext(ctx, "identity/mfa/method/totp")
 	if err != nil && !isNotFoundErr(err) {
 		return "", translate(err, "list mfa methods")
 	}
@@ -306,8 +332,8 @@ func (c *Client) mfaMethodID(ctx context.Context) (string, error) {
 	return "", nil
 }
 
-func (c *Client) setupMFA(ctx context.Context, r *SetupReport) error {
-	id, err := c.mfaMethodID(ctx)
+func (o *Operator) setupMFA(ctx context.Context, r *SetupReport) error {
+	id, err := o.mfaMethodID(ctx)
 	if err != nil {
 		return err
 	}
@@ -316,7 +342,7 @@ func (c *Client) setupMFA(ctx context.Context, r *SetupReport) error {
 		"algorithm": "SHA1", "key_size": 20, "skew": 1, "max_validation_attempts": 5,
 	}
 	if id == "" {
-		s, err := c.api.Logical().WriteWithContext(ctx, "identity/mfa/method/totp", params)
+		s, err := o.api.Logical().WriteWithContext(ctx, "identity/mfa/method/totp", params)
 		if err != nil {
 			return translate(err, "create totp method")
 		}
@@ -325,11 +351,11 @@ func (c *Client) setupMFA(ctx context.Context, r *SetupReport) error {
 	} else {
 		r.add("totp login mfa method %q: exists", MFAMethodName)
 	}
-	acc, err := c.mountAccessor(ctx, UserpassMount)
+	acc, err := o.mountAccessor(ctx, UserpassMount)
 	if err != nil {
 		return err
 	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, "identity/mfa/login-enforcement/"+MFAEnforcementName, map[string]any{
+	if _, err := o.api.Logical().WriteWithContext(ctx, "identity/mfa/login-enforcement/"+MFAEnforcementName, map[string]any{
 		"mfa_method_ids":        []string{id},
 		"auth_method_accessors": []string{acc},
 	}); err != nil {
@@ -341,14 +367,14 @@ func (c *Client) setupMFA(ctx context.Context, r *SetupReport) error {
 
 // AppRoleCredentials returns the service AppRole's role_id and a new
 // secret_id. Only `setup --approle-env` asks for them, to hand to `serve`.
-func (c *Client) AppRoleCredentials(ctx context.Context) (roleID, secretID string, err error) {
+func (o *Operator) AppRoleCredentials(ctx context.Context) (roleID, secretID string, err error) {
 	base := "auth/" + AppRoleMount + "/role/" + AppRoleName
-	s, err := c.api.Logical().ReadWithContext(ctx, base+"/role-id")
+	s, err := o.api.Logical().ReadWithContext(ctx, base+"/role-id")
 	if err != nil || s == nil {
 		return "", "", fmt.Errorf("read role-id: %w", translate(err, "read role-id"))
 	}
 	roleID, _ = s.Data["role_id"].(string)
-	s, err = c.api.Logical().WriteWithContext(ctx, base+"/secret-id", nil)
+	s, err = o.api.Logical().WriteWithContext(ctx, base+"/secret-id", nil)
 	if err != nil || s == nil {
 		return "", "", fmt.Errorf("create secret-id: %w", translate(err, "create secret-id"))
 	}
@@ -367,4 +393,75 @@ func RoleFromPolicies(policies []string) string {
 		}
 	}
 	return ""
+}
+
+// setupLockout switches Vault's userpass lockout off. Left on (Vault's
+// default: 5 wrong passwords lock the user for 15 minutes), anyone who knows
+// a username could lock that member out with five requests. Guessing is
+// already bounded by piivault's IP blocks and by the TOTP code every login
+// needs; the TOTP method keeps its own limit of 5 wrong codes, which needs
+// the right password to reach. `staff unlock` lifts a lockout left from before.
+func (o *Operator) setupLockout(ctx context.Context, r *SetupReport) error {
+	path := "sys/mounts/auth/" + UserpassMount + "/tune"
+	if _, err := o.api.Logical().WriteWithContext(ctx, path, map[string]any{
+		"user_lockout_config": map[string]any{"lockout_disable": true},
+	}); err != nil {
+		return translate(err, "tune userpass lockout")
+	}
+	// Vault ignores keys it does not know in that object: read it back.
+	s, err := o.api.Logical().ReadWithContext(ctx, "sys/auth/"+UserpassMount+"/tune")
+	if err != nil {
+		return translate(err, "read userpass tuning")
+	}
+	if s == nil || s.Data["user_lockout_disable"] != true {
+		return fmt.Errorf("vault did not switch the userpass lockout off")
+	}
+	r.add("userpass lockout: off (IP blocks and TOTP guard guessing; no one can lock a member out)")
+	return nil
+}
+
+// setupAnchorMount enables the KV v2 mount that holds the audit anchor.
+func (o *Operator) setupAnchorMount(ctx context.Context, r *SetupReport) error {
+	mounts, err := o.api.Sys().ListMountsWithContext(ctx)
+	if err != nil {
+		return translate(err, "list mounts")
+	}
+	if m, ok := mounts[AnchorMount+"/"]; ok {
+		if m.Type != "kv" || m.Options["version"] != "2" {
+			return fmt.Errorf("mount %q exists but is not KV version 2", AnchorMount)
+		}
+		r.add("kv mount %q: exists", AnchorMount)
+		return nil
+	}
+	if err := o.api.Sys().MountWithContext(ctx, AnchorMount, &vaultapi.MountInput{Type: "kv",
+		Options: map[string]string{"version": "2"}, Description: "piivault: audit trail anchor"}); err != nil {
+		return translate(err, "mount kv")
+	}
+	r.add("kv mount %q: created (audit trail anchor)", AnchorMount)
+	return nil
+}
+
+// setupAuditDevice enables Vault's file audit device at path, once.
+func (o *Operator) setupAuditDevice(ctx context.Context, r *SetupReport, path string) error {
+	if path == "" {
+		return nil
+	}
+	devices, err := o.api.Sys().ListAuditWithContext(ctx)
+	if err != nil {
+		return translate(err, "list audit devices")
+	}
+	for name, d := range devices {
+		if d.Type == "file" && d.Options["file_path"] == path {
+			r.add("vault audit device %q: enabled (%s)", strings.TrimSuffix(name, "/"), path)
+			return nil
+		}
+	}
+	if err := o.api.Sys().EnableAuditWithOptionsWithContext(ctx, "piivault-file", &vaultapi.EnableAuditOptions{
+		Type: "file", Options: map[string]string{"file_path": path},
+		Description: "piivault: Vault's own record of every decrypt",
+	}); err != nil {
+		return translate(err, "enable audit device")
+	}
+	r.add("vault audit device %q: enabled now (%s)", "piivault-file", path)
+	return nil
 }

@@ -3,8 +3,6 @@ package vault
 import (
 	"context"
 	"errors"
-	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -29,152 +27,6 @@ type StaffMember struct {
 // Enrolment is what a new staff member needs, handed out once.
 type Enrolment struct {
 	TOTPURL string // otpauth:// URL
-}
-
-// GeneratePassword asks Vault's password policy for a new password.
-func (c *Client) GeneratePassword(ctx context.Context) (string, error) {
-	s, err := c.api.Logical().ReadWithContext(ctx, "sys/policies/password/"+PasswordPolicy+"/generate")
-	if err != nil || s == nil {
-		return "", fmt.Errorf("generate password: %w", translate(err, "generate password"))
-	}
-	p, _ := s.Data["password"].(string)
-	return p, nil
-}
-
-// CreateStaff creates a userpass user bound to the role's policy, an identity
-// entity with an alias for it, and enrols the entity in TOTP login MFA.
-// It refuses to touch an existing user: re-adding would reset a password.
-func (c *Client) CreateStaff(ctx context.Context, name, role, password string) (Enrolment, error) {
-	userPath := "auth/" + UserpassMount + "/users/" + name
-	if s, err := c.api.Logical().ReadWithContext(ctx, userPath); err != nil && !isNotFoundErr(err) {
-		return Enrolment{}, translate(err, "read user")
-	} else if s != nil {
-		return Enrolment{}, apperr.New(apperr.Conflict, "staff member %q already exists", name)
-	}
-	methodID, err := c.mfaMethodID(ctx)
-	if err != nil {
-		return Enrolment{}, err
-	}
-	if methodID == "" {
-		return Enrolment{}, apperr.New(apperr.NotFound, "no TOTP method in vault; run piivault setup first")
-	}
-	acc, err := c.mountAccessor(ctx, UserpassMount)
-	if err != nil {
-		return Enrolment{}, err
-	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, userPath, map[string]any{
-		"password":       password,
-		"token_policies": []string{PolicyPrefix + role},
-		"token_ttl":      StaffTokenTTL.String(),
-		"token_max_ttl":  StaffTokenMaxTTL.String(),
-		"token_type":     "service",
-	}); err != nil {
-		return Enrolment{}, translate(err, "create user")
-	}
-	entityID, err := c.ensureEntity(ctx, name, role, acc)
-	if err != nil {
-		return Enrolment{}, err
-	}
-	s, err := c.api.Logical().WriteWithContext(ctx, "identity/mfa/method/totp/admin-generate", map[string]any{
-		"method_id": methodID, "entity_id": entityID,
-	})
-	if err != nil {
-		return Enrolment{}, translate(err, "enrol totp")
-	}
-	url, _ := s.Data["url"].(string)
-	if url == "" {
-		return Enrolment{}, fmt.Errorf("vault enrolled no TOTP secret for %q (warnings: %v)", name, s.Warnings)
-	}
-	return Enrolment{TOTPURL: url}, nil
-}
-
-func (c *Client) ensureEntity(ctx context.Context, name, role, accessor string) (string, error) {
-	if _, err := c.api.Logical().WriteWithContext(ctx, "identity/entity/name/"+name, map[string]any{
-		"metadata": map[string]string{"piivault_role": role, "piivault_created": time.Now().UTC().Format(time.RFC3339)},
-		"disabled": false,
-	}); err != nil {
-		return "", translate(err, "write entity")
-	}
-	s, err := c.api.Logical().ReadWithContext(ctx, "identity/entity/name/"+name)
-	if err != nil || s == nil {
-		return "", fmt.Errorf("read entity: %w", translate(err, "read entity"))
-	}
-	id, _ := s.Data["id"].(string)
-	aliases, _ := s.Data["aliases"].([]any)
-	for _, a := range aliases {
-		m, _ := a.(map[string]any)
-		if m["mount_accessor"] == accessor {
-			return id, nil
-		}
-	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, "identity/entity-alias", map[string]any{
-		"name": name, "canonical_id": id, "mount_accessor": accessor,
-	}); err != nil {
-		return "", translate(err, "create entity alias")
-	}
-	return id, nil
-}
-
-// RemoveStaff ends a staff member's access at once: the entity is disabled
-// first (Vault refuses every token of a disabled entity on its next use),
-// every token issued by the user's login path is revoked, then the user and
-// entity are deleted. Removing an unknown name is NotFound.
-func (c *Client) RemoveStaff(ctx context.Context, name string) error {
-	userPath := "auth/" + UserpassMount + "/users/" + name
-	s, err := c.api.Logical().ReadWithContext(ctx, userPath)
-	if err != nil && !isNotFoundErr(err) {
-		return translate(err, "read user")
-	}
-	if s == nil {
-		return apperr.New(apperr.NotFound, "no staff member %q", name)
-	}
-	entityPath := "identity/entity/name/" + name
-	if e, err := c.api.Logical().ReadWithContext(ctx, entityPath); err == nil && e != nil {
-		if _, err := c.api.Logical().WriteWithContext(ctx, entityPath, map[string]any{"disabled": true}); err != nil {
-			return translate(err, "disable entity")
-		}
-	}
-	if _, err := c.api.Logical().WriteWithContext(ctx,
-		"sys/leases/revoke-prefix/auth/"+UserpassMount+"/login/"+name, nil); err != nil {
-		return translate(err, "revoke tokens")
-	}
-	if _, err := c.api.Logical().DeleteWithContext(ctx, userPath); err != nil {
-		return translate(err, "delete user")
-	}
-	if _, err := c.api.Logical().DeleteWithContext(ctx, entityPath); err != nil && !isNotFoundErr(err) {
-		return translate(err, "delete entity")
-	}
-	return nil
-}
-
-// ListStaff lists the staff accounts, sorted by name.
-func (c *Client) ListStaff(ctx context.Context) ([]StaffMember, error) {
-	s, err := c.api.Logical().ListWithContext(ctx, "auth/"+UserpassMount+"/users")
-	if err != nil && !isNotFoundErr(err) {
-		return nil, translate(err, "list users")
-	}
-	var out []StaffMember
-	if s == nil {
-		return out, nil
-	}
-	keys, _ := s.Data["keys"].([]any)
-	for _, k := range keys {
-		name, _ := k.(string)
-		m := StaffMember{Name: name}
-		if u, err := c.api.Logical().ReadWithContext(ctx, "auth/"+UserpassMount+"/users/"+name); err == nil && u != nil {
-			m.Role = RoleFromPolicies(toStrings(u.Data["token_policies"]))
-		}
-		if e, err := c.api.Logical().ReadWithContext(ctx, "identity/entity/name/"+name); err == nil && e != nil {
-			if md, ok := e.Data["metadata"].(map[string]any); ok {
-				if ts, _ := md["piivault_created"].(string); ts != "" {
-					m.Created, _ = time.Parse(time.RFC3339, ts)
-				}
-			}
-		}
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
 }
 
 // Session is a staff login.
@@ -247,11 +99,21 @@ func loginError(err error) error {
 type TokenInfo struct {
 	Username  string
 	Role      string
+	EntityID  string
 	ExpiresAt time.Time
 }
 
+// staffLoginPath is the path Vault records on every token its userpass
+// login issues, MFA included; no other way of making a token can set it.
+const staffLoginPath = "auth/" + UserpassMount + "/login/"
+
 // LookupToken asks Vault about a caller's token (lookup-self with that token),
-// so a revoked token fails on its very next use. Invalid tokens are Unauthorized.
+// so a revoked token fails on its very next use. Invalid tokens are
+// Unauthorized, and so is any token that did not come from the userpass
+// login (which Vault holds to TOTP MFA) of an identity entity: a token made
+// with auth/token/create, even one carrying a piivault-* policy, is not
+// staff. The username is the one Vault wrote into the token's login path
+// (the entity's userpass alias), never metadata the token's maker chose.
 func (c *Client) LookupToken(ctx context.Context, token string) (TokenInfo, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
@@ -267,19 +129,28 @@ func (c *Client) LookupToken(ctx context.Context, token string) (TokenInfo, erro
 	if s == nil {
 		return TokenInfo{}, apperr.New(apperr.Unauthorized, "invalid or expired token")
 	}
+	path, _ := s.Data["path"].(string)
+	entity, _ := s.Data["entity_id"].(string)
+	name, ok := strings.CutPrefix(path, staffLoginPath)
+	if !ok || name == "" || entity == "" {
+		return TokenInfo{}, apperr.New(apperr.Unauthorized, "not a staff login token")
+	}
 	pols, _ := s.TokenPolicies()
-	info := TokenInfo{Role: RoleFromPolicies(pols)}
-	if meta, ok := s.Data["meta"].(map[string]any); ok {
-		info.Username, _ = meta["username"].(string)
-	}
-	if info.Username == "" {
-		dn, _ := s.Data["display_name"].(string)
-		info.Username = strings.TrimPrefix(dn, UserpassMount+"-")
-	}
+	info := TokenInfo{Username: name, Role: RoleFromPolicies(pols), EntityID: entity}
 	if et, _ := s.Data["expire_time"].(string); et != "" {
 		info.ExpiresAt, _ = time.Parse(time.RFC3339Nano, et)
 	}
 	return info, nil
+}
+
+// SetStaffDisabled switches a staff member's Vault entity off or on. While
+// it is off, Vault refuses every token of that member (a decrypt straight
+// from Vault included); the service's policy lets it change nothing else.
+func (c *Client) SetStaffDisabled(ctx context.Context, username string, disabled bool) error {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	_, err := c.api.Logical().WriteWithContext(ctx, "identity/entity/name/"+username, map[string]any{"disabled": disabled})
+	return serviceErr(err, "set entity disabled")
 }
 
 // RevokeToken revokes the caller's own token (logout).

@@ -27,14 +27,24 @@ type Result struct {
 	Err   error
 }
 
-// Encrypt encrypts every item in one transit call (batch_input). The outer
-// error is for the call as a whole; each Result carries its item's error.
+// Encrypt encrypts every item in one transit call (batch_input) with the
+// encryption key. The outer error is for the call as a whole; each Result
+// carries its item's error.
 func (c *Client) Encrypt(ctx context.Context, items []Plaintext) ([]Result, error) {
+	return c.encrypt(ctx, c.key, items)
+}
+
+// EncryptMasked encrypts with the masked-copy key (support's view).
+func (c *Client) EncryptMasked(ctx context.Context, items []Plaintext) ([]Result, error) {
+	return c.encrypt(ctx, MaskedKeyName(c.key), items)
+}
+
+func (c *Client) encrypt(ctx context.Context, key string, items []Plaintext) ([]Result, error) {
 	batch := make([]map[string]any, len(items))
 	for i, it := range items {
 		batch[i] = map[string]any{"plaintext": b64(it.Plaintext), "associated_data": b64(it.AssociatedData)}
 	}
-	return c.batch(ctx, "encrypt/"+c.key, batch, "ciphertext")
+	return c.batch(ctx, "encrypt/"+key, batch, "ciphertext")
 }
 
 // HMAC computes blind-index HMACs of every input with the index key.
@@ -125,10 +135,19 @@ func (c *Client) VerifySeals(ctx context.Context, inputs [][]byte, seals []strin
 // ciphertext that cannot be decrypted any more (trimmed key version, wrong
 // associated data) is Gone; a token without the decrypt policy is Forbidden.
 func (c *Client) Decrypt(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error) {
+	return c.decrypt(ctx, c.key, token, ciphertext, associatedData)
+}
+
+// DecryptMasked decrypts a masked copy with the caller's own token.
+func (c *Client) DecryptMasked(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error) {
+	return c.decrypt(ctx, MaskedKeyName(c.key), token, ciphertext, associatedData)
+}
+
+func (c *Client) decrypt(ctx context.Context, key, token, ciphertext string, associatedData []byte) ([]byte, error) {
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
 	as := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
-	s, err := as.Logical().WriteWithContext(ctx, c.mount+"/decrypt/"+c.key, map[string]any{
+	s, err := as.Logical().WriteWithContext(ctx, c.mount+"/decrypt/"+key, map[string]any{
 		"ciphertext": ciphertext, "associated_data": b64(associatedData),
 	})
 	if err != nil {
@@ -168,16 +187,33 @@ func (k KeyInfo) Versions() []int {
 	return vs
 }
 
-// ReadKey reads the encryption key's version metadata (no key material).
-func (c *Client) ReadKey(ctx context.Context) (KeyInfo, error) {
+// TransitKey is one rotated and shredded transit key: the encryption key
+// or the masked-copy key. Each is rotated and trimmed on its own.
+type TransitKey struct {
+	c    *Client
+	name string
+}
+
+// Key is the encryption key of full shipping blocks.
+func (c *Client) Key() *TransitKey { return &TransitKey{c: c, name: c.key} }
+
+// MaskedKey is the key of the masked copies.
+func (c *Client) MaskedKey() *TransitKey { return &TransitKey{c: c, name: MaskedKeyName(c.key)} }
+
+// Name is the transit key's name.
+func (k *TransitKey) Name() string { return k.name }
+
+// ReadKey reads the key's version metadata (no key material).
+func (k *TransitKey) ReadKey(ctx context.Context) (KeyInfo, error) {
+	c := k.c
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	s, err := c.api.Logical().ReadWithContext(ctx, c.mount+"/keys/"+c.key)
+	s, err := c.api.Logical().ReadWithContext(ctx, c.mount+"/keys/"+k.name)
 	if err != nil {
 		return KeyInfo{}, serviceErr(err, "read key")
 	}
 	if s == nil {
-		return KeyInfo{}, apperr.New(apperr.VaultUnavailable, "transit key %q is missing", c.key)
+		return KeyInfo{}, apperr.New(apperr.VaultUnavailable, "transit key %q is missing", k.name)
 	}
 	return parseKeyInfo(s.Data)
 }
@@ -230,11 +266,12 @@ func toInt(v any) int {
 	return 0
 }
 
-// RotateKey adds a new version of the encryption key.
-func (c *Client) RotateKey(ctx context.Context) error {
+// RotateKey adds a new version of the key.
+func (k *TransitKey) RotateKey(ctx context.Context) error {
+	c := k.c
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	_, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/rotate", nil)
+	_, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+k.name+"/rotate", nil)
 	return serviceErr(err, "rotate key")
 }
 
@@ -242,14 +279,15 @@ func (c *Client) RotateKey(ctx context.Context) error {
 // their key material for good (min_decryption_version, then trim). Vault
 // trims only with min_encryption_version set; setting it to v changes
 // nothing for callers, who always encrypt with the latest version.
-func (c *Client) RetireVersionsBelow(ctx context.Context, v int) error {
+func (k *TransitKey) RetireVersionsBelow(ctx context.Context, v int) error {
+	c := k.c
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/config",
+	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+k.name+"/config",
 		map[string]any{"min_decryption_version": v, "min_encryption_version": v}); err != nil {
 		return serviceErr(err, "set min_decryption_version")
 	}
-	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+c.key+"/trim",
+	if _, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/keys/"+k.name+"/trim",
 		map[string]any{"min_available_version": v}); err != nil {
 		return serviceErr(err, "trim key")
 	}

@@ -24,7 +24,7 @@ func TestSetupIsIdempotent(t *testing.T) {
 			require.NotContains(t, step, "created", "run %d re-created something: %s", run, step)
 		}
 	}
-	info, err := env.Service.ReadKey(ctx)
+	info, err := env.Service.Key().ReadKey(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, info.LatestVersion)
 }
@@ -43,10 +43,10 @@ func TestServiceIdentityEncryptsButCannotDecrypt(t *testing.T) {
 	require.Equal(t, apperr.Forbidden, apperr.CodeOf(err), "the service's AppRole must get 403 on decrypt: %v", err)
 
 	// The root token can decrypt, but only with the same associated data.
-	pt, err := env.Root.Decrypt(ctx, env.RootToken, res[0].Value, ad)
+	pt, err := env.Root.Client().Decrypt(ctx, env.RootToken, res[0].Value, ad)
 	require.NoError(t, err)
 	require.Equal(t, "Jane Doe", string(pt))
-	_, err = env.Root.Decrypt(ctx, env.RootToken, res[0].Value, []byte("order-2"))
+	_, err = env.Root.Client().Decrypt(ctx, env.RootToken, res[0].Value, []byte("order-2"))
 	require.Equal(t, apperr.Gone, apperr.CodeOf(err), "ciphertext bound to another order must not decrypt")
 }
 

@@ -5,15 +5,12 @@ import (
 	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/text/unicode/norm"
@@ -25,10 +22,6 @@ import (
 // easyPostShipped are the tracker statuses that mean the parcel has left.
 var easyPostShipped = map[string]bool{"in_transit": true, "out_for_delivery": true, "delivered": true}
 
-// shipmentMemory is how long piivault remembers which order a shipment
-// belongs to, for tracker events that name only the shipment.
-const shipmentMemory = 45 * 24 * time.Hour
-
 // SignEasyPost returns the X-Hmac-Signature header EasyPost sends for body:
 // "hmac-sha256-hex=" + hex HMAC-SHA256 of the body with the NFKD-normalised secret.
 func SignEasyPost(secret string, body []byte) string {
@@ -36,7 +29,12 @@ func SignEasyPost(secret string, body []byte) string {
 }
 
 // EasyPost handles POST /v1/webhooks/easypost. EasyPost signs the body but
-// sends no timestamp: replays are stopped by the event id.
+// sends no timestamp: replays are stopped by the event id. Every event type
+// EasyPost sends (batch, tracker, scan_form, refund, insurance, claim,
+// payment, report, shipment.invoice) is answered 200: only a Tracker or
+// Shipment that says the parcel left purges, and anything else is counted
+// and ignored, so EasyPost never disables the endpoint over an event
+// piivault does not use.
 func (h *Handler) EasyPost(c *gin.Context) {
 	body, ok := h.body(c, h.secrets.EasyPost)
 	if !ok {
@@ -48,67 +46,85 @@ func (h *Handler) EasyPost(c *gin.Context) {
 		return
 	}
 	var ev struct {
-		ID          string `json:"id"`
-		Description string `json:"description"`
-		Result      struct {
-			Object     string `json:"object"`
-			ID         string `json:"id"`
-			Status     string `json:"status"`
-			Reference  string `json:"reference"`
-			ShipmentID string `json:"shipment_id"`
-			Tracker    *struct {
-				Status string `json:"status"`
-			} `json:"tracker"`
-		} `json:"result"`
+		ID          string          `json:"id"`
+		Description string          `json:"description"`
+		Result      json.RawMessage `json:"result"`
 	}
 	if err := json.Unmarshal(body, &ev); err != nil || ev.ID == "" || len(ev.ID) > 128 {
 		h.write(c, invalidPayload("EasyPost event"))
 		return
 	}
+	// The result's shape depends on its object (a Batch's status is an
+	// object of counts): read only what a Tracker or Shipment carries.
+	var r struct {
+		Object       string          `json:"object"`
+		ID           string          `json:"id"`
+		Status       json.RawMessage `json:"status"`
+		Reference    *string         `json:"reference"`
+		ShipmentID   *string         `json:"shipment_id"`
+		TrackingCode *string         `json:"tracking_code"`
+		Tracker      *struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		} `json:"tracker"`
+	}
+	_ = json.Unmarshal(ev.Result, &r)
 	ip := c.ClientIP()
 	h.run(c, delivery{provider: "easypost", eventID: ev.ID, act: func(ctx context.Context) (string, error) {
-		r := ev.Result
-		status, shipment, orderID := r.Status, r.ShipmentID, r.Reference
+		var status string
+		_ = json.Unmarshal(r.Status, &status) // a string for Trackers and Shipments
+		refs := trackRefs{code: deref(r.TrackingCode)}
+		orderID := ""
 		switch r.Object {
 		case "Shipment":
-			shipment = r.ID
-			if r.Tracker != nil && r.Tracker.Status != "" {
-				status = r.Tracker.Status
+			refs.shipment, orderID = r.ID, deref(r.Reference)
+			if r.Tracker != nil {
+				refs.tracker = r.Tracker.ID
+				if r.Tracker.Status != "" {
+					status = r.Tracker.Status
+				}
 			}
-			if orderID != "" && shipment != "" {
-				if err := h.rdb.Set(ctx, "piivault:{wh}:easypost-shipment:"+shipment, orderID, shipmentMemory).Err(); err != nil {
-					return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+			if orderID != "" && orders.ValidOrderID(orderID) {
+				if err := h.links.remember(ctx, orderID, refs); err != nil {
+					return "", err
 				}
 			}
 		case "Tracker":
+			refs.tracker, refs.shipment = r.ID, deref(r.ShipmentID)
 		default:
 			return "ignored", nil
 		}
 		if !easyPostShipped[status] {
 			return "not_shipped", nil
 		}
-		if orderID == "" && shipment != "" {
+		if orderID == "" {
 			var err error
-			if orderID, err = h.shipmentOrder(ctx, shipment); err != nil {
+			if orderID, err = h.links.find(ctx, refs); err != nil {
 				return "", err
 			}
 		}
-		return h.purge(ctx, "easypost", ip, orderID, orders.ReasonShipped)
+		if orderID == "" && refs.shipment != "" {
+			var err error
+			if orderID, err = h.shipmentOrder(ctx, refs.shipment); err != nil {
+				return "", err
+			}
+		}
+		return h.purge(ctx, "easypost", ip, orderID, orders.ReasonShipped, "")
 	}})
 }
 
-// shipmentOrder finds the order of an EasyPost shipment: first from what
-// piivault remembered, then (with an API key) from the shipment's
-// reference, read from EasyPost's API and remembered. "" when unknown.
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// shipmentOrder finds the order of an EasyPost shipment nothing linked,
+// through EasyPost's API (with an API key): the shipment's reference,
+// remembered for the tracker events to come. "" when unknown.
 func (h *Handler) shipmentOrder(ctx context.Context, shipment string) (string, error) {
-	key := "piivault:{wh}:easypost-shipment:" + shipment
-	id, err := h.rdb.Get(ctx, key).Result()
-	switch {
-	case err == nil:
-		return id, nil
-	case !errors.Is(err, redis.Nil):
-		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
-	case h.easypost == nil:
+	if h.easypost == nil {
 		return "", nil
 	}
 	ref, err := h.easypost.ShipmentReference(ctx, shipment)
@@ -116,8 +132,10 @@ func (h *Handler) shipmentOrder(ctx context.Context, shipment string) (string, e
 		// EasyPost retries the event later; answer so that it does.
 		return "", apperr.Wrap(apperr.Internal, err, "easypost shipment lookup failed")
 	}
-	if ref != "" {
-		h.rdb.Set(ctx, key, ref, shipmentMemory)
+	if ref != "" && orders.ValidOrderID(ref) {
+		if err := h.links.remember(ctx, ref, trackRefs{shipment: shipment}); err != nil {
+			h.log.Warn("easypost shipment not remembered", "err", err)
+		}
 	}
 	return ref, nil
 }

@@ -57,7 +57,9 @@ func verifyShipping(secret, header string, body []byte, now time.Time, tolerance
 	return nil
 }
 
-// Shipping handles POST /v1/webhooks/shipping: {"event_id","order_id","status":"shipped"}.
+// Shipping handles POST /v1/webhooks/shipping:
+// {"event_id","order_id","status":"shipped"}, or with "tracking_code" (one
+// the storefront linked) in place of "order_id".
 func (h *Handler) Shipping(c *gin.Context) {
 	body, ok := h.body(c, h.secrets.Shipping)
 	if !ok {
@@ -72,9 +74,10 @@ func (h *Handler) Shipping(c *gin.Context) {
 		return
 	}
 	var ev struct {
-		EventID string `json:"event_id"`
-		OrderID string `json:"order_id"`
-		Status  string `json:"status"`
+		EventID      string `json:"event_id"`
+		OrderID      string `json:"order_id"`
+		TrackingCode string `json:"tracking_code"`
+		Status       string `json:"status"`
 	}
 	if err := web.DecodeStrict(body, &ev); err != nil {
 		h.write(c, err)
@@ -84,7 +87,12 @@ func (h *Handler) Shipping(c *gin.Context) {
 	if !orders.ValidOrderID(ev.EventID) {
 		bad = append(bad, "event_id")
 	}
-	if !orders.ValidOrderID(ev.OrderID) {
+	switch {
+	case ev.OrderID != "" && ev.TrackingCode != "":
+		bad = append(bad, "order_id", "tracking_code")
+	case ev.TrackingCode != "" && !trackingCodePattern.MatchString(ev.TrackingCode):
+		bad = append(bad, "tracking_code")
+	case ev.TrackingCode == "" && !orders.ValidOrderID(ev.OrderID):
 		bad = append(bad, "order_id")
 	}
 	if ev.Status != "shipped" {
@@ -92,11 +100,18 @@ func (h *Handler) Shipping(c *gin.Context) {
 	}
 	if len(bad) > 0 {
 		h.write(c, &apperr.Error{Code: apperr.Validation, Message: "invalid fields: " + strings.Join(bad, ", ") +
-			" (status must be \"shipped\")", Fields: bad})
+			" (one of order_id or tracking_code; status must be \"shipped\")", Fields: bad})
 		return
 	}
 	ip := c.ClientIP()
 	h.run(c, delivery{provider: "shipping", eventID: ev.EventID, act: func(ctx context.Context) (string, error) {
-		return h.purge(ctx, "shipping", ip, ev.OrderID, orders.ReasonShipped)
+		id := ev.OrderID
+		if ev.TrackingCode != "" {
+			var err error
+			if id, err = h.links.find(ctx, trackRefs{code: ev.TrackingCode}); err != nil {
+				return "", err
+			}
+		}
+		return h.purge(ctx, "shipping", ip, id, orders.ReasonShipped, "")
 	}})
 }

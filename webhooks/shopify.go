@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,10 +17,18 @@ import (
 
 // Shopify handles POST /v1/webhooks/shopify. X-Shopify-Hmac-Sha256 is the
 // base64 HMAC-SHA256 of the raw body with the app secret. Only the body is
-// signed: the topic and event-id headers are not, so the replay guard is
-// keyed on the SHA-256 of the body itself. A captured delivery re-sent with
-// a fresh id or under another topic (say customers/redact) is a duplicate.
-// Piivault's order id for a Shopify order is Shopify's numeric order id.
+// signed, so the body decides what happens: an order's own state
+// (cancelled, fulfilled), a fulfillment, a redact or data-request payload's
+// shape. The unsigned X-Shopify-Topic only has to agree with that shape; a
+// body posted under a topic it does not fit is ignored, so a body signed for
+// some other endpoint cannot be turned into a purge here.
+//
+// The replay guard keys on the topic and the body's SHA-256: Shopify sends
+// one merchant action to several topics (orders/updated and
+// orders/fulfilled) with identical bodies and a shared event id, and each
+// is a delivery of its own; a captured one replayed is a duplicate, and one
+// re-sent under another topic can do no more than its body says. Piivault's
+// order id for a Shopify order is Shopify's numeric order id.
 func (h *Handler) Shopify(c *gin.Context) {
 	body, ok := h.body(c, h.secrets.Shopify)
 	if !ok {
@@ -30,20 +39,25 @@ func (h *Handler) Shopify(c *gin.Context) {
 		h.badSignature(c, "shopify")
 		return
 	}
-	sum := sha256.Sum256(body)
-	id := hex.EncodeToString(sum[:])
 	topic := c.GetHeader("X-Shopify-Topic")
+	if len(topic) > 64 {
+		topic = topic[:64]
+	}
+	sum := sha256.Sum256(append([]byte(topic+"\n"), body...))
+	id := hex.EncodeToString(sum[:])
 	ip := c.ClientIP()
-	if !json.Valid(body) {
+	var shape shopifyPayload
+	if err := json.Unmarshal(body, &shape); err != nil {
 		h.write(c, invalidPayload("Shopify payload"))
 		return
 	}
 	h.run(c, delivery{provider: "shopify", eventID: id, act: func(ctx context.Context) (string, error) {
-		return h.shopifyEvent(ctx, ip, topic, body)
+		return h.shopifyEvent(ctx, ip, topic, shape)
 	}})
 }
 
-// shopifyID accepts Shopify ids as JSON numbers or strings.
+// shopifyID accepts Shopify ids as JSON numbers or strings (order ids pass
+// 2^53: they are kept as written, never as floats).
 type shopifyID string
 
 func (s *shopifyID) UnmarshalJSON(b []byte) error {
@@ -60,61 +74,130 @@ func (s *shopifyID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-func (h *Handler) shopifyEvent(ctx context.Context, ip, topic string, body []byte) (string, error) {
-	switch topic {
-	case "fulfillments/create":
-		var f struct {
-			OrderID shopifyID `json:"order_id"`
+// shopifyPayload holds the fields of every payload piivault acts on; which
+// ones are present says what the payload is.
+type shopifyPayload struct {
+	// Order
+	ID                shopifyID       `json:"id"`
+	LineItems         json.RawMessage `json:"line_items"`
+	FinancialStatus   *string         `json:"financial_status"`
+	CancelledAt       *string         `json:"cancelled_at"`
+	FulfillmentStatus *string         `json:"fulfillment_status"`
+	// Fulfillment
+	OrderID shopifyID `json:"order_id"`
+	Status  *string   `json:"status"`
+	// Privacy payloads
+	ShopDomain string `json:"shop_domain"`
+	Customer   *struct {
+		Email string `json:"email"`
+	} `json:"customer"`
+	OrdersToRedact  []shopifyID     `json:"orders_to_redact"`
+	OrdersRequested []shopifyID     `json:"orders_requested"`
+	DataRequest     json.RawMessage `json:"data_request"`
+}
+
+func (p shopifyPayload) isOrder() bool {
+	return p.ID != "" && (p.LineItems != nil || p.FinancialStatus != nil)
+}
+func (p shopifyPayload) isFulfillment() bool { return p.ID != "" && p.OrderID != "" && p.Status != nil }
+func (p shopifyPayload) isCustomerRedact() bool {
+	return p.Customer != nil && p.OrdersToRedact != nil
+}
+func (p shopifyPayload) isDataRequest() bool {
+	return p.Customer != nil && (p.DataRequest != nil || p.OrdersRequested != nil)
+}
+func (p shopifyPayload) isShopRedact() bool {
+	return p.ShopDomain != "" && p.Customer == nil && p.ID == ""
+}
+
+// fulfillmentFailed are fulfillment statuses that mean nothing left.
+var fulfillmentFailed = map[string]bool{"cancelled": true, "error": true, "failure": true}
+
+func (h *Handler) shopifyEvent(ctx context.Context, ip, topic string, p shopifyPayload) (string, error) {
+	switch {
+	case strings.HasPrefix(topic, "orders/"):
+		if !p.isOrder() {
+			return h.mismatch(topic)
 		}
-		if err := json.Unmarshal(body, &f); err != nil {
-			return "", invalidPayload("fulfillment")
+		// The order's own signed state decides, whatever the topic says.
+		switch {
+		case p.CancelledAt != nil && *p.CancelledAt != "":
+			return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonCanceled, "")
+		case p.FulfillmentStatus != nil && *p.FulfillmentStatus == "fulfilled":
+			return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonShipped, "")
 		}
-		return h.purge(ctx, "shopify", ip, string(f.OrderID), orders.ReasonShipped)
-	case "orders/fulfilled":
-		var o struct {
-			ID shopifyID `json:"id"`
+		return "not_shipped", nil
+	case strings.HasPrefix(topic, "fulfillments/"):
+		if !p.isFulfillment() {
+			return h.mismatch(topic)
 		}
-		if err := json.Unmarshal(body, &o); err != nil {
-			return "", invalidPayload("order")
+		if fulfillmentFailed[*p.Status] {
+			return "not_shipped", nil
 		}
-		return h.purge(ctx, "shopify", ip, string(o.ID), orders.ReasonShipped)
-	case "customers/redact":
-		var r struct {
-			Customer struct {
-				Email string `json:"email"`
-			} `json:"customer"`
-			OrdersToRedact []shopifyID `json:"orders_to_redact"`
+		return h.purge(ctx, "shopify", ip, string(p.OrderID), orders.ReasonShipped, "")
+	case topic == "customers/redact":
+		if !p.isCustomerRedact() {
+			return h.mismatch(topic)
 		}
-		if err := json.Unmarshal(body, &r); err != nil {
-			return "", invalidPayload("customers/redact payload")
-		}
-		ids := make([]string, 0, len(r.OrdersToRedact))
-		for _, o := range r.OrdersToRedact {
+		ids := make([]string, 0, len(p.OrdersToRedact))
+		for _, o := range p.OrdersToRedact {
 			if orders.ValidOrderID(string(o)) {
 				ids = append(ids, string(o))
 			}
 		}
-		if r.Customer.Email != "" {
-			more, err := h.orders.FindByEmail(ctx, r.Customer.Email)
+		if p.Customer.Email != "" {
+			more, err := h.orders.FindByEmail(ctx, p.Customer.Email)
 			if err != nil {
 				return "", err
 			}
 			ids = append(ids, more...)
 		}
-		_, err := h.bulk.PurgeOrders(ctx, "webhook:shopify", ip, dedupe(ids), orders.ReasonCustomerRequest)
-		if err != nil {
+		if _, err := h.bulk.PurgeOrders(ctx, "webhook:shopify", ip, dedupe(ids), orders.ReasonCustomerRequest); err != nil {
 			return "", err
 		}
 		return "redacted", nil
-	case "customers/data_request":
-		// piivault holds shipping PII only until shipment; the operator answers
-		// the request from the storefront. The request itself is recorded.
-		if err := h.audit.Record(ctx, audit.Entry{Actor: "webhook:shopify", Action: audit.ActionDataRequest, IP: ip}); err != nil {
+	case topic == "shop/redact":
+		if !p.isShopRedact() {
+			return h.mismatch(topic)
+		}
+		ids, err := h.orders.FindByShop(ctx, p.ShopDomain)
+		if err != nil {
 			return "", err
 		}
-		return "recorded", nil
+		if _, err := h.bulk.PurgeOrders(ctx, "webhook:shopify", ip, ids, orders.ReasonShopRedact); err != nil {
+			return "", err
+		}
+		return "redacted", nil
+	case topic == "customers/data_request":
+		if !p.isDataRequest() {
+			return h.mismatch(topic)
+		}
+		if p.Customer.Email == "" || h.reports == nil {
+			// Nothing piivault holds can be found without the email.
+			if err := h.audit.Record(ctx, audit.Entry{Actor: "webhook:shopify", Action: audit.ActionDataRequest, IP: ip,
+				Detail: map[string]string{"report": "none: the request names no email"}}); err != nil {
+				return "", err
+			}
+			return "recorded", nil
+		}
+		id, err := h.reports.AccessReport(ctx, "webhook:shopify", ip, p.Customer.Email)
+		if err != nil {
+			return "", err
+		}
+		if err := h.audit.Record(ctx, audit.Entry{Actor: "webhook:shopify", Action: audit.ActionDataRequest, IP: ip,
+			Detail: map[string]string{"report": id}}); err != nil {
+			return "", err
+		}
+		return "report_created", nil
 	}
 	return "ignored", nil
+}
+
+// mismatch answers a body that does not fit its (unsigned) topic: ignored,
+// so the topic header alone can never make a body purge anything.
+func (h *Handler) mismatch(topic string) (string, error) {
+	h.log.Warn("shopify body does not fit its topic; ignored", "topic", topic)
+	return "topic_mismatch", nil
 }
 
 func dedupe(ids []string) []string {

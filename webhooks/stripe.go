@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -57,18 +58,17 @@ func (h *Handler) Stripe(c *gin.Context) {
 func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (string, error) {
 	switch ev.Type {
 	case "checkout.session.completed":
-		var s stripe.CheckoutSession
-		var ci collectedInformation
-		if json.Unmarshal(ev.Data.Raw, &s) != nil || json.Unmarshal(ev.Data.Raw, &ci) != nil {
-			return "", invalidPayload("Checkout Session")
+		s, ship, err := decodeSession(ev.Data.Raw)
+		if err != nil {
+			return "", err
 		}
-		return h.storeCheckout(ctx, ip, s, ci)
+		return h.storeCheckout(ctx, ip, s, ship)
 	case "checkout.session.expired":
-		var s stripe.CheckoutSession
-		if err := json.Unmarshal(ev.Data.Raw, &s); err != nil {
-			return "", invalidPayload("Checkout Session")
+		s, _, err := decodeSession(ev.Data.Raw)
+		if err != nil {
+			return "", err
 		}
-		return h.purge(ctx, "stripe", ip, checkoutOrderID(s), orders.ReasonCanceled)
+		return h.stripePurge(ctx, ip, checkoutOrderID(s), sessionPayments(s), orders.ReasonCanceled)
 	case "charge.refunded":
 		var ch stripe.Charge
 		if err := json.Unmarshal(ev.Data.Raw, &ch); err != nil {
@@ -77,51 +77,70 @@ func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (
 		if !ch.Refunded {
 			return "partial_refund", nil // the order still ships
 		}
-		ids, err := h.stripeOrderIDs(ctx, ch.Metadata, ch.PaymentIntent)
-		if err != nil {
-			return "", err
-		}
-		return h.purgeAll(ctx, "stripe", ip, ids, orders.ReasonRefunded)
+		return h.stripePaymentPurge(ctx, ip, ch.Metadata["order_id"], ch.PaymentIntent, orders.ReasonRefunded)
 	case "payment_intent.canceled":
 		var pi stripe.PaymentIntent
 		if err := json.Unmarshal(ev.Data.Raw, &pi); err != nil {
 			return "", invalidPayload("PaymentIntent")
 		}
-		ids, err := h.stripeOrderIDs(ctx, pi.Metadata, &pi)
-		if err != nil {
-			return "", err
-		}
-		return h.purgeAll(ctx, "stripe", ip, ids, orders.ReasonCanceled)
+		return h.stripePaymentPurge(ctx, ip, pi.Metadata["order_id"], &pi, orders.ReasonCanceled)
 	}
 	return "ignored", nil
 }
 
-// collectedInformation is where API versions from 2025-03-31 on put a
-// Checkout Session's shipping_details. It is decoded on its own because
-// stripe.CheckoutSession has its own UnmarshalJSON.
-type collectedInformation struct {
+// sessionShipping is a Checkout Session's shipping address in each API
+// era: `shipping` before 2022-08-01, `shipping_details` from then, and
+// `collected_information.shipping_details` from 2025-03-31 (basil).
+// stripe.CheckoutSession (API 2023-10-16) knows only the middle one.
+type sessionShipping struct {
+	Shipping             *stripe.ShippingDetails `json:"shipping"`
+	ShippingDetails      *stripe.ShippingDetails `json:"shipping_details"`
 	CollectedInformation *struct {
 		ShippingDetails *stripe.ShippingDetails `json:"shipping_details"`
 	} `json:"collected_information"`
+}
+
+func (s sessionShipping) address() *stripe.ShippingDetails {
+	switch {
+	case s.CollectedInformation != nil && s.CollectedInformation.ShippingDetails != nil:
+		return s.CollectedInformation.ShippingDetails
+	case s.ShippingDetails != nil:
+		return s.ShippingDetails
+	}
+	return s.Shipping
+}
+
+func decodeSession(raw []byte) (stripe.CheckoutSession, *stripe.ShippingDetails, error) {
+	var s stripe.CheckoutSession
+	var ship sessionShipping
+	if json.Unmarshal(raw, &s) != nil || json.Unmarshal(raw, &ship) != nil || s.ID == "" {
+		return s, nil, invalidPayload("Checkout Session")
+	}
+	return s, ship.address(), nil
+}
+
+// sessionPayments are the payment references a session can have stored its
+// order under: its payment intent, else the session itself.
+func sessionPayments(s stripe.CheckoutSession) []string {
+	out := []string{s.ID}
+	if s.PaymentIntent != nil && s.PaymentIntent.ID != "" {
+		out = append([]string{s.PaymentIntent.ID}, out...)
+	}
+	return out
 }
 
 // storeCheckout stores a completed Checkout Session's shipping and customer
 // details as a held order, so the storefront never sees them. Only the
 // shipping address is used, never the billing address; a session without
 // one has nothing to ship. A session that cannot become a valid order is
-// answered 200 (Stripe would retry it for days to no avail) and logged.
-func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.CheckoutSession, ci collectedInformation) (string, error) {
-	ship := s.ShippingDetails
-	if ship == nil && ci.CollectedInformation != nil {
-		ship = ci.CollectedInformation.ShippingDetails
-	}
+// answered 200 (Stripe would retry it for days to no avail) and logged. A
+// session whose order is already stored by another payment (or otherwise)
+// changes nothing and is a conflict: logged, alerted and audited.
+func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.CheckoutSession, ship *stripe.ShippingDetails) (string, error) {
 	if ship == nil || ship.Address == nil {
 		return "no_shipping", nil
 	}
-	req := orders.Request{OrderID: checkoutOrderID(s), PaymentRef: s.ID}
-	if s.PaymentIntent != nil && s.PaymentIntent.ID != "" {
-		req.PaymentRef = s.PaymentIntent.ID
-	}
+	req := orders.Request{OrderID: checkoutOrderID(s), PaymentRef: sessionPayments(s)[0]}
 	if cd := s.CustomerDetails; cd != nil {
 		req.Shipping.Name, req.Shipping.Email, req.Shipping.Phone = cd.Name, cd.Email, cd.Phone
 	}
@@ -137,15 +156,27 @@ func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.Checkou
 	a := ship.Address
 	req.Shipping.Address = orders.Address{Line1: a.Line1, Line2: a.Line2, City: a.City,
 		State: a.State, PostalCode: a.PostalCode, Country: a.Country}
-	e := audit.Entry{Time: time.Now().UTC(), Actor: "webhook:stripe", Action: audit.ActionStore, OrderID: req.OrderID, IP: ip}
+	e := audit.Entry{Time: time.Now().UTC(), Actor: "webhook:stripe", Action: audit.ActionStore, OrderID: req.OrderID, IP: ip,
+		Event: audit.NewEventID()}
 	note, _ := json.Marshal(e)
-	_, res, err := h.orders.StoreNoting(ctx, req, note)
+	rcpt, res, err := h.orders.StoreNoting(ctx, req, note)
+	if res == orders.Tombstoned {
+		if err := h.orders.RecordNote(ctx, h.audit, req.OrderID, rcpt.Note); err != nil {
+			h.log.Warn("early event purge audit", "order_id", req.OrderID, "err", err)
+		}
+	}
 	switch {
 	case apperr.Is(err, apperr.Validation):
 		h.log.Warn("stripe checkout session not stored: invalid order", "fields", apperr.Fields(err))
 		return "invalid_order", nil
+	case res == orders.Tombstoned:
+		return "already_purged", nil // its cancellation came first
 	case apperr.Is(err, apperr.Conflict):
-		return "conflict", nil // already stored differently or purged: never overwrite
+		what := "the order is already stored by another payment"
+		if ref, gerr := h.orders.Get(ctx, req.OrderID); gerr == nil && ref.PaymentRef == req.PaymentRef {
+			what = "the order is already stored with other data for this payment"
+		}
+		return h.conflict(ctx, "stripe", ip, req.OrderID, what)
 	case err != nil:
 		return "", err
 	case res == orders.Duplicate:
@@ -166,16 +197,49 @@ func checkoutOrderID(s stripe.CheckoutSession) string {
 	return s.ClientReferenceID
 }
 
-// stripeOrderIDs finds the orders of a charge or payment intent: metadata
-// order_id, else every order stored with that payment intent.
-func (h *Handler) stripeOrderIDs(ctx context.Context, md map[string]string, pi *stripe.PaymentIntent) ([]string, error) {
-	if id := md["order_id"]; id != "" {
-		return []string{id}, nil
+// stripePurge purges orderID only if it was stored with one of payments
+// (the event's own session or payment intent). An order paid some other
+// way is left alone: an abandoned second session for the same order must
+// not destroy the paid one's address. An order not stored yet gets a
+// tombstone bound to the event's payment.
+func (h *Handler) stripePurge(ctx context.Context, ip, orderID string, payments []string, reason string) (string, error) {
+	if orderID == "" || !orders.ValidOrderID(orderID) {
+		return "unknown_order", nil
 	}
+	ref, err := h.orders.Get(ctx, orderID)
+	switch {
+	case apperr.Is(err, apperr.NotFound):
+		return h.purge(ctx, "stripe", ip, orderID, reason, payments[0])
+	case err != nil:
+		return "", err
+	case !slices.Contains(payments, ref.PaymentRef):
+		h.log.Info("stripe event concerns another payment of the order; ignored", "order_id", orderID)
+		return "other_payment", nil
+	}
+	return h.purge(ctx, "stripe", ip, orderID, reason, payments[0])
+}
+
+// stripePaymentPurge purges the orders a charge's or payment intent's
+// payment belongs to: every order stored with that payment intent, and the
+// metadata's order_id if (and only if) it was paid by it.
+func (h *Handler) stripePaymentPurge(ctx context.Context, ip, metaOrder string, pi *stripe.PaymentIntent, reason string) (string, error) {
 	if pi == nil || pi.ID == "" {
-		return nil, nil
+		return "unknown_order", nil
 	}
-	return h.orders.FindByPaymentRef(ctx, pi.ID)
+	ids, err := h.orders.FindByPaymentRef(ctx, pi.ID)
+	if err != nil {
+		return "", err
+	}
+	if metaOrder != "" && !slices.Contains(ids, metaOrder) {
+		o, err := h.stripePurge(ctx, ip, metaOrder, []string{pi.ID}, reason)
+		if err != nil || len(ids) == 0 {
+			return o, err
+		}
+	}
+	if len(ids) == 0 {
+		return "unknown_order", nil
+	}
+	return h.purgeAll(ctx, "stripe", ip, ids, reason)
 }
 
 // purgeAll purges several orders for one event and sums up the outcome.
@@ -185,7 +249,7 @@ func (h *Handler) purgeAll(ctx context.Context, provider, ip string, ids []strin
 	}
 	outcome := ""
 	for _, id := range ids {
-		o, err := h.purge(ctx, provider, ip, id, reason)
+		o, err := h.purge(ctx, provider, ip, id, reason, "")
 		if err != nil {
 			return "", err
 		}

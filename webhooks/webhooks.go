@@ -5,6 +5,15 @@
 //
 //	piivault:{wh}:<provider>:<event id>   string  "processing" (60 s lease) then "done" (kept 14 days,
 //	                                              longer than any provider retries)
+//	piivault:{wh}:track:<kind>:<id>       string  order id of a carrier tracking code, an EasyPost shipment
+//	                                              or tracker (45 days), linked by the storefront or learnt
+//	                                              from a Shipment event
+//
+// Decisions come from signed content only: an event changes the order its
+// own payment or shipment belongs to, and an unsigned header (Shopify's
+// topic) can stop an action, never cause one. A shipping or cancellation
+// event for an order not stored yet leaves a tombstone (orders.Tombstone),
+// so the store that follows is refused.
 //
 // A webhook whose secret is not configured answers 404: the endpoint does
 // not exist for this deployment. Bodies are never logged.
@@ -51,10 +60,25 @@ type Secrets struct {
 
 // Orders is what webhooks need from the order store.
 type Orders interface {
+	Get(ctx context.Context, orderID string) (orders.Reference, error)
 	StoreNoting(ctx context.Context, req orders.Request, note []byte) (orders.Receipt, orders.StoreResult, error)
 	RecordNoted(ctx context.Context, rec orders.Recorder, orderID string, e audit.Entry, note []byte) error
+	RecordNote(ctx context.Context, rec orders.Recorder, orderID string, note []byte) error
 	FindByEmail(ctx context.Context, email string) ([]string, error)
 	FindByPaymentRef(ctx context.Context, ref string) ([]string, error)
+	FindByShop(ctx context.Context, domain string) ([]string, error)
+	Tombstone(ctx context.Context, orderID, reason, paymentRef, actor string) (bool, error)
+}
+
+// Notifier sends an operator alert without blocking.
+type Notifier interface {
+	Notify(kind, text string)
+}
+
+// AccessReporter makes a customer's access report (Shopify's
+// customers/data_request): what is held, what was revealed and when.
+type AccessReporter interface {
+	AccessReport(ctx context.Context, actor, ip, email string) (string, error)
 }
 
 // Purger purges one order on behalf of an actor.
@@ -79,6 +103,9 @@ type SignatureWatcher interface {
 
 // Handler serves the webhook endpoints.
 type Handler struct {
+	links     links
+	alerts    Notifier
+	reports   AccessReporter
 	secrets   Secrets
 	orders    Orders
 	purger    Purger
@@ -112,13 +139,15 @@ type Deps struct {
 	// EasyPost, when set, looks up the order of tracker events that name
 	// only a shipment piivault has not seen.
 	EasyPost ShipmentLookup
+	Alerts   Notifier
+	Reports  AccessReporter
 }
 
 // NewHandler builds a Handler.
 func NewHandler(d Deps) *Handler {
 	return &Handler{secrets: d.Secrets, orders: d.Orders, purger: d.Purger, bulk: d.Bulk, audit: d.Audit,
 		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute,
-		easypost: d.EasyPost}
+		easypost: d.EasyPost, alerts: d.Alerts, reports: d.Reports, links: links{rdb: d.Redis}}
 }
 
 var (
@@ -171,22 +200,52 @@ func (h *Handler) run(c *gin.Context, d delivery) {
 	c.JSON(http.StatusOK, gin.H{"received": true, "outcome": outcome})
 }
 
-// purge purges one order for a provider; an unknown order is not an error
-// (the event may concern an order piivault never held).
-func (h *Handler) purge(ctx context.Context, provider, ip, orderID, reason string) (string, error) {
+// purge purges one order for a provider. An order not stored yet gets a
+// tombstone (bound to paymentRef when set), so its store, if it comes, is
+// refused: a parcel that shipped or an order cancelled before piivault saw
+// it must not leave its address behind for 30 days.
+func (h *Handler) purge(ctx context.Context, provider, ip, orderID, reason, paymentRef string) (string, error) {
 	if orderID == "" || !orders.ValidOrderID(orderID) {
 		return "unknown_order", nil
 	}
-	done, err := h.purger.Purge(ctx, "webhook:"+provider, ip, orderID, reason)
-	switch {
-	case apperr.Is(err, apperr.NotFound):
-		return "unknown_order", nil
-	case err != nil:
-		return "", err
-	case !done:
-		return "already_purged", nil
+	actor := "webhook:" + provider
+	for attempt := 0; attempt < 2; attempt++ {
+		done, err := h.purger.Purge(ctx, actor, ip, orderID, reason)
+		switch {
+		case apperr.Is(err, apperr.NotFound):
+			tombed, err := h.orders.Tombstone(ctx, orderID, reason, paymentRef, actor)
+			if err != nil {
+				return "", err
+			}
+			if tombed {
+				return "tombstoned", nil
+			}
+			continue // stored in between: purge it
+		case err != nil:
+			return "", err
+		case !done:
+			return "already_purged", nil
+		}
+		return "purged", nil
 	}
-	return "purged", nil
+	return "", apperr.New(apperr.Conflict, "the order changed while the event was applied; retry")
+}
+
+// conflict records an event that would have changed an order it does not
+// belong to: nothing changes, and the operator hears of it in the log, an
+// alert and the audit trail (no PII: order id, provider and what clashed).
+func (h *Handler) conflict(ctx context.Context, provider, ip, orderID, what string) (string, error) {
+	h.log.Warn("webhook event conflicts with a stored order; nothing changed",
+		"provider", provider, "order_id", orderID, "conflict", what)
+	if h.alerts != nil {
+		h.alerts.Notify("webhook_conflict", "piivault: a "+provider+" event for order "+orderID+
+			" was refused ("+what+"); nothing changed. Check the order's payment.")
+	}
+	if err := h.audit.Record(ctx, audit.Entry{Actor: "webhook:" + provider, Action: audit.ActionWebhookConflict,
+		OrderID: orderID, IP: ip, Detail: map[string]string{"conflict": what}}); err != nil {
+		return "", err
+	}
+	return "conflict", nil
 }
 
 // body reads the raw body and checks a secret is configured.

@@ -29,8 +29,9 @@ var (
 	_ orders.Sealer     = (*vault.Client)(nil)
 	_ orders.Opener     = (*vault.Client)(nil)
 	_ staff.Directory   = (*vault.Client)(nil)
-	_ purge.KeyManager  = (*vault.Client)(nil)
+	_ purge.KeyManager  = (*vault.TransitKey)(nil)
 	_ audit.Sealer      = (*vault.Client)(nil)
+	_ audit.AnchorStore = (*vault.Client)(nil)
 	_ purge.Store       = (*orders.Store)(nil)
 	_ webhooks.Orders   = (*orders.Store)(nil)
 	_ server.ClientAuth = (*clients.Registry)(nil)
@@ -80,7 +81,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.audit = audit.NewLog(rdb, vc)
+	a.audit = audit.NewLog(rdb, vc, vc)
 	a.clients = clients.NewRegistry(rdb)
 	a.staff = staff.NewService(vc, rdb)
 	a.alerter = monitoring.NewAlerter(cfg.AlertURL, log)
@@ -90,15 +91,22 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.monitor = monitoring.NewMonitor(rdb, a.audit, a.staff, a.alerter, limits, log)
 	a.purger = purge.NewPurger(a.store, a.audit, log)
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
-	a.shredder = purge.NewShredder(vc, a.store, a.store, a.audit, log, cfg.KeyRotation)
+	a.shredder = purge.NewShredder([]purge.ShredKey{
+		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
+		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
+	}, a.store, a.audit, log, cfg.KeyRotation)
 	return a, nil
 }
 
 // runBackground runs the app's background loops until ctx ends: Vault
-// token renewal, alert delivery and keeping access lines in Redis.
+// token renewal, alert delivery, keeping access lines in Redis and the
+// audit trail's anchor in Vault.
 func (a *app) runBackground(ctx context.Context) {
+	anchor := func(ctx context.Context) {
+		a.audit.RunAnchor(ctx, a.log, func(text string) { a.alerter.Notify("audit_trail_diverged", text) })
+	}
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run} {
+	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -144,7 +152,7 @@ func (a *app) handler() (*gin.Engine, error) {
 			Secrets: webhooks.Secrets{Stripe: stripe, Shopify: string(a.cfg.ShopifySecret),
 				EasyPost: string(a.cfg.EasyPostSecret), Shipping: string(a.cfg.ShippingSecret)},
 			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
-			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost,
+			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter,
 		}),
 		LoginLimit:     loginLimit,
 		ClientLimit:    clientLimit,

@@ -152,7 +152,7 @@ func cmdBench(ctx context.Context, e *env) error {
 		return err
 	}
 	defer stack.Stop()
-	root, err := vault.New(ctx, vault.Config{Addr: stack.VaultAddr, Token: stack.RootToken}, e.log)
+	root, err := vault.NewOperator(ctx, vault.Config{Addr: stack.VaultAddr, Token: stack.RootToken}, e.log)
 	if err != nil {
 		return err
 	}
@@ -310,7 +310,7 @@ func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any)
 	if err != nil {
 		return err
 	}
-	purger := purge.NewPurger(short, audit.NewLog(rdb, svc), discardLogger())
+	purger := purge.NewPurger(short, audit.NewLog(rdb, svc, svc), discardLogger())
 	sweep := func() (int, float64, error) {
 		time.Sleep(1100 * time.Millisecond) // let the 1s retention pass
 		t := time.Now()
@@ -344,7 +344,7 @@ func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any)
 	return nil
 }
 
-func benchStaffToken(ctx context.Context, root *vault.Client, hc *http.Client, base string) (string, error) {
+func benchStaffToken(ctx context.Context, root *vault.Operator, hc *http.Client, base string) (string, error) {
 	pw, err := root.GeneratePassword(ctx)
 	if err != nil {
 		return "", err

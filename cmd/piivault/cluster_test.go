@@ -30,7 +30,7 @@ func TestWorksOnRedisCluster(t *testing.T) {
 	require.EqualValues(t, 40, n)
 
 	_, ful := h.login("fulfillment")
-	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-cl07/shipping", ful, nil).Status)
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-cl07/shipping?reason=label", ful, nil).Status)
 	q := h.call("GET", "/v1/fulfillment/queue?limit=500", ful, nil)
 	require.Len(t, q.Body["orders"], 40)
 	require.Equal(t, 200, h.call("POST", "/v1/orders/ord-cl07/shipped", ful, nil).Status)

@@ -45,7 +45,7 @@ func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
 }
 
 // operator connects to Vault with the operator's VAULT_TOKEN.
-func (e *env) operator(ctx context.Context) (*vault.Client, *config, error) {
+func (e *env) operator(ctx context.Context) (*vault.Operator, *config, error) {
 	cfg, err := e.config()
 	if err != nil {
 		return nil, nil, err
@@ -53,7 +53,7 @@ func (e *env) operator(ctx context.Context) (*vault.Client, *config, error) {
 	if cfg.VaultToken == "" {
 		return nil, nil, &configError{"VAULT_TOKEN", "this command needs a Vault operator token"}
 	}
-	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken),
+	vc, err := vault.NewOperator(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken),
 		TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, e.log)
 	return vc, cfg, err
 }
@@ -69,20 +69,33 @@ func (e *env) serviceVault(ctx context.Context, cfg *config) (*vault.Client, err
 }
 
 // auditLog connects to Redis for commands that record operator actions;
-// sealer (a Vault client) seals the entries.
-func (e *env) auditLog(ctx context.Context, cfg *config, sealer audit.Sealer) (*audit.Log, redis.UniversalClient, error) {
+// vc (the caller's Vault client) seals the entries and anchors the trail.
+func (e *env) auditLog(ctx context.Context, cfg *config, vc *vault.Client) (*audit.Log, redis.UniversalClient, error) {
 	rdb := cfg.redisClient(16)
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
 	}
-	return audit.NewLog(rdb, sealer), rdb, nil
+	return audit.NewLog(rdb, vc, vc), rdb, nil
+}
+
+// record appends an operator action to the trail and moves the anchor in
+// Vault up to it before the command exits.
+func (e *env) record(ctx context.Context, l *audit.Log, en audit.Entry) error {
+	if err := l.Record(ctx, en); err != nil {
+		return err
+	}
+	if err := l.Anchor(ctx); err != nil {
+		e.log.Warn("audit anchor not advanced", "err", err)
+	}
+	return nil
 }
 
 func cmdSetup(ctx context.Context, e *env) error {
 	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
 	approle := fs.Bool("approle-env", false, "also print PIIVAULT_VAULT_ROLE_ID/SECRET_ID for serve, as env lines")
 	bind := fs.String("bind-cidrs", "", "comma-separated CIDRs the service AppRole may be used from (e.g. 10.0.4.0/24)")
+	auditFile := fs.String("audit-file", "", "enable Vault's file audit device writing to this path (on the Vault server)")
 	if _, err := parse(fs, e.args, false); err != nil {
 		return fmt.Errorf("setup: %w", err)
 	}
@@ -96,7 +109,7 @@ func cmdSetup(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	report, err := vc.Setup(ctx, vault.SetupOptions{BindCIDRs: cidrs})
+	report, err := vc.Setup(ctx, vault.SetupOptions{BindCIDRs: cidrs, AuditFile: *auditFile})
 	out := e.stdout
 	if *approle {
 		out = e.stderr // stdout carries only the env lines
@@ -119,7 +132,7 @@ func cmdSetup(ctx context.Context, e *env) error {
 
 func cmdStaff(ctx context.Context, e *env) error {
 	if len(e.args) == 0 {
-		return errors.New("staff: want add, remove, list or unsuspend")
+		return errors.New("staff: want add, remove, list, unlock or unsuspend")
 	}
 	sub, args := e.args[0], e.args[1:]
 	vc, cfg, err := e.operator(ctx)
@@ -155,7 +168,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err := staff.CheckPassword(password); err != nil {
 			return fmt.Errorf("staff add: %s", err.(*apperr.Error).Message)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc)
+		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
 		if err != nil {
 			return err
 		}
@@ -164,7 +177,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("staff add: %w", err)
 		}
-		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffAdd,
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffAdd,
 			Detail: map[string]string{"staff": name, "role": *role}}); err != nil {
 			return fmt.Errorf("staff add: created, but not audited: %w", err)
 		}
@@ -183,7 +196,7 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("staff remove: %w", err)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc)
+		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
 		if err != nil {
 			return err
 		}
@@ -191,8 +204,8 @@ func cmdStaff(ctx context.Context, e *env) error {
 		if err := vc.RemoveStaff(ctx, name); err != nil {
 			return fmt.Errorf("staff remove: %w", err)
 		}
-		_ = staff.NewService(vc, rdb).Unsuspend(ctx, name)
-		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
+		_ = staff.NewService(vc.Client(), rdb).ForgetSuspension(ctx, name)
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
 			Detail: map[string]string{"staff": name}}); err != nil {
 			return fmt.Errorf("staff remove: removed, but not audited: %w", err)
 		}
@@ -223,20 +236,39 @@ func cmdStaff(ctx context.Context, e *env) error {
 			fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", m.Name, m.Role, created)
 		}
 		return nil
+	case "unlock":
+		name, err := parse(flag.NewFlagSet("staff unlock", flag.ContinueOnError), args, true)
+		if err != nil {
+			return fmt.Errorf("staff unlock: %w", err)
+		}
+		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
+		if err != nil {
+			return err
+		}
+		defer rdb.Close()
+		if err := vc.UnlockStaff(ctx, name); err != nil {
+			return fmt.Errorf("staff unlock: %w", userErr(err))
+		}
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnlock,
+			Detail: map[string]string{"staff": name}}); err != nil {
+			return fmt.Errorf("staff unlock: lifted, but not audited: %w", err)
+		}
+		fmt.Fprintf(e.stdout, "Vault's lockout of %s lifted.\n", name)
+		return nil
 	case "unsuspend":
 		name, err := parse(flag.NewFlagSet("staff unsuspend", flag.ContinueOnError), args, true)
 		if err != nil {
 			return fmt.Errorf("staff unsuspend: %w", err)
 		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc)
+		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
 		if err != nil {
 			return err
 		}
 		defer rdb.Close()
-		if err := staff.NewService(vc, rdb).Unsuspend(ctx, name); err != nil {
-			return err
+		if err := staff.NewService(vc.Client(), rdb).Unsuspend(ctx, name); err != nil {
+			return fmt.Errorf("staff unsuspend: %w", userErr(err))
 		}
-		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
 			Detail: map[string]string{"staff": name}}); err != nil {
 			return fmt.Errorf("staff unsuspend: lifted, but not audited: %w", err)
 		}
@@ -277,7 +309,7 @@ func cmdClients(ctx context.Context, e *env) error {
 		if err != nil {
 			return fmt.Errorf("clients add: %w", userErr(err))
 		}
-		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
 			Detail: map[string]string{"client": name}}); err != nil {
 			_ = reg.Revoke(ctx, name)
 			return fmt.Errorf("clients add: not audited, key withdrawn: %w", err)
@@ -295,7 +327,7 @@ func cmdClients(ctx context.Context, e *env) error {
 		if err := reg.Revoke(ctx, name); err != nil {
 			return fmt.Errorf("clients revoke: %w", userErr(err))
 		}
-		if err := log.Record(ctx, audit.Entry{Actor: "operator", Action: audit.ActionClientRevoke,
+		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientRevoke,
 			Detail: map[string]string{"client": name}}); err != nil {
 			return fmt.Errorf("clients revoke: revoked, but not audited: %w", err)
 		}
@@ -343,13 +375,12 @@ func cmdKeys(ctx context.Context, e *env) error {
 		return err
 	}
 	defer a.close()
-	r, err := a.shredder.Run(ctx, true)
-	if err != nil {
-		return err
+	reports, err := a.shredder.Run(ctx, true)
+	for _, r := range reports {
+		fmt.Fprintf(e.stdout, "rotated %s: version %d -> %d; min_decryption_version %d; %d versions retired\n",
+			r.Key, r.LatestBefore, r.Latest, r.MinVersion, r.Retired)
 	}
-	fmt.Fprintf(e.stdout, "rotated %s: version %d -> %d; min_decryption_version %d; %d versions retired\n",
-		a.cfg.TransitKey, r.LatestBefore, r.Latest, r.MinVersion, r.Retired)
-	return nil
+	return err
 }
 
 func cmdAudit(ctx context.Context, e *env) error {
@@ -378,4 +409,56 @@ func cmdAudit(ctx context.Context, e *env) error {
 		return nil
 	}
 	return fmt.Errorf("audit trail broken at entry %d (id %s): %s", v.Broken.Seq, v.Broken.ID, v.Broken.Reason)
+}
+
+// cmdBlocks lists and lifts IP blocks straight in Redis, as the service:
+// an operator can always lift a block, with no admin login and from any
+// address, even when every admin's IP is the one blocked.
+func cmdBlocks(ctx context.Context, e *env) error {
+	if len(e.args) == 0 {
+		return errors.New("blocks: want list or lift IP")
+	}
+	sub, args := e.args[0], e.args[1:]
+	a, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	switch sub {
+	case "list":
+		fs := flag.NewFlagSet("blocks list", flag.ContinueOnError)
+		asJSON := fs.Bool("json", false, "print JSON")
+		if _, err := parse(fs, args, false); err != nil {
+			return fmt.Errorf("blocks list: %w", err)
+		}
+		bs, err := a.monitor.Blocks(ctx)
+		if err != nil {
+			return fmt.Errorf("blocks list: %w", userErr(err))
+		}
+		if *asJSON {
+			return json.NewEncoder(e.stdout).Encode(bs)
+		}
+		fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", "IP", "BLOCKED", "EXPIRES", "REASON")
+		for _, b := range bs {
+			fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", b.IP, b.At.Format(time.RFC3339), b.Expires.Format(time.RFC3339), b.Reason)
+		}
+		return nil
+	case "lift":
+		ip, err := parse(flag.NewFlagSet("blocks lift", flag.ContinueOnError), args, true)
+		if err != nil {
+			return fmt.Errorf("blocks lift: %w", err)
+		}
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("blocks lift: %q is not an IP address", ip)
+		}
+		if err := a.monitor.Unblock(ctx, "operator", ip, ""); err != nil {
+			return fmt.Errorf("blocks lift: %w", userErr(err))
+		}
+		if err := a.audit.Anchor(ctx); err != nil {
+			e.log.Warn("audit anchor not advanced", "err", err)
+		}
+		fmt.Fprintf(e.stdout, "Block of %s lifted.\n", ip)
+		return nil
+	}
+	return fmt.Errorf("blocks: unknown subcommand %q", sub)
 }

@@ -25,15 +25,19 @@ Service (environment as for serve):
   clients add NAME [--json]     make a storefront API key (shown once)
   clients revoke NAME           revoke a storefront API key at once
   clients list                  list storefront clients
+  blocks list [--json]          IPs the intrusion monitor blocked, with when each block ends
+  blocks lift IP                lift a block now (no admin login needed)
   seed --fake N                 store N realistic fake orders (dev and load tests only)
   bench [flags]                 measure piivault against the bare Vault+Redis pipeline
 
 Operator (VAULT_ADDR and VAULT_TOKEN of a Vault operator):
-  setup [--approle-env]         bootstrap Vault for piivault (idempotent)
+  setup [--approle-env] [--bind-cidrs CIDRs] [--audit-file PATH]
+                                bootstrap Vault for piivault (idempotent)
   staff add NAME --role R [--json] [--password-stdin]
   staff remove NAME             delete a staff account and revoke its tokens at once
   staff list [--json]
   staff unsuspend NAME          lift a suspension made by the intrusion monitor
+  staff unlock NAME             lift Vault's userpass lockout of NAME
 `
 
 func main() {
@@ -86,6 +90,7 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		"purge":   cmdPurge,
 		"keys":    cmdKeys,
 		"audit":   cmdAudit,
+		"blocks":  cmdBlocks,
 		"seed":    cmdSeed,
 		"bench":   cmdBench,
 	}

@@ -158,14 +158,14 @@ func TestCiphertextMovedToAnotherOrderDoesNotDecrypt(t *testing.T) {
 	other["shipping"].(map[string]any)["name"] = "Other Person"
 	require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, other).Status)
 	_, tok := h.login("fulfillment")
-	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-b/shipping", tok, nil).Status)
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-b/shipping?reason=label", tok, nil).Status)
 
 	ctx := context.Background()
 	ka := h.env.Redis.Keys(ctx, "piivault:*:pii:ord-a").Val()[0]
 	kb := h.env.Redis.Keys(ctx, "piivault:*:pii:ord-b").Val()[0]
 	h.env.Redis.HSet(ctx, kb, "ct", h.env.Redis.HGet(ctx, ka, "ct").Val())
 
-	r := h.call("GET", "/v1/orders/ord-b/shipping", tok, nil)
+	r := h.call("GET", "/v1/orders/ord-b/shipping?reason=label", tok, nil)
 	require.NotEqual(t, 200, r.Status)
 	requireNoPII(t, "moved ciphertext answer", string(r.Raw))
 }

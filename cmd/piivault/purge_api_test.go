@@ -18,9 +18,14 @@ import (
 
 type vaultKeyInfo = vault.KeyInfo
 
-func countAudit(t *testing.T, h *harness, action string) int {
+// countAudit counts the trail's entries of action (by actor, when given).
+func countAudit(t *testing.T, h *harness, action string, actor ...string) int {
 	t.Helper()
-	page, err := h.app.audit.List(context.Background(), audit.Filter{Action: action, Limit: 500})
+	f := audit.Filter{Action: action, Limit: 500}
+	if len(actor) > 0 {
+		f.Actor = actor[0]
+	}
+	page, err := h.app.audit.List(context.Background(), f)
 	require.NoError(t, err)
 	return len(page.Entries)
 }
@@ -54,7 +59,7 @@ func TestSweepStampsOrdersRedisAlreadyExpired(t *testing.T) {
 		return len(h.env.Redis.Keys(context.Background(), "piivault:*:pii:ord-ttl").Val()) == 0
 	}, 5*time.Second, 50*time.Millisecond)
 	_, tok := h.login("fulfillment")
-	gone := h.call("GET", "/v1/orders/ord-ttl/shipping", tok, nil)
+	gone := h.call("GET", "/v1/orders/ord-ttl/shipping?reason=label", tok, nil)
 	require.Equal(t, 410, gone.Status, "expired PII is gone even before the sweep")
 
 	n, err := h.app.purger.Sweep(context.Background())
@@ -184,36 +189,47 @@ func TestKeyTrimmingShredsOldCiphertextButNeverAHeldOrders(t *testing.T) {
 	long := newHarness(t, env, map[string]string{"PIIVAULT_RETENTION": "1h"})
 	h := newHarness(t, env, map[string]string{"PIIVAULT_RETENTION": "2s"})
 	long.storeOrder("ord-v1")
-	oldCT := env.Redis.HGet(ctx, env.Redis.Keys(ctx, "piivault:*:pii:ord-v1").Val()[0], "ct").Val()
+	piiKey := env.Redis.Keys(ctx, "piivault:*:pii:ord-v1").Val()[0]
+	oldCT := env.Redis.HGet(ctx, piiKey, "ct").Val()
+	oldMasked := env.Redis.HGet(ctx, piiKey, "mct").Val()
 	require.Contains(t, oldCT, "vault:v1:")
+	require.Contains(t, oldMasked, "vault:v1:")
 
-	r, err := h.app.shredder.Run(ctx, true)
+	rs, err := h.app.shredder.Run(ctx, true)
 	require.NoError(t, err)
+	require.Len(t, rs, 2, "the full blocks' key and the masked copies' key")
+	r := rs[0]
 	require.Equal(t, 2, r.Latest)
 	require.Zero(t, r.Retired, "v2 is younger than the retention: v1 may still be in use")
 
 	time.Sleep(2200 * time.Millisecond)
 	long.storeOrder("ord-v2")
-	r, err = h.app.shredder.Run(ctx, true)
+	rs, err = h.app.shredder.Run(ctx, true)
 	require.NoError(t, err)
+	r = rs[0]
 	require.Equal(t, 3, r.Latest)
 	require.Zero(t, r.Retired, "ord-v1 is held and needs v1: it must stay")
-	_, err = env.Root.Decrypt(ctx, env.RootToken, oldCT, []byte("ord-v1"))
+	_, err = env.Root.Client().Decrypt(ctx, env.RootToken, oldCT, []byte("ord-v1"))
 	require.NoError(t, err)
 
 	_, err = h.app.store.Purge(ctx, "ord-v1", "shipped")
 	require.NoError(t, err)
-	r, err = h.app.shredder.Run(ctx, false)
+	rs, err = h.app.shredder.Run(ctx, false)
 	require.NoError(t, err)
-	require.Equal(t, 1, r.Retired)
-	require.Equal(t, 2, r.MinVersion)
+	for _, r := range rs {
+		require.Equal(t, 1, r.Retired, r.Key)
+		require.Equal(t, 2, r.MinVersion, r.Key)
+	}
 
-	// A saved copy of the old ciphertext is now undecryptable, even for root.
-	_, err = env.Root.Decrypt(ctx, env.RootToken, oldCT, []byte("ord-v1"))
+	// A saved copy of the old ciphertext, and of its masked copy, is now
+	// undecryptable, even for root.
+	_, err = env.Root.Client().Decrypt(ctx, env.RootToken, oldCT, []byte("ord-v1"))
+	require.Equal(t, apperr.Gone, apperr.CodeOf(err), "%v", err)
+	_, err = env.Root.Client().DecryptMasked(ctx, env.RootToken, oldMasked, []byte("ord-v1"))
 	require.Equal(t, apperr.Gone, apperr.CodeOf(err), "%v", err)
 	// The held order made with v2 still reveals.
 	_, tok := h.login("fulfillment")
-	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-v2/shipping", tok, nil).Status)
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-v2/shipping?reason=label", tok, nil).Status)
 }
 
 func TestRetirableBelow(t *testing.T) {

@@ -23,7 +23,7 @@ func TestRoleMatrix(t *testing.T) {
 	}
 	eps := map[string]endpoint{
 		"ref":      {"GET", "/v1/orders/ord-m", nil},
-		"shipping": {"GET", "/v1/orders/ord-m/shipping", nil},
+		"shipping": {"GET", "/v1/orders/ord-m/shipping?reason=label", nil},
 		"queue":    {"GET", "/v1/fulfillment/queue", nil},
 		"audit":    {"GET", "/v1/audit", nil},
 		"verify":   {"GET", "/v1/audit/verify", nil},
@@ -64,14 +64,14 @@ func TestRevealFullForFulfillmentMaskedForSupport(t *testing.T) {
 	_, ful := h.login("fulfillment")
 	_, sup := h.login("support")
 
-	full := h.call("GET", "/v1/orders/ord-r/shipping", ful, nil)
+	full := h.call("GET", "/v1/orders/ord-r/shipping?reason=label", ful, nil)
 	require.Equal(t, 200, full.Status, string(full.Raw))
 	ship := full.Body
 	require.Equal(t, "full", full.Header.Get("X-Piivault-View"))
 	require.Equal(t, "Canaryname Zzyzx", ship["name"])
 	require.Equal(t, "742 Canarystreet", ship["address"].(map[string]any)["line1"])
 
-	masked := h.call("GET", "/v1/orders/ord-r/shipping", sup, nil)
+	masked := h.call("GET", "/v1/orders/ord-r/shipping?reason=label", sup, nil)
 	require.Equal(t, 200, masked.Status)
 	m := masked.Body
 	require.Equal(t, "masked", masked.Header.Get("X-Piivault-View"))
@@ -85,19 +85,19 @@ func TestRevealFullForFulfillmentMaskedForSupport(t *testing.T) {
 
 	// Shipped → PII gone, 410 with the reason; the reference remains.
 	require.Equal(t, 200, h.call("POST", "/v1/orders/ord-r/shipped", ful, nil).Status)
-	gone := h.call("GET", "/v1/orders/ord-r/shipping", ful, nil)
+	gone := h.call("GET", "/v1/orders/ord-r/shipping?reason=label", ful, nil)
 	require.Equal(t, 410, gone.Status)
 	require.Equal(t, "shipped", gone.Body["error"].(map[string]any)["detail"].(map[string]any)["purge_reason"])
-	require.Equal(t, 404, h.call("GET", "/v1/orders/ord-none/shipping", ful, nil).Status)
+	require.Equal(t, 404, h.call("GET", "/v1/orders/ord-none/shipping?reason=label", ful, nil).Status)
 }
 
 func TestRemovedStaffLosesAccessOnTheNextRequest(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-s")
 	name, tok := h.login("fulfillment")
-	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-s/shipping", tok, nil).Status)
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-s/shipping?reason=label", tok, nil).Status)
 	require.NoError(t, h.env.Root.RemoveStaff(context.Background(), name))
-	r := h.call("GET", "/v1/orders/ord-s/shipping", tok, nil)
+	r := h.call("GET", "/v1/orders/ord-s/shipping?reason=label", tok, nil)
 	require.Equal(t, 401, r.Status, string(r.Raw))
 }
 
@@ -112,9 +112,9 @@ func TestServiceIdentityCannotReveal(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-svc")
 	// Log in as the service's own AppRole, as piivault does.
-	s, err := h.env.Root.AppRoleLogin(context.Background(), h.env.RoleID, h.env.SecretID)
+	s, err := h.env.Service.AppRoleLogin(context.Background(), h.env.RoleID, h.env.SecretID)
 	require.NoError(t, err)
-	r := h.call("GET", "/v1/orders/ord-svc/shipping", s, nil)
+	r := h.call("GET", "/v1/orders/ord-svc/shipping?reason=label", s, nil)
 	require.Equal(t, 401, r.Status, "a token with no staff role is not a staff member")
 	ct := h.env.Redis.HGet(context.Background(), h.env.Redis.Keys(context.Background(), "piivault:*:pii:ord-svc").Val()[0], "ct").Val()
 	_, err = h.env.Service.Decrypt(context.Background(), s, ct, []byte("ord-svc"))
@@ -125,7 +125,7 @@ func TestLoginNeedsTheTOTPCode(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	name, pw, key := h.staffMember("fulfillment")
 	r := h.call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": pw, "totp": ""})
-	require.Equal(t, 401, r.Status)
+	require.Equal(t, 422, r.Status, "the code is required")
 	require.Nil(t, r.Body["token"])
 	r = h.call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": pw, "totp": "000000"})
 	require.Equal(t, 401, r.Status)
@@ -146,8 +146,7 @@ func TestFailedLoginsDoNotRevealWhetherTheUserExists(t *testing.T) {
 		{"username": "nobody-here", "password": "Whatever-Pass-123!", "totp": "123456"},
 		{"username": name, "password": "Wrong-Password-123!", "totp": "123456"},
 		{"username": name, "password": pw, "totp": "000000"},
-		{"username": "nobody-else", "password": pw, "totp": ""},
-		{"username": name, "password": "", "totp": ""},
+		{"username": "nobody-else", "password": pw, "totp": "999999"},
 	}
 	var bodies []string
 	for i, a := range attempts {
@@ -161,6 +160,11 @@ func TestFailedLoginsDoNotRevealWhetherTheUserExists(t *testing.T) {
 	for _, b := range bodies[1:] {
 		require.Equal(t, bodies[0], b, "every failed login must look the same")
 	}
+	// A login missing a credential is not an attempt: 422 naming the
+	// fields, whoever the username is (and it counts toward no block).
+	r := h.call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": "", "totp": ""})
+	require.Equal(t, 422, r.Status)
+	require.ElementsMatch(t, []any{"password", "totp"}, r.Body["error"].(map[string]any)["fields"])
 }
 
 func TestStaffCLI(t *testing.T) {
@@ -197,8 +201,8 @@ func TestStaffCLI(t *testing.T) {
 	require.NoError(t, err)
 	require.NotContains(t, out, "cli-user")
 
-	_, err = run("", "staff", "unsuspend", "someone-suspended")
-	require.NoError(t, err)
+	_, err = run("", "staff", "unsuspend", "someone-not-suspended")
+	require.ErrorContains(t, err, "not suspended")
 	out, err = run("", "clients", "add", "cli-shop", "--json")
 	require.NoError(t, err)
 	require.Regexp(t, `^\{"api_key":"pvk_[A-Za-z0-9_-]{43}","name":"cli-shop"\}\n$`, out)
@@ -208,7 +212,7 @@ func TestStaffCLI(t *testing.T) {
 	require.ErrorContains(t, err, "no client")
 
 	// Every staff and client change is in the audit trail.
-	for _, action := range []string{"staff.add", "staff.remove", "staff.unsuspend", "client.add", "client.revoke"} {
+	for _, action := range []string{"staff.add", "staff.remove", "client.add", "client.revoke"} {
 		require.GreaterOrEqual(t, countAudit(t, h, action), 1, action)
 	}
 }

@@ -5,9 +5,12 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
-	"fmt"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,26 +22,55 @@ import (
 	"piivault/webhooks"
 )
 
-// stripeEvent is a Stripe event of the shape the API (2023-10-16) sends.
-func stripeEvent(id, typ, object string) []byte {
-	return []byte(fmt.Sprintf(`{
-  "id": %q, "object": "event", "api_version": "2023-10-16", "created": %d,
-  "livemode": false, "pending_webhooks": 1, "type": %q,
-  "request": {"id": null, "idempotency_key": null},
-  "data": {"object": %s}
-}`, id, time.Now().Unix(), typ, object))
+// Provider payloads come from the providers' own published material, kept
+// in ../shared/fixtures/providers (SOURCES.md there names each file's
+// origin: Stripe's CLI captures and OpenAPI fixtures, Shopify's webhook
+// reference samples, EasyPost's client-library fixtures). Tests read them
+// from there and sign them as each provider signs.
+
+// fixture reads a provider payload, byte for byte.
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	dir, err := os.Getwd()
+	require.NoError(t, err)
+	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		b, err := os.ReadFile(filepath.Join(dir, "shared", "fixtures", "providers", name))
+		if err == nil {
+			return b
+		}
+	}
+	t.Fatalf("provider fixture %s not found in a shared/fixtures/providers folder above %s", name, dir)
+	return nil
 }
 
-const checkoutSession = `{
-  "id": "cs_test_a1b2c3", "object": "checkout.session", "mode": "payment", "status": "complete",
-  "payment_status": "paid", "client_reference_id": "ord-stripe-1", "metadata": {},
-  "payment_intent": "pi_3OstripeTest",
-  "customer_details": {"email": "canary.zzyzx@example.com", "name": "Canaryname Zzyzx", "phone": "+15550123456",
-    "address": {"city": "Canaryville", "country": "US", "line1": "1 Billing Rd", "line2": null, "postal_code": "90210", "state": "CA"},
-    "tax_exempt": "none", "tax_ids": []},
-  "shipping_details": {"name": "Canaryname Zzyzx",
-    "address": {"city": "Canaryville", "country": "US", "line1": "742 Canarystreet", "line2": "Apt 9", "postal_code": "90210", "state": "CA"}}
-}`
+// withValues returns a fixture with some of its values set: only to point
+// an event at a test order or payment, never to add a field.
+func withValues(t *testing.T, body []byte, set func(m map[string]any)) []byte {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(body, &m))
+	set(m)
+	out, err := json.Marshal(m)
+	require.NoError(t, err)
+	return out
+}
+
+// object is a Stripe event's data.object, to set values in.
+func object(m map[string]any) map[string]any { return m["data"].(map[string]any)["object"].(map[string]any) }
+
+// storeWith stores orderBody(id) with the given payment reference.
+func (h *harness) storeWith(id, paymentRef string) response {
+	h.t.Helper()
+	b := orderBody(id)
+	b["payment_ref"] = paymentRef
+	return h.call("POST", "/v1/orders", h.apiKey, b)
+}
+
+func (h *harness) status(id string) string {
+	h.t.Helper()
+	s, _ := h.call("GET", "/v1/orders/"+id, h.apiKey, nil).Body["status"].(string)
+	return s
+}
 
 func (h *harness) stripe(payload []byte, secret string, at time.Time) response {
 	h.t.Helper()
@@ -59,106 +91,139 @@ func (h *harness) shopify(topic, eventID string, body []byte, secret string) res
 		"X-Shopify-Shop-Domain", "piivault-test.myshopify.com", "X-Shopify-API-Version", "2024-01")
 }
 
-func TestStripeCheckoutStoresPIIAndRefundPurges(t *testing.T) {
+func TestStripeCheckoutInEveryAPIEra(t *testing.T) {
 	h := newHarness(t, nil, nil)
-	r := h.stripe(stripeEvent("evt_checkout_1", "checkout.session.completed", checkoutSession), testStripeSecret, time.Now())
-	require.Equal(t, 200, r.Status, string(r.Raw))
-	require.Equal(t, "stored", r.Body["outcome"])
-
-	ref := h.call("GET", "/v1/orders/ord-stripe-1", h.apiKey, nil)
-	require.Equal(t, 200, ref.Status)
-	require.Equal(t, "pi_3OstripeTest", ref.Body["payment_ref"])
-	require.Equal(t, 1, countAudit(t, h, audit.ActionStore), "orders stored by a webhook are audited too")
 	_, tok := h.login("fulfillment")
-	ship := h.call("GET", "/v1/orders/ord-stripe-1/shipping", tok, nil)
-	require.Equal(t, 200, ship.Status)
-	s := ship.Body
-	require.Equal(t, "Canaryname Zzyzx", s["name"])
-	require.Equal(t, "742 Canarystreet", s["address"].(map[string]any)["line1"], "the shipping address wins over billing")
-	require.Equal(t, "canary.zzyzx@example.com", s["email"])
-
-	// A partial refund does not end the order's purpose; a full one does.
-	partial := `{"id": "ch_1", "object": "charge", "refunded": false, "amount_refunded": 100, "payment_intent": "pi_3OstripeTest", "metadata": {}}`
-	r = h.stripe(stripeEvent("evt_refund_0", "charge.refunded", partial), testStripeSecret, time.Now())
-	require.Equal(t, "partial_refund", r.Body["outcome"])
-	require.Equal(t, "held", h.call("GET", "/v1/orders/ord-stripe-1", h.apiKey, nil).Body["status"])
-
-	full := `{"id": "ch_1", "object": "charge", "refunded": true, "amount_refunded": 5000, "payment_intent": "pi_3OstripeTest", "metadata": {}}`
-	refund := stripeEvent("evt_refund_1", "charge.refunded", full)
-	r = h.stripe(refund, testStripeSecret, time.Now())
-	require.Equal(t, 200, r.Status, string(r.Raw))
-	require.Equal(t, "purged", r.Body["outcome"])
-	ref = h.call("GET", "/v1/orders/ord-stripe-1", h.apiKey, nil)
-	require.Equal(t, "refunded", ref.Body["purge_reason"])
-	require.Equal(t, 410, h.call("GET", "/v1/orders/ord-stripe-1/shipping", tok, nil).Status)
-
-	// The same event again: 200, nothing done twice.
-	r = h.stripe(refund, testStripeSecret, time.Now())
-	require.Equal(t, 200, r.Status)
+	tests := []struct {
+		file, order, email, outcome string
+	}{
+		// 2019: a session with no shipping address and no order reference.
+		{"stripe/checkout.session.completed.2019-05-16.json", "", "", "no_shipping"},
+		// Before 2022-08-01 the address is `shipping`.
+		{"stripe/checkout.session.completed.2020-08-27.json", "rw-cs-2020", "stripe@example.com", "stored"},
+		{"stripe/checkout.session.completed.2023-10-16.json", "rw-cs-2023", "example@example.com", "stored"},
+		// From 2025-03-31: collected_information.shipping_details.
+		{"stripe/checkout.session.completed.2026-07-29.dahlia.json", "rw-cs-dahlia", "example@example.com", "stored"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			r := h.stripe(fixture(t, tt.file), testStripeSecret, time.Now())
+			require.Equal(t, 200, r.Status, string(r.Raw))
+			require.Equal(t, tt.outcome, r.Body["outcome"], string(r.Raw))
+			if tt.order == "" {
+				return
+			}
+			ship := h.call("GET", "/v1/orders/"+tt.order+"/shipping?reason=label", tok, nil)
+			require.Equal(t, 200, ship.Status, string(ship.Raw))
+			require.Equal(t, "Jenny Rosen", ship.Body["name"])
+			require.Equal(t, "510 Townsend St", ship.Body["address"].(map[string]any)["line1"])
+			require.Equal(t, tt.email, ship.Body["email"])
+		})
+	}
+	require.Equal(t, "pi_rw_cs_2020", h.call("GET", "/v1/orders/rw-cs-2020", h.apiKey, nil).Body["payment_ref"])
+	require.Equal(t, 3, countAudit(t, h, audit.ActionStore), "orders stored by a webhook are audited too")
+	// The same delivery again: 200, nothing done twice.
+	r := h.stripe(fixture(t, "stripe/checkout.session.completed.2023-10-16.json"), testStripeSecret, time.Now())
 	require.Equal(t, true, r.Body["duplicate"])
-	require.Equal(t, 1, countAudit(t, h, audit.ActionPurge))
-}
-
-func TestStripeCheckoutShapes(t *testing.T) {
-	h := newHarness(t, nil, nil)
-	// API versions from 2025-03-31 put shipping_details under collected_information.
-	basil := `{"id": "cs_b", "object": "checkout.session", "metadata": {"order_id": "ord-basil"}, "client_reference_id": "ignored",
-	  "payment_intent": "pi_basil", "customer_details": {"email": "canary.zzyzx@example.com", "name": "Billing Name",
-	    "address": {"line1": "9 Billing Rd", "city": "Billtown", "country": "US"}},
-	  "collected_information": {"shipping_details": {"name": "Canaryname Zzyzx",
-	    "address": {"line1": "742 Canarystreet", "city": "Canaryville", "country": "US", "postal_code": "90210", "state": "CA"}}}}`
-	ev := []byte(`{"id":"evt_basil","object":"event","api_version":"2025-03-31.basil","type":"checkout.session.completed","data":{"object":` + basil + `}}`)
-	r := h.stripe(ev, testStripeSecret, time.Now())
-	require.Equal(t, "stored", r.Body["outcome"], string(r.Raw))
-	_, tok := h.login("fulfillment")
-	ship := h.call("GET", "/v1/orders/ord-basil/shipping", tok, nil)
-	require.Equal(t, "742 Canarystreet", ship.Body["address"].(map[string]any)["line1"], "metadata order_id wins; shipping, never billing")
-
-	// No shipping address: nothing to ship, nothing stored (never the billing address).
-	digital := `{"id": "cs_d", "object": "checkout.session", "client_reference_id": "ord-digital",
-	  "customer_details": {"email": "a@example.com", "name": "A B", "address": {"line1": "1 Billing", "city": "X", "country": "US"}}}`
-	r = h.stripe(stripeEvent("evt_digital", "checkout.session.completed", digital), testStripeSecret, time.Now())
-	require.Equal(t, "no_shipping", r.Body["outcome"])
-	require.Equal(t, 404, h.call("GET", "/v1/orders/ord-digital", h.apiKey, nil).Status)
-
-	// A session that can never become a valid order is answered 200, not retried for days.
-	bad := `{"id": "cs_x", "object": "checkout.session", "client_reference_id": "ord-bad",
-	  "customer_details": {"email": "not-an-email", "name": "A B"},
-	  "shipping_details": {"name": "A B", "address": {"line1": "1 Main", "city": "X", "country": "US"}}}`
-	r = h.stripe(stripeEvent("evt_bad", "checkout.session.completed", bad), testStripeSecret, time.Now())
-	require.Equal(t, 200, r.Status)
-	require.Equal(t, "invalid_order", r.Body["outcome"])
-	require.NotContains(t, h.logs.String(), "not-an-email")
-}
-
-func TestStripeCancellationAndOtherEvents(t *testing.T) {
-	h := newHarness(t, nil, nil)
-	h.storeOrder("ord-pi")
-	pi := `{"id": "pi_other", "object": "payment_intent", "status": "canceled", "metadata": {"order_id": "ord-pi"}}`
-	r := h.stripe(stripeEvent("evt_cancel", "payment_intent.canceled", pi), testStripeSecret, time.Now())
-	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
-	require.Equal(t, "canceled", h.call("GET", "/v1/orders/ord-pi", h.apiKey, nil).Body["purge_reason"])
-
-	r = h.stripe(stripeEvent("evt_other", "customer.created", `{"id":"cus_1","object":"customer"}`), testStripeSecret, time.Now())
+	require.Equal(t, 3, countAudit(t, h, audit.ActionStore))
+	// An event type piivault does not use is acknowledged.
+	r = h.stripe(fixture(t, "stripe/customer.created.json"), testStripeSecret, time.Now())
 	require.Equal(t, 200, r.Status)
 	require.Equal(t, "ignored", r.Body["outcome"])
-	expired := `{"id": "cs_2", "object": "checkout.session", "client_reference_id": "ord-never-stored", "metadata": {}}`
-	r = h.stripe(stripeEvent("evt_expired", "checkout.session.expired", expired), testStripeSecret, time.Now())
-	require.Equal(t, 200, r.Status)
-	require.Equal(t, "unknown_order", r.Body["outcome"])
+}
 
-	// Another API version is accepted, not fatal.
-	other := []byte(`{"id":"evt_v","object":"event","api_version":"2020-08-27","type":"customer.created","data":{"object":{"id":"cus_2"}}}`)
-	require.Equal(t, 200, h.stripe(other, testStripeSecret, time.Now()).Status)
+func TestStripeRefundsAndCancellationsTouchOnlyTheirOwnPayment(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	require.Equal(t, 201, h.storeWith("ord-bystander", "pi_bystander").Status)
+
+	t.Run("full refund purges the order its payment intent paid", func(t *testing.T) {
+		require.Equal(t, 201, h.storeWith("ord-refund", "pi_rw_refund").Status)
+		r := h.stripe(fixture(t, "stripe/charge.refunded.json"), testStripeSecret, time.Now())
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "refunded", h.call("GET", "/v1/orders/ord-refund", h.apiKey, nil).Body["purge_reason"])
+	})
+	t.Run("partial refund keeps the order", func(t *testing.T) {
+		require.Equal(t, 201, h.storeWith("ord-partial", "pi_rw_partial").Status)
+		r := h.stripe(fixture(t, "stripe/charge.refunded.partial.2026-07-29.dahlia.json"), testStripeSecret, time.Now())
+		require.Equal(t, "partial_refund", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "held", h.status("ord-partial"))
+	})
+	t.Run("payment intent canceled purges its own order only", func(t *testing.T) {
+		require.Equal(t, 201, h.storeWith("ord-cancel", "pi_rw_cancel").Status)
+		// Named (metadata order_id) an order paid by another payment: refused.
+		wrong := withValues(t, fixture(t, "stripe/payment_intent.canceled.json"), func(m map[string]any) {
+			m["id"] = "evt_rw_pi_cancel_wrong"
+			object(m)["id"] = "pi_attacker"
+			object(m)["metadata"] = map[string]any{"order_id": "ord-bystander"}
+		})
+		r := h.stripe(wrong, testStripeSecret, time.Now())
+		require.Equal(t, "other_payment", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "held", h.status("ord-bystander"))
+		r = h.stripe(fixture(t, "stripe/payment_intent.canceled.json"), testStripeSecret, time.Now())
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "canceled", h.call("GET", "/v1/orders/ord-cancel", h.apiKey, nil).Body["purge_reason"])
+	})
+	expired := fixture(t, "stripe/checkout.session.expired.json")
+	expiredPI := "pi_1LiJE7JgxfQPisOqEYVLl14G" // the expired session's payment intent
+	t.Run("an abandoned second session does not purge the order another session paid", func(t *testing.T) {
+		require.Equal(t, 201, h.storeWith("rw-expired", "pi_paid_by_the_first_session").Status)
+		r := h.stripe(expired, testStripeSecret, time.Now())
+		require.Equal(t, "other_payment", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "held", h.status("rw-expired"))
+	})
+	t.Run("an expired session purges the order it was for", func(t *testing.T) {
+		mine := withValues(t, expired, func(m map[string]any) {
+			m["id"] = "evt_rw_expired_2"
+			object(m)["client_reference_id"] = "ord-expired-own"
+		})
+		require.Equal(t, 201, h.storeWith("ord-expired-own", expiredPI).Status)
+		r := h.stripe(mine, testStripeSecret, time.Now())
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "canceled", h.call("GET", "/v1/orders/ord-expired-own", h.apiKey, nil).Body["purge_reason"])
+	})
+	t.Run("an expiry before its order is stored refuses that payment's store only", func(t *testing.T) {
+		early := withValues(t, expired, func(m map[string]any) {
+			m["id"] = "evt_rw_expired_3"
+			object(m)["client_reference_id"] = "ord-expired-early"
+		})
+		r := h.stripe(early, testStripeSecret, time.Now())
+		require.Equal(t, "tombstoned", r.Body["outcome"], string(r.Raw))
+		late := h.storeWith("ord-expired-early", expiredPI)
+		require.Equal(t, 409, late.Status, string(late.Raw))
+		require.Equal(t, "canceled", late.Body["error"].(map[string]any)["detail"].(map[string]any)["purge_reason"])
+		require.Equal(t, "purged", h.status("ord-expired-early"))
+	})
+	require.Equal(t, "held", h.status("ord-bystander"), "unrelated orders stay held")
+}
+
+func TestStripeSessionForAnOrderPaidByAnotherIsAConflict(t *testing.T) {
+	recv := &alertReceiver{}
+	srv := httptest.NewServer(recv)
+	defer srv.Close()
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_ALERT_URL": srv.URL})
+	require.Equal(t, "stored", h.stripe(fixture(t, "stripe/checkout.session.completed.2023-10-16.json"), testStripeSecret, time.Now()).Body["outcome"])
+	// A second session, completed for the same order id (a Payment Link whose
+	// client_reference_id the customer controls): nothing changes.
+	second := withValues(t, fixture(t, "stripe/checkout.session.completed.2026-07-29.dahlia.json"), func(m map[string]any) {
+		object(m)["client_reference_id"] = "rw-cs-2023"
+	})
+	r := h.stripe(second, testStripeSecret, time.Now())
+	require.Equal(t, 200, r.Status)
+	require.Equal(t, "conflict", r.Body["outcome"], string(r.Raw))
+	require.Equal(t, "pi_1OFLzGFQZDbhGIrgxDcJVmBE", h.call("GET", "/v1/orders/rw-cs-2023", h.apiKey, nil).Body["payment_ref"])
+	require.Equal(t, 1, countAudit(t, h, audit.ActionWebhookConflict))
+	require.Eventually(t, func() bool { return strings.Contains(recv.all(), "rw-cs-2023") }, 5*time.Second, 50*time.Millisecond)
+	require.Contains(t, h.logs.String(), "webhook event conflicts")
 }
 
 func TestForgedStaleAndUnsignedWebhooksChangeNothing(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-f")
 	shipped := []byte(`{"event_id":"evt-f1","order_id":"ord-f","status":"shipped"}`)
-	pi := stripeEvent("evt_forged", "payment_intent.canceled", `{"id":"pi_x","object":"payment_intent","metadata":{"order_id":"ord-f"}}`)
-	fulfil := []byte(`{"id": 1, "order_id": "ord-f", "status": "success"}`)
-	tracker := []byte(`{"id":"evt_ep1","object":"Event","description":"tracker.updated","result":{"object":"Shipment","id":"shp_1","reference":"ord-f","tracker":{"status":"delivered"}}}`)
+	require.Equal(t, 201, h.storeWith("ord-f2", "pi_rw_cancel").Status)
+	pi := fixture(t, "stripe/payment_intent.canceled.json")
+	fulfil := fixture(t, "shopify/fulfillments-create.json")
+	tracker := fixture(t, "easypost/tracker.updated.json")
 	tests := []struct {
 		name   string
 		send   func() response
@@ -187,97 +252,144 @@ func TestForgedStaleAndUnsignedWebhooksChangeNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := tt.send()
 			require.Equal(t, tt.status, r.Status, string(r.Raw))
-			require.Equal(t, "held", h.call("GET", "/v1/orders/ord-f", h.apiKey, nil).Body["status"])
+			require.Equal(t, "held", h.status("ord-f"))
+			require.Equal(t, "held", h.status("ord-f2"))
 		})
 	}
 }
 
-func TestShopifyWebhooks(t *testing.T) {
+func TestShopifyDeliveriesAsShopifySendsThem(t *testing.T) {
 	h := newHarness(t, nil, nil)
-	for _, id := range []string{"450789469", "450789470", "450789471", "450789472"} {
+	for _, id := range []string{"820982911946154508", "820982911946154509", "820982911946154510", "820982911946154511", "299938", "ord-bystander"} {
 		h.storeOrder(id)
 	}
-	_, tok := h.login("fulfillment")
-
-	// Shopify sends ids as JSON numbers.
-	fulfil := []byte(`{"id": 255858046, "order_id": 450789469, "status": "success", "tracking_company": "UPS", "tracking_number": "1Z2345"}`)
-	r := h.shopify("fulfillments/create", "wh-1", fulfil, testShopifySecret)
-	require.Equal(t, 200, r.Status, string(r.Raw))
-	require.Equal(t, "purged", r.Body["outcome"])
-	gone := h.call("GET", "/v1/orders/450789469/shipping", tok, nil)
-	require.Equal(t, 410, gone.Status, "PII is gone in the same request cycle")
-
-	order := []byte(`{"id": 450789470, "name": "#1002", "fulfillment_status": "fulfilled"}`)
-	require.Equal(t, "purged", h.shopify("orders/fulfilled", "wh-2", order, testShopifySecret).Body["outcome"])
-	require.Equal(t, "shipped", h.call("GET", "/v1/orders/450789470", h.apiKey, nil).Body["purge_reason"])
-
-	// customers/redact: the listed orders and every order of the email.
-	redact := []byte(`{"shop_id": 954889, "shop_domain": "piivault-test.myshopify.com",
-	  "customer": {"id": 191167, "email": "canary.zzyzx@example.com", "phone": "555-625-1199"},
-	  "orders_to_redact": [450789471]}`)
-	r = h.shopify("customers/redact", "wh-3", redact, testShopifySecret)
-	require.Equal(t, 200, r.Status, string(r.Raw))
-	for _, id := range []string{"450789471", "450789472"} {
-		ref := h.call("GET", "/v1/orders/"+id, h.apiKey, nil)
-		require.Equal(t, "customer_request", ref.Body["purge_reason"], id)
-	}
-
-	dr := []byte(`{"shop_id": 954889, "shop_domain": "piivault-test.myshopify.com", "orders_requested": [299938], "customer": {"id": 191167}, "data_request": {"id": 9999}}`)
-	r = h.shopify("customers/data_request", "wh-4", dr, testShopifySecret)
-	require.Equal(t, 200, r.Status)
-	require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
-
-	// Replays: 200, nothing twice.
-	r = h.shopify("customers/data_request", "wh-4", dr, testShopifySecret)
-	require.Equal(t, true, r.Body["duplicate"])
-	require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
-	// A captured delivery re-sent under another topic and a fresh id is
-	// still a duplicate: only the body is signed, so the guard keys on it.
-	h.storeOrder("450789473")
-	fulfilled := []byte(`{"id": 450789473, "name": "#1004", "fulfillment_status": null,
-	  "customer": {"id": 7, "email": "canary.zzyzx@example.com"}}`)
-	require.Equal(t, "ignored", h.shopify("orders/updated", "wh-6", fulfilled, testShopifySecret).Body["outcome"])
-	r = h.shopify("customers/redact", "wh-7-fresh", fulfilled, testShopifySecret)
-	require.Equal(t, true, r.Body["duplicate"], string(r.Raw))
-	require.Equal(t, "held", h.call("GET", "/v1/orders/450789473", h.apiKey, nil).Body["status"])
-
-	// Unknown orders are fine.
-	unknown := []byte(`{"id": 1, "order_id": 999999999}`)
-	require.Equal(t, "unknown_order", h.shopify("fulfillments/create", "wh-5", unknown, testShopifySecret).Body["outcome"])
+	t.Run("orders/fulfilled after an identical orders/updated is not dropped", func(t *testing.T) {
+		body := fixture(t, "shopify/orders-updated.json")
+		r := h.shopify("orders/updated", "wh-u1", body, testShopifySecret)
+		require.Equal(t, 200, r.Status, string(r.Raw))
+		// Shopify's sample order is cancelled: its own signed state decides.
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		r = h.shopify("orders/fulfilled", "wh-u2", body, testShopifySecret)
+		require.Nil(t, r.Body["duplicate"], string(r.Raw))
+		require.Equal(t, "already_purged", r.Body["outcome"])
+		require.NotEqual(t, "held", h.status("820982911946154511"))
+	})
+	t.Run("orders/fulfilled", func(t *testing.T) {
+		r := h.shopify("orders/fulfilled", "wh-f1", fixture(t, "shopify/orders-fulfilled.json"), testShopifySecret)
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.NotEqual(t, "held", h.status("820982911946154508"))
+	})
+	t.Run("fulfillments/create", func(t *testing.T) {
+		r := h.shopify("fulfillments/create", "wh-c1", fixture(t, "shopify/fulfillments-create.json"), testShopifySecret)
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "shipped", h.call("GET", "/v1/orders/820982911946154509", h.apiKey, nil).Body["purge_reason"])
+	})
+	t.Run("orders/cancelled", func(t *testing.T) {
+		r := h.shopify("orders/cancelled", "wh-x1", fixture(t, "shopify/orders-cancelled.json"), testShopifySecret)
+		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "canceled", h.call("GET", "/v1/orders/820982911946154510", h.apiKey, nil).Body["purge_reason"])
+	})
+	t.Run("a signed body under a topic it does not fit changes nothing", func(t *testing.T) {
+		h.storeOrder("820982911946154599")
+		for _, c := range []struct{ topic, file string }{
+			{"customers/redact", "shopify/customers-data-request.json"},
+			{"customers/redact", "shopify/orders-fulfilled.json"},
+			{"shop/redact", "shopify/customers-redact.json"},
+			{"fulfillments/create", "shopify/orders-updated.json"},
+		} {
+			r := h.shopify(c.topic, "wh-m-"+c.topic+c.file, fixture(t, c.file), testShopifySecret)
+			require.Equal(t, 200, r.Status)
+			require.Equal(t, "topic_mismatch", r.Body["outcome"], "%s under %s", c.file, c.topic)
+		}
+		require.Equal(t, "held", h.status("299938"))
+		require.Equal(t, "held", h.status("820982911946154599"))
+	})
+	t.Run("customers/redact", func(t *testing.T) {
+		b := orderBody("ord-john")
+		b["shipping"].(map[string]any)["email"] = "john@example.com"
+		require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, b).Status)
+		r := h.shopify("customers/redact", "wh-r1", fixture(t, "shopify/customers-redact.json"), testShopifySecret)
+		require.Equal(t, "redacted", r.Body["outcome"], string(r.Raw))
+		for _, id := range []string{"299938", "ord-john"} {
+			require.Equal(t, "customer_request", h.call("GET", "/v1/orders/"+id, h.apiKey, nil).Body["purge_reason"], id)
+		}
+	})
+	t.Run("customers/data_request", func(t *testing.T) {
+		r := h.shopify("customers/data_request", "wh-d1", fixture(t, "shopify/customers-data-request.json"), testShopifySecret)
+		require.Equal(t, 200, r.Status, string(r.Raw))
+		require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
+		r = h.shopify("customers/data_request", "wh-d1", fixture(t, "shopify/customers-data-request.json"), testShopifySecret)
+		require.Equal(t, true, r.Body["duplicate"], "a retry of the same delivery is done once")
+		require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
+	})
+	t.Run("shop/redact purges everything stored for that shop", func(t *testing.T) {
+		mine, other := orderBody("ord-shop1"), orderBody("ord-shop2")
+		mine["shop_domain"] = "{shop}.myshopify.com" // the sample's shop
+		other["shop_domain"] = "another-shop.myshopify.com"
+		require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, mine).Status)
+		require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, other).Status)
+		r := h.shopify("shop/redact", "wh-s1", fixture(t, "shopify/shop-redact.json"), testShopifySecret)
+		require.Equal(t, "redacted", r.Body["outcome"], string(r.Raw))
+		require.Equal(t, "shop_redact", h.call("GET", "/v1/orders/ord-shop1", h.apiKey, nil).Body["purge_reason"])
+		require.Equal(t, "held", h.status("ord-shop2"))
+	})
+	t.Run("a fulfillment before its order is stored refuses the store", func(t *testing.T) {
+		early := withValues(t, fixture(t, "shopify/fulfillments-create.json"), func(m map[string]any) { m["order_id"] = 4401 })
+		r := h.shopify("fulfillments/create", "wh-e1", early, testShopifySecret)
+		require.Equal(t, "tombstoned", r.Body["outcome"], string(r.Raw))
+		late := h.call("POST", "/v1/orders", h.apiKey, orderBody("4401"))
+		require.Equal(t, 409, late.Status, string(late.Raw))
+		require.Equal(t, "shipped", h.status("4401"))
+	})
+	require.Equal(t, "held", h.status("ord-bystander"), "unrelated orders stay held")
 }
 
-func TestEasyPostWebhooks(t *testing.T) {
-	h := newHarness(t, nil, nil)
-	h.storeOrder("ord-ep1")
-	h.storeOrder("ord-ep2")
+func TestEasyPostDeliveriesAsEasyPostSendsThem(t *testing.T) {
+	// EasyPost's own signed test vector: secret "sécret" and the signature
+	// of official/fixtures/event-body.json (EasyPost/examples,
+	// official/fixtures/client-library-fixtures.json webhooks.hmac_signature).
+	const vector = "hmac-sha256-hex=38f3f53c103713df81616a0a186d77141957323ec21d5fe9363db93840f527db"
+	h := newHarness(t, nil, map[string]string{"EASYPOST_WEBHOOK_SECRET": "sécret"})
 	send := func(body []byte) response {
-		return h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
+		return h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost("sécret", body))
 	}
-	// A shipment not yet moving: remembered, nothing purged.
-	pre := []byte(`{"id":"evt_1","object":"Event","mode":"test","description":"shipment.updated",
-	  "result":{"object":"Shipment","id":"shp_ep2","reference":"ord-ep2","status":"pre_transit","tracker":{"object":"Tracker","status":"pre_transit"}}}`)
-	r := send(pre)
+	h.storeOrder("ord-ep-code")
+	h.storeOrder("ord-bystander")
+	// The storefront links the carrier's tracking code (no PII, no API key).
+	r := h.call("POST", "/v1/orders/ord-ep-code/tracking", h.apiKey, map[string]any{"carrier": "FedEx", "tracking_code": "1"})
 	require.Equal(t, 200, r.Status, string(r.Raw))
-	require.Equal(t, "not_shipped", r.Body["outcome"])
-	require.Equal(t, "held", h.call("GET", "/v1/orders/ord-ep2", h.apiKey, nil).Body["status"])
+	tracker := fixture(t, "easypost/tracker.updated.json")
+	require.Equal(t, webhooks.SignEasyPost("sécret", tracker), vector, "EasyPost's vector: NFKD secret, hex HMAC")
+	r = h.call("POST", "/v1/webhooks/easypost", "", tracker, "X-Hmac-Signature", vector)
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	require.Equal(t, "purged", r.Body["outcome"], "matched through the linked tracking code")
+	require.Equal(t, "shipped", h.call("GET", "/v1/orders/ord-ep-code", h.apiKey, nil).Body["purge_reason"])
 
-	// A tracker event names only the shipment: piivault maps it to the order.
-	tr := []byte(`{"id":"evt_2","object":"Event","mode":"test","description":"tracker.updated",
-	  "result":{"object":"Tracker","id":"trk_1","status":"in_transit","shipment_id":"shp_ep2","tracking_code":"EZ1000000001","carrier":"USPS"}}`)
-	r = send(tr)
+	r = send(fixture(t, "easypost/batch.created.json"))
+	require.Equal(t, 200, r.Status, "a Batch's status is an object: still a 200: %s", r.Raw)
+	require.Equal(t, "ignored", r.Body["outcome"])
+	require.Equal(t, "held", h.status("ord-bystander"))
+
+	// Linking is the storefront's, with its own key, for an order that exists.
+	require.Equal(t, 404, h.call("POST", "/v1/orders/ord-none/tracking", h.apiKey, map[string]any{"tracking_code": "EZ1"}).Status)
+	require.Equal(t, 422, h.call("POST", "/v1/orders/ord-bystander/tracking", h.apiKey, map[string]any{"carrier": "UPS"}).Status)
+	require.Equal(t, 403, h.call("POST", "/v1/orders/ord-bystander/tracking", h.loginToken("fulfillment"), map[string]any{"tracking_code": "EZ1"}).Status)
+}
+
+func TestEasyPostTrackerLinkedByShipmentID(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.storeOrder("ord-ep-shp")
+	r := h.call("POST", "/v1/orders/ord-ep-shp/tracking", h.apiKey, map[string]any{"easypost_shipment_id": "shp_c1bb96ace9e943758c3bd61be420ab08"})
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	body := fixture(t, "easypost/tracker.updated.with-shipment.json")
+	r = h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
 	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
-	require.Equal(t, "shipped", h.call("GET", "/v1/orders/ord-ep2", h.apiKey, nil).Body["purge_reason"])
-
-	// A shipment event that is already delivered purges directly.
-	del := []byte(`{"id":"evt_3","object":"Event","description":"shipment.updated",
-	  "result":{"object":"Shipment","id":"shp_ep1","reference":"ord-ep1","tracker":{"status":"delivered"}}}`)
-	require.Equal(t, "purged", send(del).Body["outcome"])
-	require.Equal(t, true, send(del).Body["duplicate"])
 }
 
 func TestGenericShippingWebhook(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-g")
+	h.storeOrder("ord-gt")
 	send := func(body []byte) response {
 		return h.call("POST", "/v1/webhooks/shipping", "", body, "X-Piivault-Signature", webhooks.SignShipping(testShippingSecret, time.Now(), body))
 	}
@@ -285,8 +397,23 @@ func TestGenericShippingWebhook(t *testing.T) {
 	require.Equal(t, 200, r.Status, string(r.Raw))
 	require.Equal(t, "purged", r.Body["outcome"])
 	require.Equal(t, "shipped", h.call("GET", "/v1/orders/ord-g", h.apiKey, nil).Body["purge_reason"])
-	require.Equal(t, "unknown_order", send([]byte(`{"event_id":"evt-g2","order_id":"ord-nope","status":"shipped"}`)).Body["outcome"])
+	// A tracking code the storefront linked stands in for the order id.
+	require.Equal(t, 200, h.call("POST", "/v1/orders/ord-gt/tracking", h.apiKey, map[string]any{"tracking_code": "1Z999AA10123456784"}).Status)
+	r = send([]byte(`{"event_id":"evt-g5","tracking_code":"1Z999AA10123456784","status":"shipped"}`))
+	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
+	require.Equal(t, "unknown_order", send([]byte(`{"event_id":"evt-g6","tracking_code":"NOPE123","status":"shipped"}`)).Body["outcome"])
+	// A shipment before its order: the store that follows is refused.
+	require.Equal(t, "tombstoned", send([]byte(`{"event_id":"evt-g2","order_id":"ord-early","status":"shipped"}`)).Body["outcome"])
+	late := h.call("POST", "/v1/orders", h.apiKey, orderBody("ord-early"))
+	require.Equal(t, 409, late.Status, string(late.Raw))
+	require.Equal(t, "shipped", h.status("ord-early"))
+	page, err := h.app.audit.List(context.Background(), audit.Filter{OrderID: "ord-early", Action: audit.ActionPurge})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, 1, "the purge is audited once, as the event's")
+	require.Equal(t, "webhook:shipping", page.Entries[0].Actor)
+	require.Equal(t, "shipped", page.Entries[0].Detail["reason"])
 	require.Equal(t, 422, send([]byte(`{"event_id":"evt-g3","order_id":"ord-g","status":"lost"}`)).Status)
+	require.Equal(t, 422, send([]byte(`{"event_id":"evt-g7","order_id":"ord-g","tracking_code":"X1234","status":"shipped"}`)).Status)
 	require.Equal(t, 400, send([]byte(`{"event_id":"evt-g4","order_id":"ord-g","status":"shipped","x":1}`)).Status)
 	requireNoPII(t, "logs", h.logs.String())
 	require.NotContains(t, h.logs.String(), "evt-g1", "webhook bodies are never logged")
@@ -304,6 +431,7 @@ func TestWebhookWithoutSecretIs404(t *testing.T) {
 func TestEasyPostTrackerLooksUpTheShipmentReference(t *testing.T) {
 	// EasyPost's API is out of reach here: a loopback stand-in answers
 	// GET /shipments/{id} as EasyPost documents it (HTTP Basic, key as user).
+	apiShipment := fixture(t, "easypost/api.shipments.retrieve.json")
 	var calls atomic.Int64
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -312,36 +440,31 @@ func TestEasyPostTrackerLooksUpTheShipmentReference(t *testing.T) {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
-		switch r.URL.Path {
-		case "/v2/shipments/shp_known":
-			fmt.Fprint(w, `{"id":"shp_known","object":"Shipment","reference":"ord-ep3","status":"in_transit"}`)
-		default:
+		if r.URL.Path != "/v2/shipments/shp_c1bb96ace9e943758c3bd61be420ab08" {
 			w.WriteHeader(http.StatusNotFound)
+			return
 		}
+		// EasyPost's documented GET /v2/shipments/{id} response (see SOURCES.md).
+		_, _ = w.Write(apiShipment)
 	}))
 	defer api.Close()
 	h := newHarness(t, nil, map[string]string{"EASYPOST_API_KEY": "EZTK_test_key", "EASYPOST_API_URL": api.URL + "/v2"})
-	h.storeOrder("ord-ep3")
+	h.storeOrder("rw-ep-1")
 	send := func(body []byte) response {
 		return h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
 	}
-	tr := []byte(`{"id":"evt_t1","object":"Event","description":"tracker.updated",
-	  "result":{"object":"Tracker","id":"trk_9","status":"out_for_delivery","shipment_id":"shp_known","tracking_code":"EZ2"}}`)
-	r := send(tr)
+	r := send(fixture(t, "easypost/tracker.updated.with-shipment.json"))
 	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
-	require.Equal(t, "shipped", h.call("GET", "/v1/orders/ord-ep3", h.apiKey, nil).Body["purge_reason"])
+	require.Equal(t, "shipped", h.call("GET", "/v1/orders/rw-ep-1", h.apiKey, nil).Body["purge_reason"])
 
-	// The mapping is remembered: a later tracker event asks EasyPost no more.
+	// The mapping is remembered: a later event for that shipment asks EasyPost no more.
 	before := calls.Load()
-	tr2 := []byte(`{"id":"evt_t2","object":"Event","description":"tracker.updated",
-	  "result":{"object":"Tracker","id":"trk_9","status":"delivered","shipment_id":"shp_known"}}`)
-	require.Equal(t, "already_purged", send(tr2).Body["outcome"])
+	again := withValues(t, fixture(t, "easypost/tracker.updated.with-shipment.json"), func(m map[string]any) {
+		m["id"] = "evt_rw_ep_3"
+		m["result"].(map[string]any)["status"] = "delivered"
+	})
+	require.Equal(t, "already_purged", send(again).Body["outcome"])
 	require.Equal(t, before, calls.Load())
-
-	unknown := []byte(`{"id":"evt_t3","object":"Event","description":"tracker.updated",
-	  "result":{"object":"Tracker","id":"trk_8","status":"delivered","shipment_id":"shp_unknown"}}`)
-	require.Equal(t, "unknown_order", send(unknown).Body["outcome"])
-	noShipment := []byte(`{"id":"evt_t4","object":"Event","description":"tracker.updated",
-	  "result":{"object":"Tracker","id":"trk_7","status":"delivered","shipment_id":null}}`)
-	require.Equal(t, "unknown_order", send(noShipment).Body["outcome"])
+	// The official fixture's tracker has no shipment and no linked code.
+	require.Equal(t, "unknown_order", send(fixture(t, "easypost/tracker.updated.json")).Body["outcome"])
 }

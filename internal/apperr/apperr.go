@@ -15,21 +15,22 @@ import (
 type Code string
 
 const (
-	Invalid          Code = "invalid_request"   // malformed request: bad JSON, unknown field
-	Validation       Code = "validation_failed" // well-formed but invalid values
-	TooLarge         Code = "payload_too_large" // body over the limit
-	Unauthorized     Code = "unauthorized"      // missing or bad credentials
-	Forbidden        Code = "forbidden"         // authenticated, not allowed
-	Blocked          Code = "blocked"           // caller's IP is blocked by the monitor
-	NotFound         Code = "not_found"         // no such resource
-	Gone             Code = "gone"              // PII purged
-	Conflict         Code = "conflict"          // clashes with what is stored
-	RateLimited      Code = "rate_limited"      // too many requests
-	StaleEvent       Code = "stale_event"       // webhook timestamp outside tolerance
-	VaultUnavailable Code = "vault_unavailable" // Vault down, sealed or slow
-	StoreUnavailable Code = "store_unavailable" // Redis down or slow
-	NotConfigured    Code = "not_configured"    // feature switched off (e.g. a webhook without secret)
-	Internal         Code = "internal"          // anything unexpected: logged, never described
+	Invalid          Code = "invalid_request"        // malformed request: bad JSON, unknown field
+	Validation       Code = "validation_failed"      // well-formed but invalid values
+	TooLarge         Code = "payload_too_large"      // body over the limit
+	UnsupportedMedia Code = "unsupported_media_type" // body not in the format the route takes
+	Unauthorized     Code = "unauthorized"           // missing or bad credentials
+	Forbidden        Code = "forbidden"              // authenticated, not allowed
+	Blocked          Code = "blocked"                // caller's IP is blocked by the monitor
+	NotFound         Code = "not_found"              // no such resource
+	Gone             Code = "gone"                   // PII purged
+	Conflict         Code = "conflict"               // clashes with what is stored
+	RateLimited      Code = "rate_limited"           // too many requests
+	StaleEvent       Code = "stale_event"            // webhook timestamp outside tolerance
+	VaultUnavailable Code = "vault_unavailable"      // Vault down, sealed or slow
+	StoreUnavailable Code = "store_unavailable"      // Redis down or slow
+	NotConfigured    Code = "not_configured"         // feature switched off (e.g. a webhook without secret)
+	Internal         Code = "internal"               // anything unexpected: logged, never described
 )
 
 // Error is an error with a code and a client-safe message.

@@ -31,8 +31,8 @@ type Env struct {
 
 	// Redis is a client of the environment's Redis.
 	Redis *redis.Client
-	// Root is a Vault client with the root token (the operator).
-	Root *vault.Client
+	// Root is Vault as the operator, with the root token.
+	Root *vault.Operator
 	// Service is a Vault client logged in with the service AppRole.
 	Service *vault.Client
 }
@@ -62,13 +62,15 @@ func Main(m *testing.M) {
 }
 
 // Shared returns the package's shared environment, starting it on first use,
-// with Redis flushed so the test starts from an empty store. Tests using it
-// must not run in parallel with each other.
+// with Redis flushed and the audit anchor in Vault reset, so the test starts
+// from an empty store and an empty trail. Tests using it must not run in
+// parallel with each other.
 func Shared(tb testing.TB) *Env {
 	tb.Helper()
 	sharedOnce.Do(func() { shared, sharedErr = start() })
 	require.NoError(tb, sharedErr, "start test environment")
 	require.NoError(tb, shared.Redis.FlushAll(context.Background()).Err())
+	require.NoError(tb, shared.Root.ResetAuditAnchor(context.Background()))
 	return shared
 }
 
@@ -91,7 +93,7 @@ func start() (*Env, error) {
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	e.Root, err = vault.New(ctx, vault.Config{Addr: stack.VaultAddr, Token: stack.RootToken}, Logger())
+	e.Root, err = vault.NewOperator(ctx, vault.Config{Addr: stack.VaultAddr, Token: stack.RootToken}, Logger())
 	if err == nil {
 		_, err = e.Root.Setup(ctx, vault.SetupOptions{BindCIDRs: []string{"127.0.0.0/8"}})
 	}

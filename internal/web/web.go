@@ -27,6 +27,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.StaleEvent:       http.StatusBadRequest,
 	apperr.Validation:       http.StatusUnprocessableEntity,
 	apperr.TooLarge:         http.StatusRequestEntityTooLarge,
+	apperr.UnsupportedMedia: http.StatusUnsupportedMediaType,
 	apperr.Unauthorized:     http.StatusUnauthorized,
 	apperr.Forbidden:        http.StatusForbidden,
 	apperr.Blocked:          http.StatusForbidden,
