@@ -97,8 +97,8 @@ type Entry struct {
 	// record can also come from an outbox note); empty for the rest.
 	Event string `json:"event,omitempty"`
 	Prev  string `json:"prev"`
-	Hash    string            `json:"hash"`
-	Seal    string            `json:"seal,omitempty"` // Vault's HMAC of Hash
+	Hash  string `json:"hash"`
+	Seal  string `json:"seal,omitempty"` // Vault's HMAC of Hash
 }
 
 // Sealer seals entry hashes and checks seals (vault.Client).

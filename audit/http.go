@@ -2,8 +2,8 @@ package audit
 
 import (
 	"net/http"
-	"strings"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"

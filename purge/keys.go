@@ -49,10 +49,10 @@ func NewShredder(keys []ShredKey, store Store, rec Recorder, log *slog.Logger, r
 type ShredReport struct {
 	Key          string `json:"key"`
 	Rotated      bool   `json:"rotated"`
-	LatestBefore int  `json:"latest_version_before"`
-	Latest       int  `json:"latest_version"`
-	MinVersion   int  `json:"min_decryption_version"`
-	Retired      int  `json:"versions_retired"`
+	LatestBefore int    `json:"latest_version_before"`
+	Latest       int    `json:"latest_version"`
+	MinVersion   int    `json:"min_decryption_version"`
+	Retired      int    `json:"versions_retired"`
 }
 
 // RetirableBelow returns the lowest version that must stay: version v may

@@ -56,7 +56,9 @@ func withValues(t *testing.T, body []byte, set func(m map[string]any)) []byte {
 }
 
 // object is a Stripe event's data.object, to set values in.
-func object(m map[string]any) map[string]any { return m["data"].(map[string]any)["object"].(map[string]any) }
+func object(m map[string]any) map[string]any {
+	return m["data"].(map[string]any)["object"].(map[string]any)
+}
 
 // storeWith stores orderBody(id) with the given payment reference.
 func (h *harness) storeWith(id, paymentRef string) response {
