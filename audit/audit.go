@@ -81,6 +81,9 @@ const (
 	ActionUnblock         = "ip.unblock"
 	ActionKeyRotate       = "key.rotate"
 	ActionKeyTrim         = "key.trim"
+	ActionLockdown        = "lockdown"
+	ActionAccessRequest   = "access_request"
+	ActionExport          = "export.refs"
 )
 
 // Entry is one audit event.
@@ -220,28 +223,46 @@ return ids
 // twice). An entry that already has a time (recorded late from an outbox)
 // keeps it.
 func (l *Log) Record(ctx context.Context, e Entry) error {
-	if e.Time.IsZero() {
-		e.Time = l.now().UTC()
-	}
-	p := &pending{e: e, done: make(chan error, 1)}
+	return l.RecordAll(ctx, []Entry{e})
+}
+
+// RecordAll appends entries together (one group commit for all of them,
+// in order) and returns the first error. Like Record, it waits no longer
+// than ctx allows.
+func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
+	ps := make([]*pending, len(entries))
 	l.mu.Lock()
-	l.queue = append(l.queue, p)
+	for i, e := range entries {
+		if e.Time.IsZero() {
+			e.Time = l.now().UTC()
+		}
+		ps[i] = &pending{e: e, done: make(chan error, 1)}
+	}
+	l.queue = append(l.queue, ps...)
 	if !l.flushing {
 		l.flushing = true
 		go l.flush()
 	}
 	l.mu.Unlock()
-	select {
-	case err := <-p.done:
-		return err
-	case <-ctx.Done():
+	var first error
+	for _, p := range ps {
+		select {
+		case err := <-p.done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			l.mu.Lock()
+			for _, q := range ps {
+				if i := slices.Index(l.queue, q); i >= 0 && !q.taken {
+					l.queue = slices.Delete(l.queue, i, i+1)
+				}
+			}
+			l.mu.Unlock()
+			return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+		}
 	}
-	l.mu.Lock()
-	if i := slices.Index(l.queue, p); i >= 0 && !p.taken {
-		l.queue = slices.Delete(l.queue, i, i+1)
-	}
-	l.mu.Unlock()
-	return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+	return first
 }
 
 // flush appends queued entries, a group at a time, until the queue is empty.
@@ -560,6 +581,37 @@ func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
 		}
 		if len(msgs) < 500 {
 			return page, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+// Each calls fn with every entry from since to until (zero: unbounded),
+// oldest first, reading a page at a time.
+func (l *Log) Each(ctx context.Context, since, until time.Time, fn func(Entry) error) error {
+	start, end := "-", "+"
+	if !since.IsZero() {
+		start = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	if !until.IsZero() {
+		end = strconv.FormatInt(until.UnixMilli(), 10)
+	}
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, end, verifyPage).Result()
+		if err != nil {
+			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		for _, m := range msgs {
+			e, err := decode(m)
+			if err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < verifyPage {
+			return nil
 		}
 		start = "(" + msgs[len(msgs)-1].ID
 	}

@@ -20,6 +20,15 @@ var (
 	Reveals = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "piivault_reveals_total", Help: "Shipping blocks revealed, by staff role.",
 	}, []string{"role"})
+	// LabelBatches counts pick-lists decrypted in one Vault call, and
+	// LabelItems the orders in each.
+	LabelBatches = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "piivault_label_batch_decrypts_total", Help: "Label pick-lists decrypted in one batched Vault call.",
+	})
+	LabelItems = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name: "piivault_label_batch_items", Help: "Orders decrypted per label pick-list call.",
+		Buckets: []float64{1, 2, 5, 10, 20, 50, 100},
+	})
 	// DependencySeconds is the latency of calls to Vault and Redis.
 	DependencySeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "piivault_dependency_duration_seconds", Help: "Latency of calls to Vault and Redis.",

@@ -254,6 +254,45 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
 return 1
 `)
 
+// reserveScript takes n reveals from a member's hourly allowance, or none
+// when they would not fit.
+var reserveScript = redis.NewScript(`
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if n == tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+if n > tonumber(ARGV[2]) then redis.call('DECRBY', KEYS[1], ARGV[1]) return 0 end
+return 1
+`)
+
+// ReserveReveals takes n reveals from username's hourly allowance before a
+// pick-list is decrypted: the whole list is refused (RateLimited) when it
+// would cross the limit. Release gives back what was not revealed.
+func (m *Monitor) ReserveReveals(ctx context.Context, username string, n int) error {
+	ctx, cancel := context.WithTimeout(ctx, m.timeout)
+	defer cancel()
+	ok, err := reserveScript.Run(ctx, m.rdb, []string{"piivault:{mon}:reveal:" + username}, n,
+		m.limits.RevealsPerHour, time.Hour.Milliseconds()).Int()
+	if err != nil {
+		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	if ok == 0 {
+		return apperr.New(apperr.RateLimited, "this pick-list would take you past %d reveals in an hour; send fewer orders",
+			m.limits.RevealsPerHour)
+	}
+	return nil
+}
+
+// ReleaseReveals gives back n reserved reveals that did not happen.
+func (m *Monitor) ReleaseReveals(ctx context.Context, username string, n int) {
+	if n <= 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
+	defer cancel()
+	if err := m.rdb.DecrBy(ctx, "piivault:{mon}:reveal:"+username, int64(n)).Err(); err != nil {
+		m.log.Warn("monitor: reveals not released", "err", err)
+	}
+}
+
 // BlockIP blocks ip on every instance for BlockFor, records it and alerts,
 // unless it is blocked already (then it does nothing).
 func (m *Monitor) BlockIP(ctx context.Context, actor, ip, reason string) error {

@@ -3,6 +3,7 @@ package orders
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -23,23 +24,38 @@ type Recorder interface {
 	Record(ctx context.Context, e audit.Entry) error
 }
 
-// RevealWatcher is told about every reveal (the intrusion monitor).
+// Trail appends one entry or several in one group (a pick-list's reveals).
+type Trail interface {
+	Recorder
+	RecordAll(ctx context.Context, entries []audit.Entry) error
+}
+
+// RevealWatcher is told about every reveal (the intrusion monitor); a
+// pick-list reserves its reveals first and gives back what it did not use.
 type RevealWatcher interface {
 	Revealed(ctx context.Context, username, ip string)
+	ReserveReveals(ctx context.Context, username string, n int) error
+	ReleaseReveals(ctx context.Context, username string, n int)
+}
+
+// Lockdown says whether reveals are refused for an incident.
+type Lockdown interface {
+	Check(ctx context.Context) error
 }
 
 // Handler serves the order endpoints.
 type Handler struct {
-	store *Store
-	audit Recorder
-	watch RevealWatcher
-	write func(*gin.Context, error)
-	log   *slog.Logger
+	store    *Store
+	audit    Trail
+	watch    RevealWatcher
+	lockdown Lockdown
+	write    func(*gin.Context, error)
+	log      *slog.Logger
 }
 
 // NewHandler builds a Handler; writeErr renders errors (web.WriteError with a logger).
-func NewHandler(store *Store, rec Recorder, watch RevealWatcher, writeErr func(*gin.Context, error), log *slog.Logger) *Handler {
-	return &Handler{store: store, audit: rec, watch: watch, write: writeErr, log: log}
+func NewHandler(store *Store, rec Trail, watch RevealWatcher, lockdown Lockdown, writeErr func(*gin.Context, error), log *slog.Logger) *Handler {
+	return &Handler{store: store, audit: rec, watch: watch, lockdown: lockdown, write: writeErr, log: log}
 }
 
 // Create handles POST /v1/orders (storefront clients).
@@ -125,6 +141,10 @@ func (h *Handler) Shipping(c *gin.Context) {
 			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")})
 		return
 	}
+	if err := h.lockdown.Check(ctx); err != nil {
+		h.write(c, err)
+		return
+	}
 	masked := p.Role != web.RoleFulfillment
 	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal(), masked)
 	if err != nil {
@@ -140,11 +160,98 @@ func (h *Handler) Shipping(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
+	if err := h.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason); err != nil {
+		h.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
+	}
 	monitoring.Reveals.WithLabelValues(p.Role).Inc()
 	h.watch.Revealed(ctx, p.Name, c.ClientIP())
 	c.Header("Cache-Control", "no-store")
 	c.Header("X-Piivault-View", view)
 	c.JSON(http.StatusOK, ship)
+}
+
+// MaxLabels is the most orders one pick-list may reveal.
+const MaxLabels = 100
+
+// labelResult is one order of a pick-list answer.
+type labelResult struct {
+	OrderID  string           `json:"order_id"`
+	Shipping *Shipping        `json:"shipping,omitempty"`
+	Error    *web.ErrorDetail `json:"error,omitempty"`
+}
+
+// Labels handles POST /v1/fulfillment/labels {"order_ids":[…≤100],"reason"}
+// (fulfillment): each order's full shipping block, decrypted in one batched
+// Vault call with the caller's own token, or a per-order error (unknown,
+// purged). Every revealed order is one audit entry, written before the
+// answer, and counts against the caller's hourly reveal limit; a list that
+// would cross it is refused whole.
+func (h *Handler) Labels(c *gin.Context) {
+	var body struct {
+		OrderIDs []string `json:"order_ids"`
+		Reason   string   `json:"reason"`
+	}
+	if err := web.BindStrict(c, &body); err != nil {
+		h.write(c, err)
+		return
+	}
+	var bad []string
+	if n := len(body.OrderIDs); n == 0 || n > MaxLabels {
+		bad = append(bad, "order_ids")
+	}
+	if !ValidReason(body.Reason) {
+		bad = append(bad, "reason")
+	}
+	if len(bad) > 0 {
+		h.write(c, &apperr.Error{Code: apperr.Validation, Fields: bad, Message: fmt.Sprintf(
+			"order_ids: 1 to %d ids; reason: one of %s", MaxLabels, strings.Join(RevealReasons, ", "))})
+		return
+	}
+	ids := slices.Compact(slices.Sorted(slices.Values(body.OrderIDs)))
+	p, _ := web.PrincipalOf(c)
+	ctx := c.Request.Context()
+	if err := h.lockdown.Check(ctx); err != nil {
+		h.write(c, err)
+		return
+	}
+	if err := h.watch.ReserveReveals(ctx, p.Name, len(ids)); err != nil {
+		h.write(c, err)
+		return
+	}
+	labels, err := h.store.RevealMany(ctx, ids, p.Token.Reveal())
+	if err != nil {
+		h.watch.ReleaseReveals(ctx, p.Name, len(ids))
+		h.write(c, err)
+		return
+	}
+	monitoring.LabelBatches.Inc()
+	var revealed []string
+	var entries []audit.Entry
+	out := make([]labelResult, len(labels))
+	for i, l := range labels {
+		out[i].OrderID = l.OrderID
+		if l.Err != nil {
+			d := web.DetailOf(l.Err)
+			out[i].Error = &d
+			continue
+		}
+		out[i].Shipping = &labels[i].Shipping
+		revealed = append(revealed, l.OrderID)
+		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: c.ClientIP(),
+			Detail: map[string]string{"role": p.Role, "view": "full", "reason": body.Reason, "via": "labels"}})
+	}
+	h.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
+	monitoring.LabelItems.Observe(float64(len(revealed)))
+	if err := h.audit.RecordAll(ctx, entries); err != nil {
+		h.write(c, err)
+		return
+	}
+	if err := h.store.NoteReveals(ctx, revealed, time.Now(), p.Role, body.Reason); err != nil {
+		h.log.Warn("label reveals not kept for the access report", "orders", len(revealed), "err", err)
+	}
+	monitoring.Reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"labels": out})
 }
 
 // Queue handles GET /v1/fulfillment/queue: held orders, oldest first, no

@@ -27,6 +27,10 @@
 //	                                     for an order not stored yet (72 h); the store that meets it is refused
 //	                                     and the order recorded as purged for that reason (no PII written)
 //	piivault:{sNN}:shop:<domain>   set   held order ids of a Shopify shop, for shop/redact; TTL = latest expiry
+//	piivault:{sNN}:emailhist:<bidx> set  every order id of one email's blind index, held or purged, for the
+//	                                     customer's access report (Art. 15); TTL = HistoryFor after the last
+//	piivault:{sNN}:reveals:<order> list  "<unix ms> <role> <reason>" per reveal (no staff name), for the
+//	                                     access report; TTL = HistoryFor
 //	piivault:{sNN}:payref:<ref>    set   held order ids paid with a payment reference (no PII), for refund
 //	                                     and cancellation webhooks that name the payment, not the order;
 //	                                     TTL = latest member's expiry
@@ -75,11 +79,19 @@ type Sealer interface {
 }
 
 // Opener decrypts with a caller's own Vault token: the full block, or the
-// masked copy (the only one support's policy opens).
+// masked copy (the only one support's policy opens), or a batch of full
+// blocks in one call (label pick-lists).
 type Opener interface {
 	Decrypt(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error)
 	DecryptMasked(ctx context.Context, token, ciphertext string, associatedData []byte) ([]byte, error)
+	DecryptBatch(ctx context.Context, token string, items []vault.Ciphertext) ([]vault.Result, error)
 }
+
+// HistoryFor is how long an email's orders (held or purged) and their
+// reveals stay findable for the customer's access report: 13 months, a
+// year's requests and then some. Neither holds PII: order ids, times, roles
+// and reason codes.
+const HistoryFor = 396 * 24 * time.Hour
 
 // Store keeps orders in Redis, encrypted by Vault.
 type Store struct {
@@ -125,12 +137,13 @@ func ShardOf(orderID string) int {
 func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
 
 type keys struct {
-	pii, ref, tomb, expiry, keyver, keyverMasked, outbox, emailPrefix, payrefPrefix, shopPrefix string
+	pii, ref, tomb, reveals, expiry, keyver, keyverMasked, outbox, emailPrefix, payrefPrefix, shopPrefix, histPrefix string
 }
 
 func keysOf(orderID string) keys {
 	t := tag(ShardOf(orderID))
-	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, tomb: t + "tomb:" + orderID, expiry: t + "expiry",
+	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, tomb: t + "tomb:" + orderID,
+		reveals: t + "reveals:" + orderID, histPrefix: t + "emailhist:", expiry: t + "expiry",
 		keyver: t + "keyver", keyverMasked: t + "keyver:masked", outbox: t + "outbox:notes", emailPrefix: t + "email:",
 		payrefPrefix: t + "payref:", shopPrefix: t + "shop:"}
 }
@@ -227,10 +240,10 @@ type envelope struct {
 // 4 the order was already purged; 5 a tombstone (an event that came first)
 // applies: the reference is written as purged for its reason, no PII.
 var storeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, tomb, shopidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, tomb, shopidx, hist = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
 local id, ct, mct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payref, created, expires, version, mversion, note = ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-local shop = ARGV[12]
+local shop, histUntil = ARGV[12], tonumber(ARGV[14])
 local status = redis.call('HGET', ref, 'status')
 if status then
   if status ~= 'held' then return 4 end
@@ -248,6 +261,8 @@ if t then
     redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', st, 'created_at', created,
       'expires_at', created, 'purged_at', created, 'purge_reason', reason, 'bidx', bidx, 'shop', shop)
     redis.call('DEL', tomb)
+    redis.call('SADD', hist, id)
+    if redis.call('PEXPIRETIME', hist) < histUntil then redis.call('PEXPIREAT', hist, histUntil) end
     -- The event's purge, recorded now: its audit note goes out like any purge's.
     local pnote = cjson.encode({time = ARGV[13], actor = actor, action = 'order.purge', order_id = id,
       detail = {reason = reason, before_store = 'true'}, event = 'tomb-' .. id .. '-' .. created, seq = 0, prev = '', hash = ''})
@@ -270,6 +285,8 @@ for _, set in ipairs(sets) do
   redis.call('SADD', set, id)
   if redis.call('PEXPIRETIME', set) < expires then redis.call('PEXPIREAT', set, expires) end
 end
+redis.call('SADD', hist, id)
+if redis.call('PEXPIRETIME', hist) < histUntil then redis.call('PEXPIREAT', hist, histUntil) end
 return 1
 `)
 
@@ -395,10 +412,10 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 	}
 	res, err := storeScript.Run(rctx, s.rdb,
 		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
-			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain},
+			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain, k.histPrefix + bidx},
 		req.OrderID, enc[0].Value, menc[0].Value, bidx, digest, req.PaymentRef,
 		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
-		now.Format(time.RFC3339Nano)).Result()
+		now.Format(time.RFC3339Nano), now.Add(HistoryFor).UnixMilli()).Result()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}
@@ -808,4 +825,236 @@ func (s *Store) members(ctx context.Context, index string) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// Revealed is one reveal as the access report tells it: when, by which
+// role, for which reason; never who.
+type Revealed struct {
+	Time   time.Time `json:"time"`
+	Role   string    `json:"role"`
+	Reason string    `json:"reason"`
+}
+
+// NoteReveals keeps the reveals of orders (same time, role and reason)
+// for their access reports.
+func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, role, reason string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	v := strconv.FormatInt(at.UnixMilli(), 10) + " " + role + " " + reason
+	for _, id := range ids {
+		k := keysOf(id).reveals
+		pipe.RPush(ctx, k, v)
+		pipe.PExpire(ctx, k, HistoryFor)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return storeErr(err)
+	}
+	return nil
+}
+
+// Reveals returns the reveals kept for each order.
+func (s *Store) Reveals(ctx context.Context, ids []string) (map[string][]Revealed, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.LRange(ctx, keysOf(id).reveals, 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	out := make(map[string][]Revealed, len(ids))
+	for i, c := range cmds {
+		for _, v := range c.Val() {
+			f := strings.Fields(v)
+			if len(f) != 3 {
+				continue
+			}
+			out[ids[i]] = append(out[ids[i]], Revealed{Time: msTime(f[0]), Role: f[1], Reason: f[2]})
+		}
+	}
+	return out, nil
+}
+
+// History returns every order of an email (held or purged) kept for its
+// access report: the blind index over HistoryFor.
+func (s *Store) History(ctx context.Context, email string) ([]string, error) {
+	macs, err := s.sealer.HMAC(ctx, [][]byte{[]byte("email\x00" + NormalizeEmail(email))})
+	if err != nil {
+		return nil, fmt.Errorf("blind index: %w", err)
+	}
+	if macs[0].Err != nil {
+		return nil, fmt.Errorf("blind index: %w", macs[0].Err)
+	}
+	return s.members(ctx, "emailhist:"+macs[0].Value)
+}
+
+// BlindIndexes returns the email blind index (a keyed HMAC, never the
+// email) of each order that has one, for counting distinct customers.
+func (s *Store) BlindIndexes(ctx context.Context, ids []string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, keysOf(id).ref, "bidx")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	out := make(map[string]string, len(ids))
+	for i, c := range cmds {
+		if v := c.Val(); v != "" {
+			out[ids[i]] = v
+		}
+	}
+	return out, nil
+}
+
+// Label is one order of a pick-list: its shipping block or why not.
+type Label struct {
+	OrderID  string
+	Shipping Shipping
+	Err      error
+}
+
+// RevealMany decrypts the full shipping blocks of several orders in one
+// Vault call with the caller's own token. Unknown, purged or expired orders
+// come back with their error (NotFound, Gone with the reason); only a
+// failure of the whole call (Vault, Redis, a token without decrypt) is an
+// error of RevealMany.
+func (s *Store) RevealMany(ctx context.Context, ids []string, token string) ([]Label, error) {
+	out := make([]Label, len(ids))
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	refs := make([]*redis.MapStringStringCmd, len(ids))
+	cts := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		out[i].OrderID = id
+		if !ValidOrderID(id) {
+			continue
+		}
+		k := keysOf(id)
+		refs[i], cts[i] = pipe.HGetAll(rctx, k.ref), pipe.HGet(rctx, k.pii, "ct")
+	}
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var batch []vault.Ciphertext
+	var at []int
+	for i := range ids {
+		if refs[i] == nil || len(refs[i].Val()) == 0 {
+			out[i].Err = apperr.New(apperr.NotFound, "no such order")
+			continue
+		}
+		ref := parseRef(refs[i].Val())
+		if ref.Status != StatusHeld || cts[i].Val() == "" {
+			out[i].Err = goneError(ref)
+			continue
+		}
+		batch = append(batch, vault.Ciphertext{Ciphertext: cts[i].Val(), AssociatedData: []byte(ids[i])})
+		at = append(at, i)
+	}
+	if len(batch) == 0 {
+		return out, nil
+	}
+	res, err := s.opener.DecryptBatch(ctx, token, batch)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		i := at[j]
+		if r.Err != nil {
+			out[i].Err = r.Err
+			continue
+		}
+		var env envelope
+		if err := json.Unmarshal([]byte(r.Value), &env); err != nil {
+			out[i].Err = fmt.Errorf("decode envelope: %w", err)
+			continue
+		}
+		out[i].Shipping = env.Shipping
+	}
+	return out, nil
+}
+
+// Overdue counts held orders whose deadline passed before t: references the
+// sweep has not stamped yet.
+func (s *Store) Overdue(ctx context.Context, t time.Time) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZCount(ctx, tag(i)+"expiry", "-inf", "("+strconv.FormatInt(t.UnixMilli(), 10))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, storeErr(err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
+	}
+	return n, nil
+}
+
+// ExpiringBetween counts held orders for each window [edges[i], edges[i+1]),
+// by deadline: len(edges)-1 counts, one ZCOUNT per shard and window.
+func (s *Store) ExpiringBetween(ctx context.Context, edges []time.Time) ([]int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([][]*redis.IntCmd, len(edges)-1)
+	for b := range cmds {
+		lo, hi := strconv.FormatInt(edges[b].UnixMilli(), 10), "("+strconv.FormatInt(edges[b+1].UnixMilli(), 10)
+		for i := 0; i < Shards; i++ {
+			cmds[b] = append(cmds[b], pipe.ZCount(ctx, tag(i)+"expiry", lo, hi))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, storeErr(err)
+	}
+	out := make([]int64, len(cmds))
+	for b, cs := range cmds {
+		for _, c := range cs {
+			out[b] += c.Val()
+		}
+	}
+	return out, nil
+}
+
+// EachReference calls fn with every purchase reference, in no order
+// (SCAN, a page at a time, on every primary of a Cluster).
+func (s *Store) EachReference(ctx context.Context, fn func(Reference) error) error {
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, "piivault:{s*}:ref:*", 500).Iterator()
+		for iter.Next(ctx) {
+			m, err := c.HGetAll(ctx, iter.Val()).Result()
+			if err != nil {
+				return storeErr(err)
+			}
+			if len(m) > 0 {
+				if err := fn(parseRef(m)); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return storeErr(err)
+		}
+		return nil
+	}
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex // primaries are scanned at once; fn sees one reference at a time
+		each := fn
+		fn = func(r Reference) error { mu.Lock(); defer mu.Unlock(); return each(r) }
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error { return scan(ctx, n) })
+	case *redis.Client:
+		return scan(ctx, c)
+	}
+	return fmt.Errorf("orders: unsupported redis client %T", s.rdb)
 }

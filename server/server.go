@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/audit"
+	"piivault/compliance"
 	"piivault/internal/apperr"
 	"piivault/internal/web"
 	"piivault/monitoring"
@@ -41,6 +42,11 @@ type Checker interface {
 	Ready(ctx context.Context) error
 }
 
+// LockdownStatus reports an incident lockdown (for /readyz).
+type LockdownStatus interface {
+	Status(ctx context.Context) (compliance.LockdownState, error)
+}
+
 // Limiter is a rate limit.
 type Limiter interface {
 	Allow(ctx context.Context, who string) error
@@ -60,6 +66,8 @@ type Deps struct {
 	Audit          *audit.Handler
 	Blocks         *monitoring.Handler
 	Webhooks       *webhooks.Handler
+	Compliance     *compliance.Handler
+	Lockdown       LockdownStatus
 	LoginLimit     Limiter
 	ClientLimit    Limiter
 	TrustedProxies []string
@@ -116,10 +124,17 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.POST("/auth/logout", staffOnly, d.StaffHTTP.Logout)
 	v1.GET("/orders/:id/shipping", client, s.roles(false, fulfillment, support), d.Orders.Shipping)
 	v1.GET("/fulfillment/queue", client, s.roles(false, fulfillment, admin), d.Orders.Queue)
+	v1.POST("/fulfillment/labels", client, s.roles(false, fulfillment), d.Orders.Labels)
 	v1.POST("/orders/:id/shipped", client, s.roles(false, fulfillment), d.Purge.Shipped)
 	v1.DELETE("/orders/:id/pii", client, s.roles(false, support, admin), d.Purge.DeletePII)
 	v1.POST("/deletion-requests", client, s.roles(false, support, admin), d.Purge.CreateDeletionRequest)
 	v1.GET("/deletion-requests/:id", client, s.roles(false, support, admin), d.Purge.GetDeletionRequest)
+	v1.POST("/access-requests", client, s.roles(false, support, admin), d.Compliance.CreateAccessRequest)
+	v1.GET("/access-requests/:id", client, s.roles(false, support, admin), d.Compliance.GetAccessRequest)
+	v1.GET("/incidents/scope", client, s.roles(false, auditor, admin), d.Compliance.Scope)
+	v1.GET("/reports/retention", client, s.roles(false, auditor, admin), d.Compliance.Retention)
+	v1.GET("/admin/lockdown", client, s.roles(false, admin), d.Compliance.GetLockdown)
+	v1.POST("/admin/lockdown", client, s.roles(false, admin), d.Compliance.SetLockdown)
 	v1.GET("/audit", client, s.roles(false, auditor, admin), d.Audit.List)
 	v1.GET("/audit/verify", client, s.roles(false, auditor, admin), d.Audit.Verify)
 	v1.GET("/admin/blocks", client, s.roles(false, admin), d.Blocks.ListBlocks)
@@ -175,6 +190,7 @@ func (s *srv) ready(c *gin.Context) {
 	defer cancel()
 	status := gin.H{"vault": "ok", "redis": "ok"}
 	code := http.StatusOK
+	lockdown := "off"
 	if err := s.d.Vault.Ready(ctx); err != nil {
 		status["vault"], code = "unavailable", http.StatusServiceUnavailable
 		s.d.Log.Warn("readiness: vault", "err", err)
@@ -182,6 +198,9 @@ func (s *srv) ready(c *gin.Context) {
 	if err := s.d.Redis.Ping(ctx).Err(); err != nil {
 		status["redis"], code = "unavailable", http.StatusServiceUnavailable
 		s.d.Log.Warn("readiness: redis", "err", err)
+	} else if ld, err := s.d.Lockdown.Status(ctx); err == nil && ld.On {
+		// Ready (ingest and purges go on), but an operator must see it.
+		lockdown = "on"
 	}
 	if code != http.StatusOK {
 		failing := []string{}
@@ -190,11 +209,11 @@ func (s *srv) ready(c *gin.Context) {
 				failing = append(failing, part)
 			}
 		}
-		c.JSON(code, gin.H{"status": "unavailable", "checks": status, "error": web.ErrorDetail{
+		c.JSON(code, gin.H{"status": "unavailable", "checks": status, "lockdown": lockdown, "error": web.ErrorDetail{
 			Code: "not_ready", Message: "not ready: " + strings.Join(failing, ", ") + " unavailable"}})
 		return
 	}
-	c.JSON(code, gin.H{"status": "ready", "checks": status})
+	c.JSON(code, gin.H{"status": "ready", "checks": status, "lockdown": lockdown})
 }
 
 // notBlocked refuses every request from an IP the monitor blocked. It is

@@ -24,17 +24,23 @@ type LoginGuard interface {
 	AdmitLogin(ctx context.Context, ip string) (*monitoring.LoginAttempt, error)
 }
 
+// Lockdown refuses logins during an incident.
+type Lockdown interface {
+	Check(ctx context.Context) error
+}
+
 // Handler serves login and logout.
 type Handler struct {
-	svc   *Service
-	audit Recorder
-	guard LoginGuard
-	write func(*gin.Context, error)
+	svc      *Service
+	audit    Recorder
+	guard    LoginGuard
+	lockdown Lockdown
+	write    func(*gin.Context, error)
 }
 
 // NewHandler builds a Handler.
-func NewHandler(svc *Service, rec Recorder, guard LoginGuard, writeErr func(*gin.Context, error)) *Handler {
-	return &Handler{svc: svc, audit: rec, guard: guard, write: writeErr}
+func NewHandler(svc *Service, rec Recorder, guard LoginGuard, lockdown Lockdown, writeErr func(*gin.Context, error)) *Handler {
+	return &Handler{svc: svc, audit: rec, guard: guard, lockdown: lockdown, write: writeErr}
 }
 
 // Login handles POST /v1/auth/login {username, password, totp}. The route
@@ -63,6 +69,10 @@ func (h *Handler) Login(c *gin.Context) {
 		return
 	}
 	ctx := c.Request.Context()
+	if err := h.lockdown.Check(ctx); err != nil {
+		h.write(c, err)
+		return
+	}
 	attempt, err := h.guard.AdmitLogin(ctx, c.ClientIP())
 	if err != nil {
 		h.write(c, err)

@@ -155,7 +155,6 @@ func (o *Operator) ListStaff(ctx context.Context) ([]StaffMember, error) {
 	return out, nil
 }
 
-
 // UnlockStaff lifts Vault's userpass lockout of a member (left from before
 // setup switched the lockout off, or switched back on by hand). Unlocking a
 // member who is not locked is not an error.

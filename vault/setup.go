@@ -68,13 +68,15 @@ path "%[1]s/rewrap/*"            { capabilities = ["deny"] }
 path "%[1]s/export/*"            { capabilities = ["deny"] }
 # The audit trail's anchor: only this identity writes it (check-and-set).
 path "%[6]s/data/%[7]s"     { capabilities = ["create", "update", "read"] }
+# Lockdown revokes every staff token at once.
+path "sys/leases/revoke-prefix/auth/%[8]s/login*" { capabilities = ["update", "sudo"] }
 # Suspension and lockdown hold in Vault: the service may switch a staff
 # entity off and on, and change nothing else about it.
 path "identity/entity/name/*" {
   capabilities = ["update"]
   allowed_parameters = { "disabled" = [] }
 }
-`, mount, key, idx, seal, masked, AnchorMount, AnchorPath) + keyAdmin(key) + keyAdmin(masked) + self,
+`, mount, key, idx, seal, masked, AnchorMount, AnchorPath, UserpassMount) + keyAdmin(key) + keyAdmin(masked) + self,
 		PolicyPrefix + "fulfillment": "# Fulfillment staff: reveal full shipping blocks.\n" + decrypt(key) + self,
 		PolicyPrefix + "support":     "# Support staff: reveal the masked copy only; Vault refuses them the full block.\n" + decrypt(masked) + self,
 		PolicyPrefix + "admin":       "# Admins: manage purges and blocks through piivault; no decrypt.\n" + self,

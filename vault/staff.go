@@ -199,3 +199,12 @@ func (c *Client) appRoleLogin(ctx context.Context, roleID, secretID string) (str
 	}
 	return s.Auth.ClientToken, time.Duration(s.Auth.LeaseDuration) * time.Second, nil
 }
+
+// RevokeStaffTokens revokes every token the userpass login ever issued, at
+// once (a lockdown): every staff session ends on its next request.
+func (c *Client) RevokeStaffTokens(ctx context.Context) error {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	_, err := c.api.Logical().WriteWithContext(ctx, "sys/leases/revoke-prefix/"+staffLoginPath, nil)
+	return serviceErr(err, "revoke staff tokens")
+}

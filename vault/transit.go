@@ -168,6 +168,56 @@ func (c *Client) decrypt(ctx context.Context, key, token, ciphertext string, ass
 	return out, nil
 }
 
+// Ciphertext is one item to decrypt, with the associated data it was bound to.
+type Ciphertext struct {
+	Ciphertext     string
+	AssociatedData []byte
+}
+
+// DecryptBatch decrypts every item in one transit call with the caller's
+// own token (batch_input), so a pick-list of labels is one Vault request,
+// checked against the caller's policy and named in Vault's audit log.
+// Items that cannot be decrypted any more carry Gone; the call as a whole
+// fails with Forbidden for a token without decrypt.
+func (c *Client) DecryptBatch(ctx context.Context, token string, items []Ciphertext) ([]Result, error) {
+	batch := make([]map[string]any, len(items))
+	for i, it := range items {
+		batch[i] = map[string]any{"ciphertext": it.Ciphertext, "associated_data": b64(it.AssociatedData)}
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	as := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
+	s, err := as.Logical().WriteWithContext(ctx, c.mount+"/decrypt/"+c.key, map[string]any{
+		"batch_input": batch, "partial_failure_response_code": 200,
+	})
+	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
+		return nil, translate(err, "transit decrypt")
+	}
+	if s == nil {
+		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no batch results")
+	}
+	raw, _ := s.Data["batch_results"].([]any)
+	if len(raw) != len(items) {
+		return nil, fmt.Errorf("vault decrypt: %d results for %d items", len(raw), len(items))
+	}
+	out := make([]Result, len(raw))
+	for i, r := range raw {
+		m, _ := r.(map[string]any)
+		if msg, _ := m["error"].(string); msg != "" {
+			out[i].Err = apperr.New(apperr.Gone, "the shipping data can no longer be decrypted")
+			continue
+		}
+		p, _ := m["plaintext"].(string)
+		plain, err := base64.StdEncoding.DecodeString(p)
+		if err != nil {
+			out[i].Err = fmt.Errorf("vault decrypt: plaintext is not base64: %w", err)
+			continue
+		}
+		out[i].Value = string(plain)
+	}
+	return out, nil
+}
+
 // KeyInfo describes the versions of the transit encryption key.
 type KeyInfo struct {
 	LatestVersion        int

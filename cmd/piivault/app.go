@@ -13,6 +13,7 @@ import (
 
 	"piivault/audit"
 	"piivault/clients"
+	"piivault/compliance"
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
@@ -32,6 +33,8 @@ var (
 	_ purge.KeyManager  = (*vault.TransitKey)(nil)
 	_ audit.Sealer      = (*vault.Client)(nil)
 	_ audit.AnchorStore = (*vault.Client)(nil)
+	_ compliance.Store  = (*orders.Store)(nil)
+	_ compliance.Trail  = (*audit.Log)(nil)
 	_ purge.Store       = (*orders.Store)(nil)
 	_ webhooks.Orders   = (*orders.Store)(nil)
 	_ server.ClientAuth = (*clients.Registry)(nil)
@@ -55,6 +58,8 @@ type app struct {
 	purger    *purge.Purger
 	deletions *purge.Deletions
 	shredder  *purge.Shredder
+	lockdown  *compliance.Lockdown
+	reports   *compliance.Reports
 }
 
 // newApp connects to Redis and Vault (the service identity) and builds the
@@ -91,6 +96,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.monitor = monitoring.NewMonitor(rdb, a.audit, a.staff, a.alerter, limits, log)
 	a.purger = purge.NewPurger(a.store, a.audit, log)
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
+	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.alerter, log)
+	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
 		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
@@ -137,22 +144,24 @@ func (a *app) handler() (*gin.Engine, error) {
 		loginLimit = monitoring.NewLimiter(a.redis, "login", a.cfg.LoginRate, time.Minute)
 	}
 	return server.New(server.Deps{
-		Log:       a.log,
-		Redis:     a.redis,
-		Vault:     a.vault,
-		Clients:   a.clients,
-		Staff:     a.staff,
-		Monitor:   a.monitor,
-		Orders:    orders.NewHandler(a.store, a.audit, a.monitor, write, a.log),
-		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
-		StaffHTTP: staff.NewHandler(a.staff, a.audit, a.monitor, write),
-		Audit:     audit.NewHandler(a.audit, write),
-		Blocks:    monitoring.NewHandler(a.monitor, write),
+		Log:        a.log,
+		Redis:      a.redis,
+		Vault:      a.vault,
+		Clients:    a.clients,
+		Staff:      a.staff,
+		Monitor:    a.monitor,
+		Orders:     orders.NewHandler(a.store, a.audit, a.monitor, a.lockdown, write, a.log),
+		Purge:      purge.NewHandler(a.purger, a.deletions, a.store, write),
+		StaffHTTP:  staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write),
+		Compliance: compliance.NewHandler(a.reports, a.lockdown, write),
+		Lockdown:   a.lockdown,
+		Audit:      audit.NewHandler(a.audit, write),
+		Blocks:     monitoring.NewHandler(a.monitor, write),
 		Webhooks: webhooks.NewHandler(webhooks.Deps{
 			Secrets: webhooks.Secrets{Stripe: stripe, Shopify: string(a.cfg.ShopifySecret),
 				EasyPost: string(a.cfg.EasyPostSecret), Shipping: string(a.cfg.ShippingSecret)},
 			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
-			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter,
+			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter, Reports: a.reports,
 		}),
 		LoginLimit:     loginLimit,
 		ClientLimit:    clientLimit,

@@ -27,6 +27,9 @@ Service (environment as for serve):
   clients list                  list storefront clients
   blocks list [--json]          IPs the intrusion monitor blocked, with when each block ends
   blocks lift IP                lift a block now (no admin login needed)
+  lockdown on|off|status        incident lockdown: refuse reveals and logins, revoke every staff token
+  report retention [--json]     proof of retention: held PII by age, outlived orders, purges, keys
+  export refs                   purchase references and the audit trail as JSON lines (no PII)
   seed --fake N                 store N realistic fake orders (dev and load tests only)
   bench [flags]                 measure piivault against the bare Vault+Redis pipeline
 
@@ -83,16 +86,19 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	e := &env{args: args[1:], stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
 		log: slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	commands := map[string]func(context.Context, *env) error{
-		"serve":   cmdServe,
-		"setup":   cmdSetup,
-		"staff":   cmdStaff,
-		"clients": cmdClients,
-		"purge":   cmdPurge,
-		"keys":    cmdKeys,
-		"audit":   cmdAudit,
-		"blocks":  cmdBlocks,
-		"seed":    cmdSeed,
-		"bench":   cmdBench,
+		"serve":    cmdServe,
+		"setup":    cmdSetup,
+		"staff":    cmdStaff,
+		"clients":  cmdClients,
+		"purge":    cmdPurge,
+		"keys":     cmdKeys,
+		"audit":    cmdAudit,
+		"blocks":   cmdBlocks,
+		"lockdown": cmdLockdown,
+		"report":   cmdReport,
+		"export":   cmdExport,
+		"seed":     cmdSeed,
+		"bench":    cmdBench,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

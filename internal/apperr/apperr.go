@@ -26,6 +26,7 @@ const (
 	Gone             Code = "gone"                   // PII purged
 	Conflict         Code = "conflict"               // clashes with what is stored
 	RateLimited      Code = "rate_limited"           // too many requests
+	LockedDown       Code = "locked_down"            // incident lockdown: reveals and logins refused
 	StaleEvent       Code = "stale_event"            // webhook timestamp outside tolerance
 	VaultUnavailable Code = "vault_unavailable"      // Vault down, sealed or slow
 	StoreUnavailable Code = "store_unavailable"      // Redis down or slow

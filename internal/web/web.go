@@ -36,6 +36,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.Gone:             http.StatusGone,
 	apperr.Conflict:         http.StatusConflict,
 	apperr.RateLimited:      http.StatusTooManyRequests,
+	apperr.LockedDown:       http.StatusLocked,
 	apperr.VaultUnavailable: http.StatusServiceUnavailable,
 	apperr.StoreUnavailable: http.StatusServiceUnavailable,
 	apperr.Internal:         http.StatusInternalServerError,
@@ -66,14 +67,10 @@ type ErrorDetail struct {
 // Only unexpected (internal) errors are logged, once, here; their cause is
 // never shown to the client. Unavailability is logged too, without the body.
 func WriteError(c *gin.Context, log *slog.Logger, err error) {
-	var e *apperr.Error
-	if !errors.As(err, &e) {
-		e = &apperr.Error{Code: apperr.Internal, Err: err}
-	}
-	body := ErrorDetail{Code: e.Code, Message: e.Message, Fields: e.Fields, Detail: e.Detail}
+	e := asError(err)
+	body := DetailOf(err)
 	switch e.Code {
 	case apperr.Internal:
-		body.Message = "internal error"
 		log.Error("request failed", "route", c.FullPath(), "err", err)
 	case apperr.VaultUnavailable, apperr.StoreUnavailable:
 		log.Warn("dependency unavailable", "route", c.FullPath(), "code", string(e.Code), "err", err)
@@ -84,6 +81,26 @@ func WriteError(c *gin.Context, log *slog.Logger, err error) {
 		}
 	}
 	c.AbortWithStatusJSON(Status(e.Code), ErrorBody{Error: body})
+}
+
+func asError(err error) *apperr.Error {
+	var e *apperr.Error
+	if !errors.As(err, &e) {
+		e = &apperr.Error{Code: apperr.Internal, Err: err}
+	}
+	return e
+}
+
+// DetailOf renders err as a client may see it: its code, message, fields
+// and detail; an unexpected error is only "internal error". Per-item errors
+// of a batch answer (labels) use it too.
+func DetailOf(err error) ErrorDetail {
+	e := asError(err)
+	d := ErrorDetail{Code: e.Code, Message: e.Message, Fields: e.Fields, Detail: e.Detail}
+	if e.Code == apperr.Internal {
+		d.Message = "internal error"
+	}
+	return d
 }
 
 // ReadBody reads the whole request body, refusing more than limit bytes with

@@ -1,0 +1,130 @@
+// Package compliance answers the questions a regulator, an auditor or a
+// customer asks, from piivault's own records: the customer's access report
+// (GDPR Art. 15), the scope of a breach (Art. 33), the proof that nothing
+// outlived its retention (Art. 30), a PII-free export for backups, and the
+// lockdown an incident calls for.
+//
+//	piivault:{lockdown}                 string  JSON {on, by, changed_at}: reveals and logins refused while on
+//	piivault:{reports}:access:<id>      string  a stored access report: order ids, times, reveal roles and
+//	                                            reasons; never the email, never shipping data (HistoryFor)
+package compliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+)
+
+const lockdownKey = "piivault:{lockdown}"
+
+// Recorder appends to the audit trail.
+type Recorder interface {
+	Record(ctx context.Context, e audit.Entry) error
+}
+
+// Notifier sends an operator alert without blocking.
+type Notifier interface {
+	Notify(kind, text string)
+}
+
+// TokenRevoker ends every staff session in Vault at once (vault.Client).
+type TokenRevoker interface {
+	RevokeStaffTokens(ctx context.Context) error
+}
+
+// LockdownState is whether piivault is locked down, since when and by whom.
+type LockdownState struct {
+	On        bool      `json:"on"`
+	By        string    `json:"changed_by,omitempty"`
+	ChangedAt time.Time `json:"changed_at,omitempty"`
+}
+
+// Lockdown is the incident switch: while on, every reveal and every staff
+// login answers 423 locked_down, and turning it on revokes every live staff
+// token in Vault. Ingest, purges and the retention sweep go on: PII keeps
+// being destroyed on time while no one can read it.
+type Lockdown struct {
+	rdb     redis.UniversalClient
+	revoker TokenRevoker
+	audit   Recorder
+	alerts  Notifier
+	log     *slog.Logger
+}
+
+// NewLockdown builds a Lockdown.
+func NewLockdown(rdb redis.UniversalClient, revoker TokenRevoker, rec Recorder, alerts Notifier, log *slog.Logger) *Lockdown {
+	return &Lockdown{rdb: rdb, revoker: revoker, audit: rec, alerts: alerts, log: log}
+}
+
+// ErrLockedDown is the answer to a reveal or login during a lockdown.
+var ErrLockedDown = apperr.New(apperr.LockedDown, "piivault is locked down for an incident: reveals and logins are refused until an operator lifts it")
+
+// Status reads the lockdown state; it is read on every reveal and login, so
+// a change holds on every instance at once.
+func (l *Lockdown) Status(ctx context.Context) (LockdownState, error) {
+	var s LockdownState
+	b, err := l.rdb.Get(ctx, lockdownKey).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return s, nil
+	}
+	if err != nil {
+		return s, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		// An unreadable state is treated as on: failing closed.
+		return LockdownState{On: true}, nil
+	}
+	return s, nil
+}
+
+// Check is ErrLockedDown while a lockdown is on.
+func (l *Lockdown) Check(ctx context.Context) error {
+	s, err := l.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if s.On {
+		return ErrLockedDown
+	}
+	return nil
+}
+
+// Set turns the lockdown on or off on behalf of actor and records it.
+// Turning it on revokes every staff token in Vault after the switch is
+// set, so no new session can start in between.
+func (l *Lockdown) Set(ctx context.Context, on bool, actor, ip string) (LockdownState, error) {
+	s := LockdownState{On: on, By: actor, ChangedAt: time.Now().UTC()}
+	b, _ := json.Marshal(s)
+	if err := l.rdb.Set(ctx, lockdownKey, b, 0).Err(); err != nil {
+		return LockdownState{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	detail := map[string]string{"on": fmt.Sprint(on)}
+	var revokeErr error
+	if on {
+		if revokeErr = l.revoker.RevokeStaffTokens(ctx); revokeErr != nil {
+			detail["revoke"] = "failed: run it again"
+			l.log.Error("lockdown: staff tokens not revoked", "err", revokeErr)
+		}
+	}
+	if err := l.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionLockdown, IP: ip, Detail: detail}); err != nil {
+		return s, err
+	}
+	state := "lifted"
+	if on {
+		state = "ON: reveals and logins are refused, every staff token is revoked"
+	}
+	l.log.Warn("lockdown changed", "on", on, "by", actor)
+	l.alerts.Notify("lockdown", fmt.Sprintf("piivault: lockdown %s (by %s)", state, actor))
+	if revokeErr != nil {
+		return s, fmt.Errorf("lockdown is on, but staff tokens were not revoked: %w", revokeErr)
+	}
+	return s, nil
+}
