@@ -48,7 +48,9 @@ if [ -z "${REDIS_URL:-}" ]; then
 fi
 
 echo "==> piivault setup"
-VAULT_TOKEN=$ROOT_TOKEN bin/piivault setup --approle-env --bind-cidrs 127.0.0.0/8 >"$RUN/approle.env" 2>"$RUN/setup.log"
+# Vault's own audit device writes to .run/: it names the person behind every decrypt.
+VAULT_TOKEN=$ROOT_TOKEN bin/piivault setup --approle-env --bind-cidrs 127.0.0.0/8 --audit-file "$PWD/$RUN/vault-audit.log" \
+  >"$RUN/approle.env" 2>"$RUN/setup.log"
 sed 's/^/    /' "$RUN/setup.log"
 set -a; . "$RUN/approle.env"; set +a
 
@@ -86,13 +88,14 @@ Try it:
   # fulfillment logs in (password + TOTP) and reveals the address
   TOKEN=\$(curl -s -X POST http://$LISTEN/v1/auth/login -H 'Content-Type: application/json' \\
     -d "{\"username\":\"demo-fulfillment\",\"password\":\"$FPW\",\"totp\":\"\$(go run ./scripts/totp '$FURL')\"}" | sed -E 's/.*"token":"([^"]*)".*/\1/')
-  curl -s http://$LISTEN/v1/orders/ord_1001/shipping -H "Authorization: Bearer \$TOKEN"
+  curl -s "http://$LISTEN/v1/orders/ord_1001/shipping?reason=label" -H "Authorization: Bearer \$TOKEN"
 
   # the parcel ships: the PII is destroyed, the reference stays
   curl -s -X POST http://$LISTEN/v1/orders/ord_1001/shipped -H "Authorization: Bearer \$TOKEN"
-  curl -s -i http://$LISTEN/v1/orders/ord_1001/shipping -H "Authorization: Bearer \$TOKEN"
+  curl -s -i "http://$LISTEN/v1/orders/ord_1001/shipping?reason=label" -H "Authorization: Bearer \$TOKEN"
 
-Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz
+Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz   Vault's audit log: $RUN/vault-audit.log
+Operator: bin/piivault blocks list | lockdown status | report retention | audit verify  (with $RUN/approle.env and REDIS_URL=$REDIS_URL)
 Press Ctrl-C to stop piivault, Vault and Redis.
 MSG
 wait "${pids[2]:-${pids[1]}}"
