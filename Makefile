@@ -12,7 +12,7 @@ FUZZTIME     ?= 10s
 
 export PIIVAULT_VAULT_BIN := $(VAULT_BIN)
 
-.PHONY: all build vault redis test unit fuzz run bench clean help
+.PHONY: all build vault redis chromium test unit fuzz run bench clean help
 
 all: build
 
@@ -44,9 +44,17 @@ redis:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@redis-server --version | head -1
 
-test: vault redis
+# Chromium is Debian's package, for the console's browser tests.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "==> Installing chromium (Debian package) for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	@chromium --version 2>/dev/null | head -1
+
+test: vault redis chromium
 	go vet ./...
-	go test -race -count=1 -timeout 20m ./...
+	go test -race -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
 
 unit:

@@ -275,6 +275,7 @@ func (r *Reports) Scope(ctx context.Context, from, to time.Time) (Scope, error) 
 type Retention struct {
 	GeneratedAt     time.Time          `json:"generated_at"`
 	Limit           string             `json:"retention_limit"`
+	LimitDays       int                `json:"retention_limit_days"`
 	Held            int64              `json:"held"`
 	AgeHistogram    []AgeBucket        `json:"age_histogram"`
 	OldestHeldAge   string             `json:"oldest_held_age"`
@@ -316,7 +317,7 @@ type KeyStatus struct {
 func (r *Reports) Retention(ctx context.Context) (Retention, error) {
 	now := r.now().UTC()
 	limit := r.store.Retention()
-	rep := Retention{GeneratedAt: now, Limit: limit.String()}
+	rep := Retention{GeneratedAt: now, Limit: limit.String(), LimitDays: int(limit / (24 * time.Hour))}
 	var err error
 	if rep.Held, err = r.store.HeldCount(ctx); err != nil {
 		return rep, err
@@ -347,7 +348,7 @@ func (r *Reports) Retention(ctx context.Context) (Retention, error) {
 			created = oldest[0].ExpiresAt.Add(-limit)
 		}
 		age := now.Sub(created)
-		rep.OldestHeldAge, rep.OldestHeldHours = age.Round(time.Minute).String(), age.Hours()
+		rep.OldestHeldAge, rep.OldestHeldHours = humanAge(age), age.Hours()
 	}
 	if rep.AwaitingSweep, err = r.store.Overdue(ctx, now); err != nil {
 		return rep, err
@@ -391,6 +392,20 @@ func (r *Reports) Retention(ctx context.Context) (Retention, error) {
 		rep.Keys = append(rep.Keys, ks)
 	}
 	return rep, nil
+}
+
+// humanAge says an age the way a person would: "under a minute", "3 h 20
+// min", "12 days 4 h".
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return "under a minute"
+	case d < time.Hour:
+		return fmt.Sprintf("%d min", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%d h %d min", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%d days %d h", int(d.Hours()/24), int(d.Hours())%24)
 }
 
 func randomHex(n int) string {

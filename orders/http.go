@@ -133,59 +133,61 @@ func ValidReason(r string) bool { return slices.Contains(RevealReasons, r) }
 // before anything is sent; if they cannot be audited, nothing is sent.
 func (h *Handler) Shipping(c *gin.Context) {
 	p, _ := web.PrincipalOf(c)
-	ctx := c.Request.Context()
-	id := c.Param("id")
-	reason := c.Query("reason")
-	if !ValidReason(reason) {
-		h.write(c, &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
-			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")})
-		return
-	}
-	if err := h.lockdown.Check(ctx); err != nil {
+	ship, view, err := h.Reveal(c.Request.Context(), p, c.ClientIP(), c.Param("id"), c.Query("reason"))
+	if err != nil {
 		h.write(c, err)
 		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.Header("X-Piivault-View", view)
+	c.JSON(http.StatusOK, ship)
+}
+
+// Reveal is one reveal, for the API and the console alike: a reason code is
+// required, a lockdown refuses it, the caller's own token decrypts (the
+// masked copy for every role but fulfillment), and the reveal is audited
+// before anything is returned. view is "full" or "masked".
+func (h *Handler) Reveal(ctx context.Context, p web.Principal, ip, id, reason string) (Shipping, string, error) {
+	if !ValidReason(reason) {
+		return Shipping{}, "", &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
+			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")}
+	}
+	if err := h.lockdown.Check(ctx); err != nil {
+		return Shipping{}, "", err
 	}
 	masked := p.Role != web.RoleFulfillment
 	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal(), masked)
 	if err != nil {
-		h.write(c, err)
-		return
+		return Shipping{}, "", err
 	}
 	view := "full"
 	if masked {
 		view = "masked"
 	}
 	if err := h.audit.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
-		IP: c.ClientIP(), Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
-		h.write(c, err)
-		return
+		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
+		return Shipping{}, "", err
 	}
 	if err := h.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason); err != nil {
 		h.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
 	}
 	monitoring.Reveals.WithLabelValues(p.Role).Inc()
-	h.watch.Revealed(ctx, p.Name, c.ClientIP())
-	c.Header("Cache-Control", "no-store")
-	c.Header("X-Piivault-View", view)
-	c.JSON(http.StatusOK, ship)
+	h.watch.Revealed(ctx, p.Name, ip)
+	return ship, view, nil
 }
 
 // MaxLabels is the most orders one pick-list may reveal.
 const MaxLabels = 100
 
-// labelResult is one order of a pick-list answer.
-type labelResult struct {
+// LabelResult is one order of a pick-list answer.
+type LabelResult struct {
 	OrderID  string           `json:"order_id"`
 	Shipping *Shipping        `json:"shipping,omitempty"`
 	Error    *web.ErrorDetail `json:"error,omitempty"`
 }
 
 // Labels handles POST /v1/fulfillment/labels {"order_ids":[…≤100],"reason"}
-// (fulfillment): each order's full shipping block, decrypted in one batched
-// Vault call with the caller's own token, or a per-order error (unknown,
-// purged). Every revealed order is one audit entry, written before the
-// answer, and counts against the caller's hourly reveal limit; a list that
-// would cross it is refused whole.
+// (fulfillment).
 func (h *Handler) Labels(c *gin.Context) {
 	var body struct {
 		OrderIDs []string `json:"order_ids"`
@@ -195,39 +197,49 @@ func (h *Handler) Labels(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
+	p, _ := web.PrincipalOf(c)
+	out, err := h.PickList(c.Request.Context(), p, c.ClientIP(), body.OrderIDs, body.Reason)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	c.Header("Cache-Control", "no-store")
+	c.JSON(http.StatusOK, gin.H{"labels": out})
+}
+
+// PickList reveals each order's full shipping block, decrypted in one
+// batched Vault call with the caller's own token, or a per-order error
+// (unknown, purged). Every revealed order is one audit entry, written
+// before the answer, and counts against the caller's hourly reveal limit;
+// a list that would cross it is refused whole.
+func (h *Handler) PickList(ctx context.Context, p web.Principal, ip string, ids []string, reason string) ([]LabelResult, error) {
 	var bad []string
-	if n := len(body.OrderIDs); n == 0 || n > MaxLabels {
+	if n := len(ids); n == 0 || n > MaxLabels {
 		bad = append(bad, "order_ids")
 	}
-	if !ValidReason(body.Reason) {
+	if !ValidReason(reason) {
 		bad = append(bad, "reason")
 	}
 	if len(bad) > 0 {
-		h.write(c, &apperr.Error{Code: apperr.Validation, Fields: bad, Message: fmt.Sprintf(
-			"order_ids: 1 to %d ids; reason: one of %s", MaxLabels, strings.Join(RevealReasons, ", "))})
-		return
+		return nil, &apperr.Error{Code: apperr.Validation, Fields: bad, Message: fmt.Sprintf(
+			"order_ids: 1 to %d ids; reason: one of %s", MaxLabels, strings.Join(RevealReasons, ", "))}
 	}
-	ids := slices.Compact(slices.Sorted(slices.Values(body.OrderIDs)))
-	p, _ := web.PrincipalOf(c)
-	ctx := c.Request.Context()
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
 	if err := h.lockdown.Check(ctx); err != nil {
-		h.write(c, err)
-		return
+		return nil, err
 	}
 	if err := h.watch.ReserveReveals(ctx, p.Name, len(ids)); err != nil {
-		h.write(c, err)
-		return
+		return nil, err
 	}
 	labels, err := h.store.RevealMany(ctx, ids, p.Token.Reveal())
 	if err != nil {
 		h.watch.ReleaseReveals(ctx, p.Name, len(ids))
-		h.write(c, err)
-		return
+		return nil, err
 	}
 	monitoring.LabelBatches.Inc()
 	var revealed []string
 	var entries []audit.Entry
-	out := make([]labelResult, len(labels))
+	out := make([]LabelResult, len(labels))
 	for i, l := range labels {
 		out[i].OrderID = l.OrderID
 		if l.Err != nil {
@@ -237,21 +249,19 @@ func (h *Handler) Labels(c *gin.Context) {
 		}
 		out[i].Shipping = &labels[i].Shipping
 		revealed = append(revealed, l.OrderID)
-		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: c.ClientIP(),
-			Detail: map[string]string{"role": p.Role, "view": "full", "reason": body.Reason, "via": "labels"}})
+		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: ip,
+			Detail: map[string]string{"role": p.Role, "view": "full", "reason": reason, "via": "labels"}})
 	}
 	h.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
 	monitoring.LabelItems.Observe(float64(len(revealed)))
 	if err := h.audit.RecordAll(ctx, entries); err != nil {
-		h.write(c, err)
-		return
+		return nil, err
 	}
-	if err := h.store.NoteReveals(ctx, revealed, time.Now(), p.Role, body.Reason); err != nil {
+	if err := h.store.NoteReveals(ctx, revealed, time.Now(), p.Role, reason); err != nil {
 		h.log.Warn("label reveals not kept for the access report", "orders", len(revealed), "err", err)
 	}
 	monitoring.Reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
-	c.Header("Cache-Control", "no-store")
-	c.JSON(http.StatusOK, gin.H{"labels": out})
+	return out, nil
 }
 
 // Queue handles GET /v1/fulfillment/queue: held orders, oldest first, no

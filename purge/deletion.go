@@ -37,6 +37,9 @@ func NewDeletions(p *Purger, store Store, rdb redis.UniversalClient) *Deletions 
 
 func receiptKey(id string) string { return "piivault:{deletion}:" + id }
 
+// receiptIndex lists receipt ids, newest first (the latest 1,000).
+const receiptIndex = "piivault:{deletion}:index"
+
 // Request purges every order of email (found through the blind index) as
 // customer_request and stores the receipt. An email with no orders gets an
 // empty receipt: support learns no more than the customer could.
@@ -74,7 +77,11 @@ func (d *Deletions) PurgeOrders(ctx context.Context, actor, ip string, ids []str
 	}
 	r.CompletedAt = time.Now().UTC()
 	b, _ := json.Marshal(r)
-	if err := d.rdb.Set(ctx, receiptKey(r.RequestID), b, 0).Err(); err != nil {
+	pipe := d.rdb.TxPipeline()
+	pipe.Set(ctx, receiptKey(r.RequestID), b, 0)
+	pipe.LPush(ctx, receiptIndex, r.RequestID)
+	pipe.LTrim(ctx, receiptIndex, 0, 999)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return Receipt{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
 	if err := d.purger.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionDeletionRequest, IP: ip,
@@ -103,4 +110,24 @@ func (d *Deletions) Get(ctx context.Context, id string) (Receipt, error) {
 func itoa(n int) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// Recent returns up to limit receipts, newest first.
+func (d *Deletions) Recent(ctx context.Context, limit int) ([]Receipt, error) {
+	ids, err := d.rdb.LRange(ctx, receiptIndex, 0, int64(limit-1)).Result()
+	if err != nil {
+		return nil, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	out := make([]Receipt, 0, len(ids))
+	for _, id := range ids {
+		r, err := d.Get(ctx, id)
+		if apperr.Is(err, apperr.NotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -4,6 +4,7 @@
 // lock so one instance sweeps at a time), and handles deletion requests.
 //
 //	piivault:{deletion}:<request_id>   string  JSON receipt: order ids, times — never the email
+//	piivault:{deletion}:index          list    receipt ids, newest first (the latest 1,000)
 //	piivault:{lock}:<job>              string  scheduler lease (SET NX PX), frees itself when its holder dies
 package purge
 

@@ -18,6 +18,7 @@ import (
 
 	"piivault/audit"
 	"piivault/compliance"
+	"piivault/console"
 	"piivault/internal/apperr"
 	"piivault/internal/web"
 	"piivault/monitoring"
@@ -67,6 +68,7 @@ type Deps struct {
 	Blocks         *monitoring.Handler
 	Webhooks       *webhooks.Handler
 	Compliance     *compliance.Handler
+	Console        *console.Handler
 	Lockdown       LockdownStatus
 	LoginLimit     Limiter
 	ClientLimit    Limiter
@@ -141,6 +143,11 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.GET("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.GetBlock)
 	v1.DELETE("/admin/blocks/:ip", client, s.roles(false, admin), d.Blocks.DeleteBlock)
 	// Webhooks: authenticated by their signatures, inside the handlers.
+	// The staff console: its own cookie sessions, CSP and CSRF checks;
+	// blocked IPs are refused like on the API.
+	if d.Console != nil {
+		d.Console.Register(r, s.notBlocked)
+	}
 	hooks.POST("/stripe", d.Webhooks.Stripe)
 	hooks.POST("/shopify", d.Webhooks.Shopify)
 	hooks.POST("/easypost", d.Webhooks.EasyPost)

@@ -2,8 +2,11 @@ package vault
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -79,4 +82,47 @@ func (o *Operator) ResetAuditAnchor(ctx context.Context) error {
 		return translate(err, "delete audit anchor")
 	}
 	return nil
+}
+
+// consoleKeyPath holds the key that seals console session cookies, shared
+// by every instance; only the service identity reads or writes it.
+const consoleKeyPath = "console/key"
+
+// ConsoleKey returns the 32-byte key that seals console cookies, making it
+// on first use (check-and-set, so concurrent instances agree on one).
+func (c *Client) ConsoleKey(ctx context.Context) ([]byte, error) {
+	for attempt := 0; attempt < 3; attempt++ {
+		rctx, cancel := c.ctx(ctx)
+		s, err := c.api.Logical().ReadWithContext(rctx, AnchorMount+"/data/"+consoleKeyPath)
+		cancel()
+		if err != nil {
+			return nil, serviceErr(err, "read console key")
+		}
+		if s != nil && s.Data["data"] != nil {
+			data, _ := s.Data["data"].(map[string]any)
+			key, err := base64.StdEncoding.DecodeString(str(data["key"]))
+			if err != nil || len(key) != 32 {
+				return nil, fmt.Errorf("console key in vault is malformed")
+			}
+			return key, nil
+		}
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, err
+		}
+		wctx, cancel := c.ctx(ctx)
+		_, err = c.api.Logical().WriteWithContext(wctx, AnchorMount+"/data/"+consoleKeyPath, map[string]any{
+			"options": map[string]any{"cas": 0}, "data": map[string]any{"key": b64(key)},
+		})
+		cancel()
+		var re *vaultapi.ResponseError
+		if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+			continue // another instance made it first: read theirs
+		}
+		if err != nil {
+			return nil, serviceErr(err, "write console key")
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("console key: could not agree with other instances")
 }

@@ -125,34 +125,10 @@ func (o *Operator) RemoveStaff(ctx context.Context, name string) error {
 	return nil
 }
 
-// ListStaff lists the staff accounts, sorted by name.
+// ListStaff lists the staff accounts, sorted by name, with when each
+// was created.
 func (o *Operator) ListStaff(ctx context.Context) ([]StaffMember, error) {
-	s, err := o.api.Logical().ListWithContext(ctx, "auth/"+UserpassMount+"/users")
-	if err != nil && !isNotFoundErr(err) {
-		return nil, translate(err, "list users")
-	}
-	var out []StaffMember
-	if s == nil {
-		return out, nil
-	}
-	keys, _ := s.Data["keys"].([]any)
-	for _, k := range keys {
-		name, _ := k.(string)
-		m := StaffMember{Name: name}
-		if u, err := o.api.Logical().ReadWithContext(ctx, "auth/"+UserpassMount+"/users/"+name); err == nil && u != nil {
-			m.Role = RoleFromPolicies(toStrings(u.Data["token_policies"]))
-		}
-		if e, err := o.api.Logical().ReadWithContext(ctx, "identity/entity/name/"+name); err == nil && e != nil {
-			if md, ok := e.Data["metadata"].(map[string]any); ok {
-				if ts, _ := md["piivault_created"].(string); ts != "" {
-					m.Created, _ = time.Parse(time.RFC3339, ts)
-				}
-			}
-		}
-		out = append(out, m)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return listStaff(ctx, o.api, true)
 }
 
 // UnlockStaff lifts Vault's userpass lockout of a member (left from before

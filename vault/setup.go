@@ -68,6 +68,11 @@ path "%[1]s/rewrap/*"            { capabilities = ["deny"] }
 path "%[1]s/export/*"            { capabilities = ["deny"] }
 # The audit trail's anchor: only this identity writes it (check-and-set).
 path "%[6]s/data/%[7]s"     { capabilities = ["create", "update", "read"] }
+# The key that seals console session cookies (made once, shared by instances).
+path "%[6]s/data/console/key"  { capabilities = ["create", "read"] }
+# The admin console's staff list: names and roles, no secrets.
+path "auth/%[8]s/users"   { capabilities = ["list"] }
+path "auth/%[8]s/users/*" { capabilities = ["read"] }
 # Lockdown revokes every staff token at once.
 path "sys/leases/revoke-prefix/auth/%[8]s/login*" { capabilities = ["update", "sudo"] }
 # Suspension and lockdown hold in Vault: the service may switch a staff

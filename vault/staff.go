@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"time"
 
@@ -207,4 +208,43 @@ func (c *Client) RevokeStaffTokens(ctx context.Context) error {
 	defer cancel()
 	_, err := c.api.Logical().WriteWithContext(ctx, "sys/leases/revoke-prefix/"+staffLoginPath, nil)
 	return serviceErr(err, "revoke staff tokens")
+}
+
+// ListStaff lists the staff accounts and their roles for the admin console
+// (the service may list userpass users; it reads no entity).
+func (c *Client) ListStaff(ctx context.Context) ([]StaffMember, error) {
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	return listStaff(ctx, c.api, false)
+}
+
+func listStaff(ctx context.Context, api *vaultapi.Client, created bool) ([]StaffMember, error) {
+	s, err := api.Logical().ListWithContext(ctx, "auth/"+UserpassMount+"/users")
+	if err != nil && !isNotFoundErr(err) {
+		return nil, translate(err, "list users")
+	}
+	var out []StaffMember
+	if s == nil {
+		return out, nil
+	}
+	keys, _ := s.Data["keys"].([]any)
+	for _, k := range keys {
+		name, _ := k.(string)
+		m := StaffMember{Name: name}
+		if u, err := api.Logical().ReadWithContext(ctx, "auth/"+UserpassMount+"/users/"+name); err == nil && u != nil {
+			m.Role = RoleFromPolicies(toStrings(u.Data["token_policies"]))
+		}
+		if created {
+			if e, err := api.Logical().ReadWithContext(ctx, "identity/entity/name/"+name); err == nil && e != nil {
+				if md, ok := e.Data["metadata"].(map[string]any); ok {
+					if ts, _ := md["piivault_created"].(string); ts != "" {
+						m.Created, _ = time.Parse(time.RFC3339, ts)
+					}
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }

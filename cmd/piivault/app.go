@@ -14,6 +14,7 @@ import (
 	"piivault/audit"
 	"piivault/clients"
 	"piivault/compliance"
+	"piivault/console"
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
@@ -143,6 +144,18 @@ func (a *app) handler() (*gin.Engine, error) {
 	if a.cfg.LoginRate > 0 {
 		loginLimit = monitoring.NewLimiter(a.redis, "login", a.cfg.LoginRate, time.Minute)
 	}
+	key, err := a.vault.ConsoleKey(context.Background())
+	if err != nil {
+		return nil, fmt.Errorf("console key: %w", err)
+	}
+	ordersHTTP := orders.NewHandler(a.store, a.audit, a.monitor, a.lockdown, write, a.log)
+	staffHTTP := staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write)
+	con, err := console.New(console.Deps{Log: a.log, Key: key, TLS: a.cfg.TLSCert != "", Idle: a.cfg.ConsoleIdle,
+		Staff: staffHTTP, Auth: a.staff, Orders: ordersHTTP, Store: a.store, Purger: a.purger, Deletions: a.deletions,
+		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault})
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
 	return server.New(server.Deps{
 		Log:        a.log,
 		Redis:      a.redis,
@@ -150,9 +163,10 @@ func (a *app) handler() (*gin.Engine, error) {
 		Clients:    a.clients,
 		Staff:      a.staff,
 		Monitor:    a.monitor,
-		Orders:     orders.NewHandler(a.store, a.audit, a.monitor, a.lockdown, write, a.log),
+		Orders:     ordersHTTP,
 		Purge:      purge.NewHandler(a.purger, a.deletions, a.store, write),
-		StaffHTTP:  staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write),
+		StaffHTTP:  staffHTTP,
+		Console:    con,
 		Compliance: compliance.NewHandler(a.reports, a.lockdown, write),
 		Lockdown:   a.lockdown,
 		Audit:      audit.NewHandler(a.audit, write),

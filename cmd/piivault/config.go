@@ -47,6 +47,7 @@ type config struct {
 	ShippingSecret secret
 	AlertURL       string
 	SweepInterval  time.Duration
+	ConsoleIdle    time.Duration
 	RevealLimit    int
 	ClientRate     int
 	LoginRate      int
@@ -118,6 +119,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	if c.SweepInterval, err = duration(getenv, "PIIVAULT_SWEEP_INTERVAL", time.Minute, time.Second, 24*time.Hour); err != nil {
+		return nil, err
+	}
+	if c.ConsoleIdle, err = duration(getenv, "PIIVAULT_CONSOLE_IDLE", 15*time.Minute, time.Minute, 8*time.Hour); err != nil {
 		return nil, err
 	}
 	if c.KeyRotation, err = duration(getenv, "PIIVAULT_KEY_ROTATION", 24*time.Hour, time.Second, 24*time.Hour); err != nil {

@@ -1,0 +1,429 @@
+package console
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"piivault/audit"
+	"piivault/compliance"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"piivault/orders"
+	"piivault/purge"
+	"piivault/vault"
+)
+
+// home sends each role to its first page.
+func (h *Handler) home(c *gin.Context) {
+	p, _ := principal(c)
+	c.Redirect(http.StatusSeeOther, navByRole[p.Role][0].Href)
+}
+
+type loginView struct {
+	Username string
+	Message  string
+	Ended    bool
+}
+
+func (h *Handler) loginPage(c *gin.Context) {
+	h.render(c, http.StatusOK, "login", "Sign in", loginView{Ended: c.Query("ended") != ""})
+}
+
+// login signs in with username, password and TOTP code through the same
+// flow as the API (lockdown, attempts counted per IP, audit), then seals
+// the token into the session cookie.
+func (h *Handler) login(c *gin.Context) {
+	if !sameOrigin(c) {
+		h.fail(c, apperr.New(apperr.Forbidden, "this form did not come from the console"))
+		return
+	}
+	user := strings.TrimSpace(c.PostForm("username"))
+	sess, err := h.Staff.Attempt(c.Request.Context(), c.ClientIP(), user, c.PostForm("password"), strings.TrimSpace(c.PostForm("totp")))
+	if err != nil {
+		d := web.DetailOf(err)
+		msg := d.Message
+		if d.Code == apperr.Unauthorized {
+			msg = "That did not work. Check your username, password and the current code from your authenticator app."
+		}
+		h.render(c, web.Status(d.Code), "login", "Sign in", loginView{Username: user, Message: msg})
+		return
+	}
+	now := time.Now()
+	if err := h.setCookie(c, session{Token: sess.Token, CSRF: randomToken(), Seen: now.Unix(), Expires: sess.ExpiresAt.Unix()}); err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/")
+}
+
+// logout revokes the token in Vault and drops the cookie.
+func (h *Handler) logout(c *gin.Context) {
+	p, _ := principal(c)
+	if err := h.Staff.End(c.Request.Context(), p, c.ClientIP()); err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.clearCookie(c)
+	c.Redirect(http.StatusSeeOther, "/console/login")
+}
+
+type queueView struct {
+	Orders []orders.Held
+	Next   string
+	First  bool
+}
+
+// queue lists held orders oldest first, 50 a page, no PII.
+func (h *Handler) queue(c *gin.Context) {
+	afterMS, afterID := time.Now().UnixMilli(), ""
+	if v := c.Query("after"); v != "" {
+		ms, id, ok := strings.Cut(v, ":")
+		n, err := strconv.ParseInt(ms, 10, 64)
+		if !ok || err != nil {
+			h.fail(c, &apperr.Error{Code: apperr.Validation, Message: "that page link is not valid", Fields: []string{"after"}})
+			return
+		}
+		afterMS, afterID = n, id
+	}
+	const limit = 50
+	items, err := h.Store.Oldest(c.Request.Context(), afterMS, afterID, limit)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	v := queueView{Orders: items, First: c.Query("after") == ""}
+	if len(items) == limit {
+		last := items[len(items)-1]
+		v.Next = strconv.FormatInt(last.ExpiresAt.UnixMilli(), 10) + ":" + last.OrderID
+	}
+	h.render(c, http.StatusOK, "queue", "Fulfillment queue", v)
+}
+
+// lookup goes to an order by id (an id is not PII).
+func (h *Handler) lookup(c *gin.Context) {
+	id := strings.TrimSpace(c.Query("order_id"))
+	if id == "" {
+		h.render(c, http.StatusOK, "lookup", "Look up an order", nil)
+		return
+	}
+	if !orders.ValidOrderID(id) {
+		h.fail(c, apperr.New(apperr.NotFound, "no such order"))
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/orders/"+url.PathEscape(id))
+}
+
+type orderView struct {
+	Ref   orders.Reference
+	Ship  *orders.Shipping
+	View  string
+	HideS int
+}
+
+func (h *Handler) order(c *gin.Context) {
+	ref, err := h.Store.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "order", "Order "+ref.OrderID, orderView{Ref: ref})
+}
+
+// reveal shows the shipping block once, as the answer to the form (never
+// in a URL); the page hides it again after 60 seconds.
+func (h *Handler) reveal(c *gin.Context) {
+	p, _ := principal(c)
+	ctx := c.Request.Context()
+	ship, view, err := h.Orders.Reveal(ctx, p, c.ClientIP(), c.Param("id"), c.PostForm("reason"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	ref, err := h.Store.Get(ctx, c.Param("id"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "order", "Order "+ref.OrderID, orderView{Ref: ref, Ship: &ship, View: view, HideS: 60})
+}
+
+func (h *Handler) purgeAndBack(c *gin.Context, reason, done string) {
+	p, _ := principal(c)
+	id := c.Param("id")
+	if _, err := h.Purger.Purge(c.Request.Context(), p.Actor(), c.ClientIP(), id, reason); err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/orders/"+url.PathEscape(id)+"?done="+done)
+}
+
+func (h *Handler) shipped(c *gin.Context)   { h.purgeAndBack(c, orders.ReasonShipped, "shipped") }
+func (h *Handler) deletePII(c *gin.Context) { h.purgeAndBack(c, orders.ReasonCustomerRequest, "deleted") }
+
+type labelsView struct {
+	Labels []orders.LabelResult
+	Count  int
+}
+
+// labels prints the selected orders as 4×6 labels, decrypted in one call.
+func (h *Handler) labels(c *gin.Context) {
+	p, _ := principal(c)
+	ids := c.PostFormArray("order_id")
+	out, err := h.Orders.PickList(c.Request.Context(), p, c.ClientIP(), ids, c.DefaultPostForm("reason", "label"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	n := 0
+	for _, l := range out {
+		if l.Shipping != nil {
+			n++
+		}
+	}
+	h.render(c, http.StatusOK, "labels", "Labels", labelsView{Labels: out, Count: n})
+}
+
+type deletionsView struct {
+	Receipts []purge.Receipt
+	Done     *purge.Receipt
+}
+
+func (h *Handler) deletions(c *gin.Context) {
+	rs, err := h.Deletions.Recent(c.Request.Context(), 50)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "deletions", "Deletion requests", deletionsView{Receipts: rs})
+}
+
+// deletionRequest purges every order of the email posted; the email goes
+// no further than the blind index and is on no page after.
+func (h *Handler) deletionRequest(c *gin.Context) {
+	p, _ := principal(c)
+	ctx := c.Request.Context()
+	r, err := h.Deletions.Request(ctx, p.Actor(), c.ClientIP(), c.PostForm("email"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	rs, err := h.Deletions.Recent(ctx, 50)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusCreated, "deletions", "Deletion requests", deletionsView{Receipts: rs, Done: &r})
+}
+
+func (h *Handler) accessForm(c *gin.Context) {
+	h.render(c, http.StatusOK, "access", "Access reports", (*compliance.AccessReport)(nil))
+}
+
+// accessReport shows the customer's access report, print-friendly.
+func (h *Handler) accessReport(c *gin.Context) {
+	p, _ := principal(c)
+	rep, err := h.Reports.Access(c.Request.Context(), p.Actor(), c.ClientIP(), c.PostForm("email"), p.Token.Reveal(),
+		p.Role != web.RoleFulfillment)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusCreated, "access", "Access report", &rep)
+}
+
+type auditView struct {
+	Page   audit.Page
+	Verify audit.Verification
+	F      audit.Filter
+	Next   string
+}
+
+func (h *Handler) audit(c *gin.Context) {
+	ctx := c.Request.Context()
+	f := audit.Filter{Actor: c.Query("actor"), Action: c.Query("action"), OrderID: c.Query("order_id"), Limit: 50}
+	if a := c.Query("after"); a != "" {
+		if _, _, ok := strings.Cut(a, "-"); !ok {
+			h.fail(c, &apperr.Error{Code: apperr.Validation, Message: "that page link is not valid", Fields: []string{"after"}})
+			return
+		}
+		f.After = a
+	}
+	page, err := h.Trail.List(ctx, f)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	v, err := h.Trail.Verify(ctx)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	next := ""
+	if page.Next != "" {
+		q := url.Values{"after": {page.Next}, "actor": {f.Actor}, "action": {f.Action}, "order_id": {f.OrderID}}
+		next = "/console/audit?" + q.Encode()
+	}
+	h.render(c, http.StatusOK, "audit", "Audit trail", auditView{Page: page, Verify: v, F: f, Next: next})
+}
+
+type retentionView struct {
+	R     compliance.Retention
+	Chart chart
+}
+
+func (h *Handler) retention(c *gin.Context) {
+	r, err := h.Reports.Retention(c.Request.Context())
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "retention", "Proof of retention", retentionView{R: r, Chart: histogram(r.AgeHistogram)})
+}
+
+type scopeView struct {
+	From, To string
+	S        *compliance.Scope
+}
+
+func (h *Handler) scope(c *gin.Context) {
+	v := scopeView{From: c.Query("from"), To: c.Query("to")}
+	if v.From == "" {
+		h.render(c, http.StatusOK, "scope", "Breach scope", v)
+		return
+	}
+	// The form's datetime-local fields are UTC.
+	parse := func(s string) (time.Time, error) {
+		if t, err := time.Parse(time.RFC3339, s); err == nil {
+			return t, nil
+		}
+		return time.Parse("2006-01-02T15:04", s)
+	}
+	from, err1 := parse(v.From)
+	to, err2 := time.Now(), error(nil)
+	if v.To != "" {
+		to, err2 = parse(v.To)
+	}
+	if err1 != nil || err2 != nil || to.Before(from) {
+		h.fail(c, &apperr.Error{Code: apperr.Validation, Message: "from and to must be times, from before to", Fields: []string{"from", "to"}})
+		return
+	}
+	s, err := h.Reports.Scope(c.Request.Context(), from, to)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	v.S = &s
+	h.render(c, http.StatusOK, "scope", "Breach scope", v)
+}
+
+func (h *Handler) blocks(c *gin.Context) {
+	bs, err := h.Blocks.Blocks(c.Request.Context())
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "blocks", "Blocked addresses", bs)
+}
+
+func (h *Handler) liftBlock(c *gin.Context) {
+	p, _ := principal(c)
+	if err := h.Blocks.Unblock(c.Request.Context(), p.Actor(), c.PostForm("ip"), c.ClientIP()); err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/blocks?done=lifted")
+}
+
+func (h *Handler) lockdownPage(c *gin.Context) {
+	s, err := h.Lockdown.Status(c.Request.Context())
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "lockdown", "Lockdown", s)
+}
+
+// setLockdown turns the lockdown on or off; turning it on needs the
+// confirmation box, and ends every staff session, this one included.
+func (h *Handler) setLockdown(c *gin.Context) {
+	p, _ := principal(c)
+	on := c.PostForm("on") == "true"
+	if on && c.PostForm("confirm") != "yes" {
+		h.fail(c, &apperr.Error{Code: apperr.Validation, Fields: []string{"confirm"},
+			Message: "tick the box to confirm: a lockdown ends every staff session, yours included"})
+		return
+	}
+	if _, err := h.Lockdown.Set(c.Request.Context(), on, p.Actor(), c.ClientIP()); err != nil {
+		h.fail(c, err)
+		return
+	}
+	if on {
+		h.clearCookie(c)
+		c.Redirect(http.StatusSeeOther, "/console/login?ended=1")
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/lockdown")
+}
+
+func (h *Handler) staff(c *gin.Context) {
+	ms, err := h.StaffList.ListStaff(c.Request.Context())
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	if ms == nil {
+		ms = []vault.StaffMember{}
+	}
+	h.render(c, http.StatusOK, "staff", "Staff", ms)
+}
+
+// chart is the retention histogram, drawn as inline SVG on the server.
+type chart struct {
+	Width, Height int
+	Bars          []bar
+	Max           int64
+	LimitX        int
+}
+
+type bar struct {
+	X, Y, W, H int
+	Day        int
+	Label      string
+	Count      int64
+	Tick       bool
+}
+
+func histogram(buckets []compliance.AgeBucket) chart {
+	const w, hgt, pad = 720, 200, 24
+	ch := chart{Width: w, Height: hgt + pad*2}
+	for _, b := range buckets {
+		if b.Orders > ch.Max {
+			ch.Max = b.Orders
+		}
+	}
+	n := len(buckets)
+	if n == 0 {
+		return ch
+	}
+	bw := (w - pad*2) / n
+	for i, b := range buckets {
+		bh := 0
+		if ch.Max > 0 {
+			bh = int(int64(hgt) * b.Orders / ch.Max)
+		}
+		if b.Orders > 0 && bh < 2 {
+			bh = 2
+		}
+		ch.Bars = append(ch.Bars, bar{X: pad + i*bw + 1, Y: pad + hgt - bh, W: bw - 2, H: bh, Count: b.Orders, Day: b.FromDay,
+			Label: fmt.Sprintf("%d–%d days: %d", b.FromDay, b.ToDay, b.Orders), Tick: b.FromDay%5 == 0})
+	}
+	ch.LimitX = pad + n*bw
+	return ch
+}
+
