@@ -163,8 +163,10 @@ func (h *Handler) purgeAndBack(c *gin.Context, reason, done string) {
 	c.Redirect(http.StatusSeeOther, "/console/orders/"+url.PathEscape(id)+"?done="+done)
 }
 
-func (h *Handler) shipped(c *gin.Context)   { h.purgeAndBack(c, orders.ReasonShipped, "shipped") }
-func (h *Handler) deletePII(c *gin.Context) { h.purgeAndBack(c, orders.ReasonCustomerRequest, "deleted") }
+func (h *Handler) shipped(c *gin.Context) { h.purgeAndBack(c, orders.ReasonShipped, "shipped") }
+func (h *Handler) deletePII(c *gin.Context) {
+	h.purgeAndBack(c, orders.ReasonCustomerRequest, "deleted")
+}
 
 type labelsView struct {
 	Labels []orders.LabelResult
@@ -426,4 +428,3 @@ func histogram(buckets []compliance.AgeBucket) chart {
 	ch.LimitX = pad + n*bw
 	return ch
 }
-
