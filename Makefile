@@ -24,6 +24,7 @@ help:
 
 build:
 	go build -o $(BIN) ./cmd/piivault
+	go build -o bin/storefront ./examples/storefront
 
 # Vault is built from the official github.com/hashicorp/vault module when no
 # vault is on PATH, once, into the user's cache, keyed by version.

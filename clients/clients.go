@@ -2,8 +2,16 @@
 // it is made; Redis keeps only its SHA-256, so a copy of Redis cannot be
 // used to call the API.
 //
-//	piivault:{clients}:names   hash  client name → sha256(key) hex
-//	piivault:{clients}:keys    hash  sha256(key) hex → client name
+//	piivault:{clients}:names    hash  client name → sha256(key) hex
+//	piivault:{clients}:keys     hash  sha256(key) hex → client name
+//	piivault:{clients}:pknames  hash  client name → sha256(publishable key) hex
+//	piivault:{clients}:pks      hash  sha256(publishable key) hex → client name
+//	piivault:{clients}:origins  hash  client name → JSON list of the origins its publishable key serves
+//	piivault:{clients}:allorigins set origins any publishable key serves (CORS preflights carry no key)
+//
+// A publishable key (pk_…) is not a secret: it sits in the storefront's
+// page. It is good only for the browser checkout route, only from its own
+// origins, and only with a checkout session the secret key opened.
 //
 // Both hashes share a hash tag so add and revoke are atomic on a Cluster too.
 package clients
@@ -14,8 +22,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -29,9 +40,16 @@ import (
 // leaked-secret scan and distinguishable from Vault tokens.
 const KeyPrefix = "pvk_"
 
+// PublishableKeyPrefix marks publishable keys.
+const PublishableKeyPrefix = "pk_"
+
 const (
-	namesKey = "piivault:{clients}:names"
-	keysKey  = "piivault:{clients}:keys"
+	namesKey      = "piivault:{clients}:names"
+	keysKey       = "piivault:{clients}:keys"
+	pkNamesKey    = "piivault:{clients}:pknames"
+	pksKey        = "piivault:{clients}:pks"
+	originsKey    = "piivault:{clients}:origins"
+	allOriginsKey = "piivault:{clients}:allorigins"
 )
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -53,50 +71,111 @@ func hash(key string) string {
 }
 
 // addScript adds a client unless the name is taken: 1 added, 0 taken.
+// ARGV: name, key hash, publishable key hash ("" for none), origins JSON,
+// origins...
 var addScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
+  redis.call('HSET', KEYS[4], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
+  for i = 5, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
+end
 return 1
 `)
 
-// revokeScript removes a client and its key: 1 revoked, 0 unknown.
+// revokeScript removes a client and both its keys: 1 revoked, 0 unknown.
+// The origin set is rebuilt from the clients that remain.
 var revokeScript = redis.NewScript(`
 local h = redis.call('HGET', KEYS[1], ARGV[1])
 if not h then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], h)
+local pk = redis.call('HGET', KEYS[3], ARGV[1])
+if pk then
+  redis.call('HDEL', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[4], pk)
+  redis.call('HDEL', KEYS[5], ARGV[1])
+  redis.call('DEL', KEYS[6])
+  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do
+    for _, o in ipairs(cjson.decode(v)) do redis.call('SADD', KEYS[6], o) end
+  end
+end
 return 1
 `)
+
+var allKeys = []string{namesKey, keysKey, pkNamesKey, pksKey, originsKey, allOriginsKey}
+
+// Keys are what Add hands out, once.
+type Keys struct {
+	APIKey         string
+	PublishableKey string // "" unless origins were given
+}
 
 // Add makes a new client and returns its API key, the only time it exists
 // outside the caller's hands. A taken name is Conflict.
 func (r *Registry) Add(ctx context.Context, name string) (string, error) {
+	k, err := r.AddWithOrigins(ctx, name, nil)
+	return k.APIKey, err
+}
+
+// AddWithOrigins makes a new client; with origins (https://shop.example,
+// scheme and host only) it also mints a publishable key usable only from
+// them, for the browser checkout.
+func (r *Registry) AddWithOrigins(ctx context.Context, name string, origins []string) (Keys, error) {
 	if !namePattern.MatchString(name) {
-		return "", apperr.New(apperr.Validation, "client name must be 1-63 of a-z 0-9 . _ - (starting with a letter or digit)")
+		return Keys{}, apperr.New(apperr.Validation, "client name must be 1-63 of a-z 0-9 . _ - (starting with a letter or digit)")
 	}
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
-		return "", err
+	for _, o := range origins {
+		if !ValidOrigin(o) {
+			return Keys{}, apperr.New(apperr.Validation, "origin %q must be a scheme and host like https://shop.example (no path)", o)
+		}
 	}
-	key := KeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
+	k := Keys{APIKey: KeyPrefix + randomKey(32)}
+	pkHash, originsJSON := "", "[]"
+	if len(origins) > 0 {
+		k.PublishableKey = PublishableKeyPrefix + randomKey(24)
+		pkHash = hash(k.PublishableKey)
+		b, _ := json.Marshal(origins)
+		originsJSON = string(b)
+	}
+	args := []any{name, hash(k.APIKey), pkHash, originsJSON}
+	for _, o := range origins {
+		args = append(args, o)
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	n, err := addScript.Run(ctx, r.rdb, []string{namesKey, keysKey}, name, hash(key)).Int()
+	n, err := addScript.Run(ctx, r.rdb, allKeys, args...).Int()
 	if err != nil {
-		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+		return Keys{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
 	if n == 0 {
-		return "", apperr.New(apperr.Conflict, "client %q already exists; revoke it first", name)
+		return Keys{}, apperr.New(apperr.Conflict, "client %q already exists; revoke it first", name)
 	}
-	return key, nil
+	return k, nil
+}
+
+func randomKey(n int) string {
+	raw := make([]byte, n)
+	_, _ = rand.Read(raw)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// ValidOrigin reports whether o is a web origin: http(s), a host, an
+// optional port, nothing else.
+func ValidOrigin(o string) bool {
+	u, err := url.Parse(o)
+	return err == nil && (u.Scheme == "https" || u.Scheme == "http") && u.Host != "" && u.Path == "" &&
+		u.RawQuery == "" && u.Fragment == "" && u.User == nil && o == u.Scheme+"://"+u.Host
 }
 
 // Revoke removes a client; its key fails on the next request.
 func (r *Registry) Revoke(ctx context.Context, name string) error {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	n, err := revokeScript.Run(ctx, r.rdb, []string{namesKey, keysKey}, name).Int()
+	n, err := revokeScript.Run(ctx, r.rdb, allKeys, name).Int()
 	if err != nil {
 		return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
@@ -106,16 +185,74 @@ func (r *Registry) Revoke(ctx context.Context, name string) error {
 	return nil
 }
 
-// List returns the client names.
-func (r *Registry) List(ctx context.Context) ([]string, error) {
+// Client is one storefront client as `clients list` shows it.
+type Client struct {
+	Name    string   `json:"name"`
+	Origins []string `json:"origins"`
+}
+
+// List returns the clients with the origins of their publishable keys.
+func (r *Registry) List(ctx context.Context) ([]Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	names, err := r.rdb.HKeys(ctx, namesKey).Result()
-	if err != nil {
+	pipe := r.rdb.Pipeline()
+	names := pipe.HKeys(ctx, namesKey)
+	origins := pipe.HGetAll(ctx, originsKey)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	sort.Strings(names)
-	return names, nil
+	out := make([]Client, 0, len(names.Val()))
+	for _, n := range names.Val() {
+		c := Client{Name: n, Origins: []string{}}
+		_ = json.Unmarshal([]byte(origins.Val()[n]), &c.Origins)
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ErrBadPublishableKey is the one answer to a missing, unknown or revoked
+// publishable key, or one used from an origin it does not serve.
+var ErrBadPublishableKey = apperr.New(apperr.Unauthorized, "invalid publishable key for this origin")
+
+// AuthenticatePublishable returns the client whose publishable key pk is,
+// if origin is one of the key's origins.
+func (r *Registry) AuthenticatePublishable(ctx context.Context, pk, origin string) (string, error) {
+	if !strings.HasPrefix(pk, PublishableKeyPrefix) || len(pk) > 128 || origin == "" {
+		return "", ErrBadPublishableKey
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	name, err := r.rdb.HGet(ctx, pksKey, hash(pk)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrBadPublishableKey
+	}
+	if err != nil {
+		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	raw, err := r.rdb.HGet(ctx, originsKey, name).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	var origins []string
+	_ = json.Unmarshal([]byte(raw), &origins)
+	if !slices.Contains(origins, origin) {
+		return "", ErrBadPublishableKey
+	}
+	return name, nil
+}
+
+// ServesOrigin reports whether any publishable key serves origin: a CORS
+// preflight carries no key, so it is answered for every checkout origin,
+// and the request that follows is held to its own key's origins.
+func (r *Registry) ServesOrigin(ctx context.Context, origin string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	ok, err := r.rdb.SIsMember(ctx, allOriginsKey, origin).Result()
+	if err != nil {
+		return false, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	return ok, nil
 }
 
 // ErrBadKey is the one answer to a missing, unknown or revoked key.

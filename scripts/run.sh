@@ -62,7 +62,10 @@ for role in fulfillment support admin auditor; do
   url=$(sed -E 's/.*"totp_url":"([^"]*)".*/\1/' <<<"$out" | sed 's/\\u0026/\&/g')
   echo "demo-$role $pw $url" >>"$RUN/demo-staff.txt"
 done
-API_KEY=$(bin/piivault clients add demo-shop --json | sed -E 's/.*"api_key":"([^"]*)".*/\1/')
+SHOP_LISTEN=${STOREFRONT_LISTEN:-127.0.0.1:8090}
+shop=$(bin/piivault clients add demo-shop --origin "http://$SHOP_LISTEN" --json)
+API_KEY=$(sed -E 's/.*"api_key":"([^"]*)".*/\1/' <<<"$shop")
+PK=$(sed -E 's/.*"publishable_key":"([^"]*)".*/\1/' <<<"$shop")
 chmod 600 "$RUN"/*.txt "$RUN"/*.env
 
 export PIIVAULT_LISTEN=$LISTEN PIIVAULT_WEBHOOK_SECRET=${PIIVAULT_WEBHOOK_SECRET:-demo-shipping-secret}
@@ -71,11 +74,19 @@ bin/piivault serve >"$RUN/piivault.log" 2>&1 &
 pids+=($!)
 wait_for piivault curl -sf "http://$LISTEN/readyz"
 
+echo "==> demo storefront on $SHOP_LISTEN (logs: $RUN/storefront.log)"
+PIIVAULT_URL="http://$LISTEN" STOREFRONT_API_KEY=$API_KEY STOREFRONT_PUBLISHABLE_KEY=$PK STOREFRONT_LISTEN=$SHOP_LISTEN \
+  bin/storefront >"$RUN/storefront.log" 2>&1 &
+pids+=($!)
+wait_for storefront curl -sf "http://$SHOP_LISTEN/"
+
 read -r _ FPW FURL < <(grep '^demo-fulfillment ' "$RUN/demo-staff.txt")
 cat <<MSG
 
 piivault is up: http://$LISTEN  (Vault $VAULT_ADDR, Redis $REDIS_URL)
 Demo accounts (passwords and TOTP URLs, local use only): $RUN/demo-staff.txt
+Staff console:    http://$LISTEN/console/   (codes: go run ./scripts/totp 'otpauth://…' from that file)
+Demo storefront:  http://$SHOP_LISTEN/      (cart → checkout: the address goes from the browser to piivault)
 
 Try it:
   API_KEY=$API_KEY
@@ -98,4 +109,4 @@ Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz   Vault's audit l
 Operator: bin/piivault blocks list | lockdown status | report retention | audit verify  (with $RUN/approle.env and REDIS_URL=$REDIS_URL)
 Press Ctrl-C to stop piivault, Vault and Redis.
 MSG
-wait "${pids[2]:-${pids[1]}}"
+wait -n "${pids[@]}"

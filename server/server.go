@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/audit"
+	"piivault/checkout"
 	"piivault/compliance"
 	"piivault/console"
 	"piivault/internal/apperr"
@@ -69,6 +70,7 @@ type Deps struct {
 	Webhooks       *webhooks.Handler
 	Compliance     *compliance.Handler
 	Console        *console.Handler
+	Checkout       *checkout.Handler
 	Lockdown       LockdownStatus
 	LoginLimit     Limiter
 	ClientLimit    Limiter
@@ -108,6 +110,7 @@ func New(d Deps) (*gin.Engine, error) {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
 	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	r.GET("/checkout.js", d.Checkout.Script)
 
 	client := s.auth(true)
 	staffOnly := s.auth(false)
@@ -121,6 +124,10 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.POST("/orders", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Orders.Create)
 	v1.GET("/orders/:id", client, s.roles(true, fulfillment, support, admin, auditor), d.Orders.Get)
 	v1.POST("/orders/:id/tracking", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Webhooks.LinkTracking)
+	v1.POST("/checkout/sessions", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Checkout.OpenSession)
+	// The customer's browser: a publishable key, CORS for its own origins.
+	v1.OPTIONS("/checkout/shipping", d.Checkout.Preflight)
+	v1.POST("/checkout/shipping", d.Checkout.Shipping)
 	// Staff
 	v1.POST("/auth/login", s.jsonOnly, s.limit(d.LoginLimit, "ip"), d.StaffHTTP.Login)
 	v1.POST("/auth/logout", staffOnly, d.StaffHTTP.Logout)

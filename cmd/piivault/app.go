@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/audit"
+	"piivault/checkout"
 	"piivault/clients"
 	"piivault/compliance"
 	"piivault/console"
@@ -157,16 +158,19 @@ func (a *app) handler() (*gin.Engine, error) {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	return server.New(server.Deps{
-		Log:        a.log,
-		Redis:      a.redis,
-		Vault:      a.vault,
-		Clients:    a.clients,
-		Staff:      a.staff,
-		Monitor:    a.monitor,
-		Orders:     ordersHTTP,
-		Purge:      purge.NewHandler(a.purger, a.deletions, a.store, write),
-		StaffHTTP:  staffHTTP,
-		Console:    con,
+		Log:       a.log,
+		Redis:     a.redis,
+		Vault:     a.vault,
+		Clients:   a.clients,
+		Staff:     a.staff,
+		Monitor:   a.monitor,
+		Orders:    ordersHTTP,
+		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
+		StaffHTTP: staffHTTP,
+		Console:   con,
+		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.audit, a.clients,
+			monitoring.NewLimiter(a.redis, "checkout-ip", 30, time.Minute),
+			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write),
 		Compliance: compliance.NewHandler(a.reports, a.lockdown, write),
 		Lockdown:   a.lockdown,
 		Audit:      audit.NewHandler(a.audit, write),

@@ -301,23 +301,34 @@ func cmdClients(ctx context.Context, e *env) error {
 	case "add":
 		fs := flag.NewFlagSet("clients add", flag.ContinueOnError)
 		asJSON := fs.Bool("json", false, "print {name, api_key}")
+		var origins listFlag
+		fs.Var(&origins, "origin", "an origin the browser checkout runs on (repeat for more); mints a publishable key")
 		name, err := parse(fs, args, true)
 		if err != nil {
 			return fmt.Errorf("clients add: %w", err)
 		}
-		key, err := reg.Add(ctx, name)
+		keys, err := reg.AddWithOrigins(ctx, name, origins)
 		if err != nil {
 			return fmt.Errorf("clients add: %w", userErr(err))
 		}
+		key := keys.APIKey
 		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
 			Detail: map[string]string{"client": name}}); err != nil {
 			_ = reg.Revoke(ctx, name)
 			return fmt.Errorf("clients add: not audited, key withdrawn: %w", err)
 		}
 		if *asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]string{"name": name, "api_key": key})
+			out := map[string]any{"name": name, "api_key": key}
+			if keys.PublishableKey != "" {
+				out["publishable_key"], out["origins"] = keys.PublishableKey, []string(origins)
+			}
+			return json.NewEncoder(e.stdout).Encode(out)
 		}
 		fmt.Fprintf(e.stdout, "Client %s created. API key (shown once, keep it secret):\n%s\n", name, key)
+		if keys.PublishableKey != "" {
+			fmt.Fprintf(e.stdout, "Publishable key for the browser checkout on %s (not a secret):\n%s\n",
+				strings.Join(origins, ", "), keys.PublishableKey)
+		}
 		return nil
 	case "revoke":
 		name, err := parse(flag.NewFlagSet("clients revoke", flag.ContinueOnError), args, true)
@@ -334,12 +345,16 @@ func cmdClients(ctx context.Context, e *env) error {
 		fmt.Fprintf(e.stdout, "Client %s revoked.\n", name)
 		return nil
 	case "list":
-		names, err := reg.List(ctx)
+		cs, err := reg.List(ctx)
 		if err != nil {
 			return err
 		}
-		for _, n := range names {
-			fmt.Fprintln(e.stdout, n)
+		for _, c := range cs {
+			if len(c.Origins) == 0 {
+				fmt.Fprintln(e.stdout, c.Name)
+				continue
+			}
+			fmt.Fprintf(e.stdout, "%s  origins: %s\n", c.Name, strings.Join(c.Origins, ", "))
 		}
 		return nil
 	}
@@ -462,3 +477,9 @@ func cmdBlocks(ctx context.Context, e *env) error {
 	}
 	return fmt.Errorf("blocks: unknown subcommand %q", sub)
 }
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }

@@ -22,9 +22,11 @@ Service (environment as for serve):
   purge                         run one retention sweep now and print the count
   keys rotate                   rotate the transit key and retire versions past retention
   audit verify                  check the audit trail's hash chain
-  clients add NAME [--json]     make a storefront API key (shown once)
+  clients add NAME [--origin URL ...] [--json]
+                                make a storefront API key (shown once), and with --origin a
+                                publishable key for the browser checkout on those origins
   clients revoke NAME           revoke a storefront API key at once
-  clients list                  list storefront clients
+  clients list                  list storefront clients and their checkout origins
   blocks list [--json]          IPs the intrusion monitor blocked, with when each block ends
   blocks lift IP                lift a block now (no admin login needed)
   lockdown on|off|status        incident lockdown: refuse reveals and logins, revoke every staff token

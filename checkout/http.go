@@ -1,0 +1,188 @@
+package checkout
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"piivault/orders"
+)
+
+// Store is the order store as the browser route uses it.
+type Store interface {
+	StoreNoting(ctx context.Context, req orders.Request, note []byte) (orders.Receipt, orders.StoreResult, error)
+	RecordNoted(ctx context.Context, rec orders.Recorder, orderID string, e audit.Entry, note []byte) error
+	RecordNote(ctx context.Context, rec orders.Recorder, orderID string, note []byte) error
+}
+
+// Keys checks publishable keys against the request's origin.
+type Keys interface {
+	AuthenticatePublishable(ctx context.Context, pk, origin string) (string, error)
+	ServesOrigin(ctx context.Context, origin string) (bool, error)
+}
+
+// Limiter is a rate limit.
+type Limiter interface {
+	Allow(ctx context.Context, who string) error
+}
+
+// Handler serves the checkout routes and /checkout.js.
+type Handler struct {
+	sessions *Sessions
+	store    Store
+	audit    orders.Recorder
+	keys     Keys
+	perIP    Limiter // nil: off
+	perSess  Limiter // nil: off
+	write    func(*gin.Context, error)
+}
+
+// NewHandler builds a Handler.
+func NewHandler(s *Sessions, store Store, rec orders.Recorder, keys Keys, perIP, perSession Limiter, writeErr func(*gin.Context, error)) *Handler {
+	return &Handler{sessions: s, store: store, audit: rec, keys: keys, perIP: perIP, perSess: perSession, write: writeErr}
+}
+
+// OpenSession handles POST /v1/checkout/sessions {"order_id","payment_ref"}
+// (the storefront's secret key): a single-use session for 15 minutes.
+func (h *Handler) OpenSession(c *gin.Context) {
+	var body struct {
+		OrderID    string `json:"order_id"`
+		PaymentRef string `json:"payment_ref"`
+	}
+	if err := web.BindStrict(c, &body); err != nil {
+		h.write(c, err)
+		return
+	}
+	p, _ := web.PrincipalOf(c)
+	s, err := h.sessions.Open(c.Request.Context(), p.Name, body.OrderID, body.PaymentRef)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, s)
+}
+
+// cors answers the browser from origin: no credentials, POST with a JSON
+// body and the publishable key only.
+func cors(c *gin.Context, origin string) {
+	hd := c.Writer.Header()
+	hd.Set("Access-Control-Allow-Origin", origin)
+	hd.Add("Vary", "Origin")
+}
+
+// Preflight handles OPTIONS /v1/checkout/shipping: answered for origins
+// some publishable key serves (a preflight carries no key); the request
+// itself is then held to its own key's origins.
+func (h *Handler) Preflight(c *gin.Context) {
+	origin := c.GetHeader("Origin")
+	ok, err := h.keys.ServesOrigin(c.Request.Context(), origin)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	if origin == "" || !ok {
+		c.AbortWithStatus(http.StatusForbidden)
+		return
+	}
+	cors(c, origin)
+	hd := c.Writer.Header()
+	hd.Set("Access-Control-Allow-Methods", "POST")
+	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	hd.Set("Access-Control-Max-Age", "600")
+	c.AbortWithStatus(http.StatusNoContent)
+}
+
+// Shipping handles POST /v1/checkout/shipping from the customer's browser:
+// the publishable key (Authorization: Bearer pk_…) from one of its
+// origins, and {"client_secret","shipping":{…}}. The order is stored
+// exactly as POST /v1/orders stores it (same validation, same answers,
+// same audit entry, marked as collected in the browser), and the session
+// is used up. Invalid fields come back per field and leave the session
+// usable; a used, expired or foreign secret is refused without saying which.
+func (h *Handler) Shipping(c *gin.Context) {
+	ctx := c.Request.Context()
+	origin := c.GetHeader("Origin")
+	pk, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	client, err := h.keys.AuthenticatePublishable(ctx, strings.TrimSpace(pk), origin)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	cors(c, origin)
+	if h.perIP != nil {
+		if err := h.perIP.Allow(ctx, c.ClientIP()); err != nil {
+			h.write(c, err)
+			return
+		}
+	}
+	var body struct {
+		ClientSecret string           `json:"client_secret"`
+		Shipping     *orders.Shipping `json:"shipping"`
+	}
+	if err := web.BindStrict(c, &body); err != nil {
+		h.write(c, err)
+		return
+	}
+	st, err := h.sessions.peek(ctx, client, body.ClientSecret)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	if h.perSess != nil {
+		if err := h.perSess.Allow(ctx, st.SessionID); err != nil {
+			h.write(c, err)
+			return
+		}
+	}
+	req := orders.Request{OrderID: st.OrderID, PaymentRef: st.PaymentRef}
+	if body.Shipping != nil {
+		req.Shipping = *body.Shipping
+	}
+	if err := req.Validate(); err != nil {
+		h.write(c, err)
+		return
+	}
+	ttl, err := h.sessions.take(ctx, body.ClientSecret)
+	if err != nil {
+		h.write(c, err)
+		return
+	}
+	e := audit.Entry{Time: time.Now().UTC(), Actor: "client:" + client, Action: audit.ActionStore, OrderID: req.OrderID,
+		IP: c.ClientIP(), Event: audit.NewEventID(), Detail: map[string]string{"collected": "browser", "session": st.SessionID}}
+	note, _ := json.Marshal(e)
+	rcpt, res, err := h.store.StoreNoting(ctx, req, note)
+	if res == orders.Tombstoned {
+		_ = h.store.RecordNote(ctx, h.audit, req.OrderID, rcpt.Note)
+	}
+	if err != nil {
+		if apperr.Is(err, apperr.VaultUnavailable) || apperr.Is(err, apperr.StoreUnavailable) {
+			h.sessions.giveBack(ctx, body.ClientSecret, st, ttl)
+		}
+		h.write(c, err)
+		return
+	}
+	answer := gin.H{"order_id": rcpt.OrderID, "status": rcpt.Status, "expires_at": rcpt.ExpiresAt}
+	if res == orders.Duplicate {
+		c.JSON(http.StatusOK, answer)
+		return
+	}
+	_ = h.store.RecordNoted(ctx, h.audit, req.OrderID, e, note)
+	c.JSON(http.StatusCreated, answer)
+}
+
+// Script handles GET /checkout.js. Cross-origin pages load it with an
+// integrity hash, so it is served with Access-Control-Allow-Origin: *.
+func (h *Handler) Script(c *gin.Context) {
+	hd := c.Writer.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Cache-Control", "public, max-age=300")
+	hd.Set("Cross-Origin-Resource-Policy", "cross-origin")
+	c.Data(http.StatusOK, "text/javascript; charset=utf-8", Script)
+}
