@@ -44,7 +44,7 @@
 
   function checkout(opts) {
     var form = opts.form;
-    var url = (opts.url || base) + "/v1/checkout/shipping";
+    var url = (opts.url || base) + "/v1/checkout/shipping?key=" + encodeURIComponent(opts.publishableKey);
     var busy = false;
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
@@ -53,7 +53,7 @@
       var body = JSON.stringify({ client_secret: opts.clientSecret, shipping: fieldsOf(form) });
       fetch(url, {
         method: "POST", mode: "cors", credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer",
-        headers: { "Authorization": "Bearer " + opts.publishableKey, "Content-Type": "application/json" },
+        headers: { "Content-Type": "application/json" },
         body: body
       }).then(function (resp) {
         return resp.json().catch(function () { return {}; }).then(function (data) {

@@ -25,7 +25,6 @@ type Store interface {
 // Keys checks publishable keys against the request's origin.
 type Keys interface {
 	AuthenticatePublishable(ctx context.Context, pk, origin string) (string, error)
-	ServesOrigin(ctx context.Context, origin string) (bool, error)
 }
 
 // Limiter is a rate limit.
@@ -77,31 +76,38 @@ func cors(c *gin.Context, origin string) {
 	hd.Add("Vary", "Origin")
 }
 
-// Preflight handles OPTIONS /v1/checkout/shipping: answered for origins
-// some publishable key serves (a preflight carries no key); the request
-// itself is then held to its own key's origins.
+// publishableKey is the key of a browser request: ?key=pk_… (a preflight
+// carries no header of ours, and the key is not a secret), or a Bearer.
+func publishableKey(c *gin.Context) string {
+	if k := c.Query("key"); k != "" {
+		return k
+	}
+	pk, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+	return strings.TrimSpace(pk)
+}
+
+// Preflight handles OPTIONS /v1/checkout/shipping?key=pk_…: answered only
+// for an origin the key itself serves.
 func (h *Handler) Preflight(c *gin.Context) {
 	origin := c.GetHeader("Origin")
-	ok, err := h.keys.ServesOrigin(c.Request.Context(), origin)
-	if err != nil {
+	if _, err := h.keys.AuthenticatePublishable(c.Request.Context(), publishableKey(c), origin); err != nil {
+		if apperr.Is(err, apperr.Unauthorized) {
+			c.AbortWithStatus(http.StatusForbidden)
+			return
+		}
 		h.write(c, err)
-		return
-	}
-	if origin == "" || !ok {
-		c.AbortWithStatus(http.StatusForbidden)
 		return
 	}
 	cors(c, origin)
 	hd := c.Writer.Header()
 	hd.Set("Access-Control-Allow-Methods", "POST")
-	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
+	hd.Set("Access-Control-Allow-Headers", "Content-Type")
 	hd.Set("Access-Control-Max-Age", "600")
 	c.AbortWithStatus(http.StatusNoContent)
 }
 
-// Shipping handles POST /v1/checkout/shipping from the customer's browser:
-// the publishable key (Authorization: Bearer pk_…) from one of its
-// origins, and {"client_secret","shipping":{…}}. The order is stored
+// Shipping handles POST /v1/checkout/shipping?key=pk_… from the customer's
+// browser: the publishable key, from one of its origins, and {"client_secret","shipping":{…}}. The order is stored
 // exactly as POST /v1/orders stores it (same validation, same answers,
 // same audit entry, marked as collected in the browser), and the session
 // is used up. Invalid fields come back per field and leave the session
@@ -109,8 +115,7 @@ func (h *Handler) Preflight(c *gin.Context) {
 func (h *Handler) Shipping(c *gin.Context) {
 	ctx := c.Request.Context()
 	origin := c.GetHeader("Origin")
-	pk, _ := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
-	client, err := h.keys.AuthenticatePublishable(ctx, strings.TrimSpace(pk), origin)
+	client, err := h.keys.AuthenticatePublishable(ctx, publishableKey(c), origin)
 	if err != nil {
 		h.write(c, err)
 		return

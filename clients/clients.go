@@ -7,7 +7,6 @@
 //	piivault:{clients}:pknames  hash  client name → sha256(publishable key) hex
 //	piivault:{clients}:pks      hash  sha256(publishable key) hex → client name
 //	piivault:{clients}:origins  hash  client name → JSON list of the origins its publishable key serves
-//	piivault:{clients}:allorigins set origins any publishable key serves (CORS preflights carry no key)
 //
 // A publishable key (pk_…) is not a secret: it sits in the storefront's
 // page. It is good only for the browser checkout route, only from its own
@@ -49,7 +48,6 @@ const (
 	pkNamesKey    = "piivault:{clients}:pknames"
 	pksKey        = "piivault:{clients}:pks"
 	originsKey    = "piivault:{clients}:origins"
-	allOriginsKey = "piivault:{clients}:allorigins"
 )
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -71,8 +69,7 @@ func hash(key string) string {
 }
 
 // addScript adds a client unless the name is taken: 1 added, 0 taken.
-// ARGV: name, key hash, publishable key hash ("" for none), origins JSON,
-// origins...
+// ARGV: name, key hash, publishable key hash ("" for none), origins JSON.
 var addScript = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -81,13 +78,11 @@ if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
   redis.call('HSET', KEYS[4], ARGV[3], ARGV[1])
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[4])
-  for i = 5, #ARGV do redis.call('SADD', KEYS[6], ARGV[i]) end
 end
 return 1
 `)
 
 // revokeScript removes a client and both its keys: 1 revoked, 0 unknown.
-// The origin set is rebuilt from the clients that remain.
 var revokeScript = redis.NewScript(`
 local h = redis.call('HGET', KEYS[1], ARGV[1])
 if not h then return 0 end
@@ -98,15 +93,11 @@ if pk then
   redis.call('HDEL', KEYS[3], ARGV[1])
   redis.call('HDEL', KEYS[4], pk)
   redis.call('HDEL', KEYS[5], ARGV[1])
-  redis.call('DEL', KEYS[6])
-  for _, v in ipairs(redis.call('HVALS', KEYS[5])) do
-    for _, o in ipairs(cjson.decode(v)) do redis.call('SADD', KEYS[6], o) end
-  end
 end
 return 1
 `)
 
-var allKeys = []string{namesKey, keysKey, pkNamesKey, pksKey, originsKey, allOriginsKey}
+var allKeys = []string{namesKey, keysKey, pkNamesKey, pksKey, originsKey}
 
 // Keys are what Add hands out, once.
 type Keys struct {
@@ -142,9 +133,6 @@ func (r *Registry) AddWithOrigins(ctx context.Context, name string, origins []st
 		originsJSON = string(b)
 	}
 	args := []any{name, hash(k.APIKey), pkHash, originsJSON}
-	for _, o := range origins {
-		args = append(args, o)
-	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	n, err := addScript.Run(ctx, r.rdb, allKeys, args...).Int()
@@ -241,20 +229,6 @@ func (r *Registry) AuthenticatePublishable(ctx context.Context, pk, origin strin
 	}
 	return name, nil
 }
-
-// ServesOrigin reports whether any publishable key serves origin: a CORS
-// preflight carries no key, so it is answered for every checkout origin,
-// and the request that follows is held to its own key's origins.
-func (r *Registry) ServesOrigin(ctx context.Context, origin string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.timeout)
-	defer cancel()
-	ok, err := r.rdb.SIsMember(ctx, allOriginsKey, origin).Result()
-	if err != nil {
-		return false, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
-	}
-	return ok, nil
-}
-
 // ErrBadKey is the one answer to a missing, unknown or revoked key.
 var ErrBadKey = apperr.New(apperr.Unauthorized, "invalid API key")
 

@@ -46,7 +46,7 @@ func TestKeyLifecycle(t *testing.T) {
 	require.NotEqual(t, key, other)
 	names, err := r.List(ctx)
 	require.NoError(t, err)
-	require.Equal(t, []string{"outlet", "shop"}, names)
+	require.Equal(t, []Client{{Name: "outlet", Origins: []string{}}, {Name: "shop", Origins: []string{}}}, names)
 
 	require.NoError(t, r.Revoke(ctx, "shop"))
 	_, err = r.Authenticate(ctx, key)
@@ -86,4 +86,41 @@ func TestAddRefusesBadNames(t *testing.T) {
 	names, err := r.List(context.Background())
 	require.NoError(t, err)
 	require.Empty(t, names)
+}
+
+func TestPublishableKeysServeOnlyTheirOrigins(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	r := NewRegistry(env.Redis)
+	tests := []struct {
+		name    string
+		origins []string
+		ok      bool
+	}{
+		{"path", []string{"https://shop.example/checkout"}, false},
+		{"no scheme", []string{"shop.example"}, false},
+		{"credentials", []string{"https://a:b@shop.example"}, false},
+		{"fine", []string{"https://shop.example", "http://127.0.0.1:8090"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			k, err := r.AddWithOrigins(ctx, "web-"+strings.ReplaceAll(tt.name, " ", "-"), tt.origins)
+			if !tt.ok {
+				require.True(t, apperr.Is(err, apperr.Validation), "%v", err)
+				return
+			}
+			require.NoError(t, err)
+			require.True(t, strings.HasPrefix(k.PublishableKey, PublishableKeyPrefix))
+			name, err := r.AuthenticatePublishable(ctx, k.PublishableKey, "https://shop.example")
+			require.NoError(t, err)
+			require.Equal(t, "web-fine", name)
+			_, err = r.AuthenticatePublishable(ctx, k.PublishableKey, "https://evil.example")
+			require.Equal(t, ErrBadPublishableKey, err)
+			_, err = r.Authenticate(ctx, k.PublishableKey)
+			require.Equal(t, ErrBadKey, err, "a publishable key is no API key")
+			require.NoError(t, r.Revoke(ctx, "web-fine"))
+			_, err = r.AuthenticatePublishable(ctx, k.PublishableKey, "https://shop.example")
+			require.Equal(t, ErrBadPublishableKey, err)
+		})
+	}
 }

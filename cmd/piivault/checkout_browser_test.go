@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -109,7 +110,7 @@ func TestCheckoutDropInKeepsPIIOffTheStorefront(t *testing.T) {
 	secret := ""
 	require.NoError(t, chromedp.Run(b, chromedp.Evaluate(`document.getElementById("shipping-form").getAttribute("data-secret")`, &secret)))
 	var status int
-	again := fmt.Sprintf(`fetch(%q, {method: "POST", headers: {"Authorization": "Bearer %s", "Content-Type": "application/json"},
+	again := fmt.Sprintf(`fetch("%s?key=%s", {method: "POST", headers: {"Content-Type": "application/json"},
 	  body: JSON.stringify({client_secret: %q, shipping: {name: "A B", email: "a@example.com", address: {line1: "1 Main", city: "X", country: "US"}}})}).then(r => r.status)`,
 		h.url+"/v1/checkout/shipping", keys.PublishableKey, secret)
 	require.NoError(t, chromedp.Run(b, awaitJS(again, &status)))
@@ -140,9 +141,31 @@ func TestCheckoutDropInKeepsPIIOffTheStorefront(t *testing.T) {
 	require.Equal(t, "refused: TypeError", outcome)
 	require.Equal(t, 404, h.call("GET", "/v1/orders/shop-third", h.apiKey, nil).Status)
 	// The key only works from its origins, and only on the browser route.
-	r := h.call("POST", "/v1/checkout/shipping", keys.PublishableKey, map[string]any{"client_secret": "x"}, "Origin", third.URL)
+	r := h.call("POST", "/v1/checkout/shipping?key="+keys.PublishableKey, "", map[string]any{"client_secret": "x"}, "Origin", third.URL)
 	require.Equal(t, 401, r.Status)
 	require.Empty(t, r.Header.Get("Access-Control-Allow-Origin"))
+	pre := h.call("OPTIONS", "/v1/checkout/shipping?key="+keys.PublishableKey, "", nil, "Origin", third.URL,
+		"Access-Control-Request-Method", "POST")
+	require.Equal(t, 403, pre.Status, "the preflight is held to the key's own origins")
+	require.Empty(t, pre.Header.Get("Access-Control-Allow-Origin"))
+	pre = h.call("OPTIONS", "/v1/checkout/shipping?key="+keys.PublishableKey, "", nil, "Origin", shopSrv.URL,
+		"Access-Control-Request-Method", "POST")
+	require.Equal(t, 204, pre.Status)
+	require.Equal(t, shopSrv.URL, pre.Header.Get("Access-Control-Allow-Origin"))
+	require.Empty(t, pre.Header.Get("Access-Control-Allow-Credentials"))
+	// A session another client opened is foreign to this key: the same 403.
+	other := h.call("POST", "/v1/checkout/sessions", h.apiKey, map[string]any{"order_id": "shop-foreign", "payment_ref": "pay_z"})
+	r = h.call("POST", "/v1/checkout/shipping?key="+keys.PublishableKey, "", map[string]any{"client_secret": other.Body["client_secret"],
+		"shipping": orderBody("x")["shipping"]}, "Origin", shopSrv.URL)
+	require.Equal(t, 403, r.Status, string(r.Raw))
+	// Revoking the client revokes both its keys.
+	var out bytes.Buffer
+	require.NoError(t, realMain(ctx, []string{"clients", "list"}, nil, &out, io.Discard, envOf(baseEnv(h.env))))
+	require.Contains(t, out.String(), "browser-shop  origins: "+shopSrv.URL)
+	require.NoError(t, realMain(ctx, []string{"clients", "revoke", "browser-shop"}, nil, io.Discard, io.Discard, envOf(baseEnv(h.env))))
+	pre = h.call("OPTIONS", "/v1/checkout/shipping?key="+keys.PublishableKey, "", nil, "Origin", shopSrv.URL)
+	require.Equal(t, 403, pre.Status)
+	require.Equal(t, 401, h.call("POST", "/v1/checkout/sessions", keys.APIKey, map[string]any{"order_id": "o", "payment_ref": "p"}).Status)
 	require.Equal(t, 401, h.call("GET", "/v1/orders/"+orderID, keys.PublishableKey, nil).Status)
 }
 
