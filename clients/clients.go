@@ -43,11 +43,11 @@ const KeyPrefix = "pvk_"
 const PublishableKeyPrefix = "pk_"
 
 const (
-	namesKey      = "piivault:{clients}:names"
-	keysKey       = "piivault:{clients}:keys"
-	pkNamesKey    = "piivault:{clients}:pknames"
-	pksKey        = "piivault:{clients}:pks"
-	originsKey    = "piivault:{clients}:origins"
+	namesKey   = "piivault:{clients}:names"
+	keysKey    = "piivault:{clients}:keys"
+	pkNamesKey = "piivault:{clients}:pknames"
+	pksKey     = "piivault:{clients}:pks"
+	originsKey = "piivault:{clients}:origins"
 )
 
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -229,6 +229,7 @@ func (r *Registry) AuthenticatePublishable(ctx context.Context, pk, origin strin
 	}
 	return name, nil
 }
+
 // ErrBadKey is the one answer to a missing, unknown or revoked key.
 var ErrBadKey = apperr.New(apperr.Unauthorized, "invalid API key")
 

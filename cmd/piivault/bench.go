@@ -261,7 +261,7 @@ func cmdBench(ctx context.Context, e *env) error {
 		return fmt.Errorf("bare decrypt: %w", err)
 	}
 	if res.Reveal.Piivault, err = measure(n, 16, func(i int) error {
-		return expect(hc, "GET", base+"/v1/orders/"+reqs[i].OrderID+"/shipping", token, nil, 200, nil)
+		return expect(hc, "GET", base+"/v1/orders/"+reqs[i].OrderID+"/shipping?reason=label", token, nil, 200, nil)
 	}); err != nil {
 		return fmt.Errorf("reveal: %w", err)
 	}
@@ -278,7 +278,7 @@ func cmdBench(ctx context.Context, e *env) error {
 		return fmt.Errorf("webhook: %w", err)
 	}
 	for i := 0; i < w; i++ {
-		if err := expect(hc, "GET", base+"/v1/orders/"+reqs[n+i].OrderID+"/shipping", token, nil, 410, nil); err != nil {
+		if err := expect(hc, "GET", base+"/v1/orders/"+reqs[n+i].OrderID+"/shipping?reason=label", token, nil, 410, nil); err != nil {
 			return fmt.Errorf("after the shipping webhook: %w", err)
 		}
 	}
