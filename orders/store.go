@@ -585,14 +585,23 @@ func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []
 // FindByEmail returns the held orders whose email normalises to the same
 // blind index as email.
 func (s *Store) FindByEmail(ctx context.Context, email string) ([]string, error) {
+	bidx, err := s.blindIndex(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	return s.members(ctx, "email:"+bidx)
+}
+
+// blindIndex is the keyed HMAC (computed by Vault) of a normalised email.
+func (s *Store) blindIndex(ctx context.Context, email string) (string, error) {
 	macs, err := s.sealer.HMAC(ctx, [][]byte{[]byte("email\x00" + NormalizeEmail(email))})
 	if err != nil {
-		return nil, fmt.Errorf("blind index: %w", err)
+		return "", fmt.Errorf("blind index: %w", err)
 	}
 	if macs[0].Err != nil {
-		return nil, fmt.Errorf("blind index: %w", macs[0].Err)
+		return "", fmt.Errorf("blind index: %w", macs[0].Err)
 	}
-	return s.members(ctx, "email:"+macs[0].Value)
+	return macs[0].Value, nil
 }
 
 // Held is a held order as the fulfillment queue and the sweep see it.
@@ -881,14 +890,11 @@ func (s *Store) Reveals(ctx context.Context, ids []string) (map[string][]Reveale
 // History returns every order of an email (held or purged) kept for its
 // access report: the blind index over HistoryFor.
 func (s *Store) History(ctx context.Context, email string) ([]string, error) {
-	macs, err := s.sealer.HMAC(ctx, [][]byte{[]byte("email\x00" + NormalizeEmail(email))})
+	bidx, err := s.blindIndex(ctx, email)
 	if err != nil {
-		return nil, fmt.Errorf("blind index: %w", err)
+		return nil, err
 	}
-	if macs[0].Err != nil {
-		return nil, fmt.Errorf("blind index: %w", macs[0].Err)
-	}
-	return s.members(ctx, "emailhist:"+macs[0].Value)
+	return s.members(ctx, "emailhist:"+bidx)
 }
 
 // BlindIndexes returns the email blind index (a keyed HMAC, never the

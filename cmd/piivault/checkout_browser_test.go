@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,19 +21,6 @@ import (
 	"piivault/checkout"
 	"piivault/examples/storefront/shop"
 )
-
-// lockedBuffer is the demo shop's request log.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-func (l *lockedBuffer) String() string { l.mu.Lock(); defer l.mu.Unlock(); return l.b.String() }
 
 // awaitJS evaluates a promise-returning expression in the page.
 func awaitJS(expr string, out any) chromedp.Action {
@@ -52,7 +38,7 @@ func TestCheckoutDropInKeepsPIIOffTheStorefront(t *testing.T) {
 	defer shopSrv.Close()
 	keys, err := h.app.clients.AddWithOrigins(ctx, "browser-shop", []string{shopSrv.URL})
 	require.NoError(t, err)
-	log := &lockedBuffer{}
+	log := &syncBuffer{}
 	s = shop.New(shop.Config{PiiVaultURL: h.url, APIKey: keys.APIKey, PublishableKey: keys.PublishableKey, Log: log})
 
 	b := browser(t)
