@@ -19,7 +19,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 )
@@ -80,8 +79,7 @@ func repoRoot(t *testing.T) string {
 // consoleLogin signs a member in through the login page.
 func consoleLogin(t *testing.T, ctx context.Context, base, name, pw string, key *otp.Key) {
 	t.Helper()
-	code, err := totp.GenerateCode(key.Secret(), time.Now())
-	require.NoError(t, err)
+	code := freshCode(t, key, time.Now())
 	require.NoError(t, chromedp.Run(ctx,
 		chromedp.Navigate(base+"/console/login"),
 		chromedp.WaitVisible("#username", chromedp.ByID),
@@ -321,8 +319,7 @@ func TestConsoleLockdownEndsAnOpenFulfillmentSession(t *testing.T) {
 	require.Contains(t, text(t, ful, "main"), "session has ended")
 	shot(t, ful, "fulfillment-ended")
 	// And cannot sign in again while it lasts.
-	code, err := totp.GenerateCode(fkey.Secret(), time.Now().Add(30*time.Second))
-	require.NoError(t, err)
+	code := freshCode(t, fkey, time.Now().Add(30*time.Second))
 	require.NoError(t, chromedp.Run(ful,
 		chromedp.SendKeys("#username", fname, chromedp.ByID), chromedp.SendKeys("#password", fpw, chromedp.ByID),
 		chromedp.SendKeys("#totp", code, chromedp.ByID), chromedp.Submit("#totp", chromedp.ByID),

@@ -20,7 +20,6 @@ import (
 
 	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/pquerna/otp"
-	"github.com/pquerna/otp/totp"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -46,8 +45,7 @@ func rootAPI(t *testing.T, h *harness) *vaultapi.Client {
 // twice, so a second login in one period uses the next period's code).
 func (h *harness) loginAs(name, pw string, key *otp.Key, at time.Time) response {
 	h.t.Helper()
-	code, err := totp.GenerateCode(key.Secret(), at)
-	require.NoError(h.t, err)
+	code := freshCode(h.t, key, at)
 	return h.call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": pw, "totp": code})
 }
 

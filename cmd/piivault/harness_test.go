@@ -186,13 +186,44 @@ func (h *harness) staffMember(role string) (string, string, *otp.Key) {
 	return name, pw, key
 }
 
+// codes hands out TOTP codes for test logins. Vault remembers a used code
+// for 90 s per MFA method, not per member, so two members whose codes
+// happen to match inside that window would see the second login refused
+// (1 in a million per pair, but a run makes hundreds of logins).
+var codes = struct {
+	sync.Mutex
+	used map[string]time.Time
+}{used: map[string]time.Time{}}
+
+// freshCode returns key's code at `at` (within Vault's one period of skew
+// from now), or failing that a code of another period Vault still accepts,
+// that no test login used in the last 100 s.
+func freshCode(t testing.TB, key *otp.Key, at time.Time) string {
+	t.Helper()
+	codes.Lock()
+	defer codes.Unlock()
+	now := time.Now()
+	for _, when := range []time.Time{at, now, now.Add(30 * time.Second), now.Add(-30 * time.Second)} {
+		if d := when.Sub(now); d > 30*time.Second || d < -30*time.Second {
+			continue
+		}
+		code, err := totp.GenerateCode(key.Secret(), when)
+		require.NoError(t, err)
+		if last, ok := codes.used[code]; !ok || time.Since(last) > 100*time.Second {
+			codes.used[code] = time.Now()
+			return code
+		}
+	}
+	t.Fatal("no unused TOTP code near now")
+	return ""
+}
+
 // login logs a new staff member of role in through the API and returns
 // its name and token.
 func (h *harness) login(role string) (string, string) {
 	h.t.Helper()
 	name, pw, key := h.staffMember(role)
-	code, err := totp.GenerateCode(key.Secret(), time.Now())
-	require.NoError(h.t, err)
+	code := freshCode(h.t, key, time.Now())
 	r := h.call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": pw, "totp": code})
 	require.Equal(h.t, 200, r.Status, string(r.Raw))
 	require.Equal(h.t, role, r.Body["role"])
