@@ -48,6 +48,7 @@ type config struct {
 	AlertURL       string
 	SweepInterval  time.Duration
 	ConsoleIdle    time.Duration
+	DebugListen    string // pprof, loopback only; "" is off
 	RevealLimit    int
 	ClientRate     int
 	LoginRate      int
@@ -98,6 +99,12 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return nil, &configError{"PIIVAULT_LISTEN", "want host:port, e.g. 127.0.0.1:8080"}
+	}
+	if c.DebugListen = strings.TrimSpace(getenv("PIIVAULT_DEBUG_LISTEN")); c.DebugListen != "" {
+		host, _, err := net.SplitHostPort(c.DebugListen)
+		if err != nil || !loopbackHost(host) {
+			return nil, &configError{"PIIVAULT_DEBUG_LISTEN", "want a loopback host:port, e.g. 127.0.0.1:6060 (the profiler is never served to the network)"}
+		}
 	}
 	if u, err := url.Parse(c.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &configError{"VAULT_ADDR", "want an http(s) URL, e.g. https://vault.internal:8200"}

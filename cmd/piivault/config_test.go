@@ -48,6 +48,10 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"tls missing file", map[string]string{"PIIVAULT_TLS_CERT": "/nope.pem", "PIIVAULT_TLS_KEY": "/nope.key"}, "PIIVAULT_TLS_CERT"},
 		{"alert url", map[string]string{"PIIVAULT_ALERT_URL": "ftp://x"}, "PIIVAULT_ALERT_URL"},
 		{"reveal limit", map[string]string{"PIIVAULT_REVEAL_LIMIT": "-1"}, "PIIVAULT_REVEAL_LIMIT"},
+		{"profiler on every interface", map[string]string{"PIIVAULT_DEBUG_LISTEN": "0.0.0.0:6060"}, "PIIVAULT_DEBUG_LISTEN"},
+		{"profiler on a private address", map[string]string{"PIIVAULT_DEBUG_LISTEN": "10.0.0.5:6060"}, "PIIVAULT_DEBUG_LISTEN"},
+		{"profiler without a port", map[string]string{"PIIVAULT_DEBUG_LISTEN": "127.0.0.1"}, "PIIVAULT_DEBUG_LISTEN"},
+		{"console idle", map[string]string{"PIIVAULT_CONSOLE_IDLE": "5s"}, "PIIVAULT_CONSOLE_IDLE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

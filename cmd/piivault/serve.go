@@ -55,7 +55,7 @@ func cmdServe(ctx context.Context, e *env) error {
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	for _, run := range []func(){
+	runs := []func(){
 		func() { a.runBackground(bg) },
 		func() {
 			locker := purge.NewRedisLocker(a.redis, 10*time.Minute, a.cfg.SweepInterval/2)
@@ -63,7 +63,11 @@ func cmdServe(ctx context.Context, e *env) error {
 				a.log.Error("scheduler stopped", "err", err)
 			}
 		},
-	} {
+	}
+	if a.cfg.DebugListen != "" {
+		runs = append(runs, func() { runDebug(bg, debugServer(a.cfg.DebugListen, a.log), a.log) })
+	}
+	for _, run := range runs {
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}

@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -59,6 +60,9 @@ func TestServeOverTLSAndShutsDownCleanly(t *testing.T) {
 	vars := baseEnv(h.env)
 	vars["PIIVAULT_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", port)
 	vars["PIIVAULT_TLS_CERT"], vars["PIIVAULT_TLS_KEY"] = certFile, keyFile
+	debugPort, err := devstack.FreePort()
+	require.NoError(t, err)
+	vars["PIIVAULT_DEBUG_LISTEN"] = fmt.Sprintf("127.0.0.1:%d", debugPort)
 
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -80,6 +84,16 @@ func TestServeOverTLSAndShutsDownCleanly(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Contains(t, resp.Header.Get("Strict-Transport-Security"), "max-age=")
+
+	// The profiler answers on its own loopback listener, not on the API's.
+	prof, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", debugPort))
+	require.NoError(t, err)
+	prof.Body.Close()
+	require.Equal(t, 200, prof.StatusCode)
+	onAPI, err := client.Get(fmt.Sprintf("https://127.0.0.1:%d/debug/pprof/", port))
+	require.NoError(t, err)
+	onAPI.Body.Close()
+	require.Equal(t, 404, onAPI.StatusCode)
 
 	old := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: pool, MaxVersion: tls.VersionTLS11}}}
@@ -117,4 +131,18 @@ func TestServeRefusesAnIdentityThatCanDecrypt(t *testing.T) {
 	can, err := a.vault.CanDecrypt(context.Background())
 	require.NoError(t, err)
 	require.False(t, can)
+}
+
+func TestProfilerRefusesCallersOffLoopback(t *testing.T) {
+	srv := debugServer("127.0.0.1:0", discardLogger())
+	for _, c := range []struct {
+		remote string
+		status int
+	}{{"127.0.0.1:50000", 200}, {"[::1]:50000", 200}, {"10.1.2.3:50000", 403}, {"203.0.113.9:443", 403}} {
+		req := httptest.NewRequest("GET", "/debug/pprof/", nil)
+		req.RemoteAddr = c.remote
+		w := httptest.NewRecorder()
+		srv.Handler.ServeHTTP(w, req)
+		require.Equal(t, c.status, w.Code, c.remote)
+	}
 }
