@@ -158,7 +158,7 @@ func (h *Handler) Reveal(ctx context.Context, p web.Principal, ip, id, reason st
 	masked := p.Role != web.RoleFulfillment
 	ship, err := h.store.Reveal(ctx, id, p.Token.Reveal(), masked)
 	if err != nil {
-		return Shipping{}, "", err
+		return Shipping{}, "", unverifiedRefusal(p, err)
 	}
 	view := "full"
 	if masked {
@@ -174,6 +174,16 @@ func (h *Handler) Reveal(ctx context.Context, p web.Principal, ip, id, reason st
 	monitoring.Reveals.WithLabelValues(p.Role).Inc()
 	h.watch.Revealed(ctx, p.Name, ip)
 	return ship, view, nil
+}
+
+// unverifiedRefusal turns Vault's refusal of a decrypt into 401 when the
+// token was not looked up on this request: the role's policy decrypts, so
+// a refusal means the token was revoked or its member disabled or removed.
+func unverifiedRefusal(p web.Principal, err error) error {
+	if p.Unverified && apperr.Is(err, apperr.Forbidden) {
+		return apperr.Wrap(apperr.Unauthorized, err, "invalid or expired token")
+	}
+	return err
 }
 
 // MaxLabels is the most orders one pick-list may reveal.
@@ -234,7 +244,7 @@ func (h *Handler) PickList(ctx context.Context, p web.Principal, ip string, ids 
 	labels, err := h.store.RevealMany(ctx, ids, p.Token.Reveal())
 	if err != nil {
 		h.watch.ReleaseReveals(ctx, p.Name, len(ids))
-		return nil, err
+		return nil, unverifiedRefusal(p, err)
 	}
 	monitoring.LabelBatches.Inc()
 	var revealed []string

@@ -504,25 +504,33 @@ func goneError(ref Reference) *apperr.Error {
 // expired → Gone (with the reason); unknown → NotFound; a token without
 // the decrypt policy → Forbidden (Vault's own refusal).
 func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) (Shipping, error) {
-	ref, err := s.Get(ctx, orderID)
-	if err != nil {
-		return Shipping{}, err
+	if !ValidOrderID(orderID) {
+		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
 	}
-	if ref.Status != StatusHeld {
-		return Shipping{}, goneError(ref)
-	}
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
 	field, decrypt := "ct", s.opener.Decrypt
 	if masked {
 		field, decrypt = "mct", s.opener.DecryptMasked
 	}
-	ct, err := s.rdb.HGet(rctx, keysOf(orderID).pii, field).Result()
-	if errors.Is(err, redis.Nil) {
-		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
-	}
-	if err != nil {
+	// The reference and the ciphertext in one round trip.
+	k := keysOf(orderID)
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	refCmd := pipe.HGetAll(rctx, k.ref)
+	ctCmd := pipe.HGet(rctx, k.pii, field)
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
 		return Shipping{}, storeErr(err)
+	}
+	if len(refCmd.Val()) == 0 {
+		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
+	}
+	ref := parseRef(refCmd.Val())
+	if ref.Status != StatusHeld {
+		return Shipping{}, goneError(ref)
+	}
+	ct := ctCmd.Val()
+	if ct == "" {
+		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
 	}
 	plain, err := decrypt(ctx, token, ct, []byte(orderID))
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"piivault/internal/web"
 )
 
 // tokenMemory remembers tokens Vault refused, by their SHA-256, for a
@@ -46,4 +48,52 @@ func (m *tokenMemory) add(token string) {
 		}
 	}
 	m.seen[k] = now
+}
+
+// principalMemory remembers, for a short while, who a token Vault accepted
+// belongs to. Only the reveal routes use it, because their next step is a
+// decrypt with that same token: Vault checks it again there, so a revoked,
+// suspended or removed member still fails on that very request.
+type principalMemory struct {
+	mu    sync.Mutex
+	seen  map[[32]byte]principalSeen
+	max   int
+	ttl   time.Duration
+	clock func() time.Time
+}
+
+type principalSeen struct {
+	p  web.Principal
+	at time.Time
+}
+
+func newPrincipalMemory(max int, ttl time.Duration) *principalMemory {
+	return &principalMemory{seen: map[[32]byte]principalSeen{}, max: max, ttl: ttl, clock: time.Now}
+}
+
+func (m *principalMemory) get(token string) (web.Principal, bool) {
+	k := sha256.Sum256([]byte(token))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s, ok := m.seen[k]
+	if !ok || m.clock().Sub(s.at) > m.ttl {
+		delete(m.seen, k)
+		return web.Principal{}, false
+	}
+	return s.p, true
+}
+
+func (m *principalMemory) put(token string, p web.Principal) {
+	k := sha256.Sum256([]byte(token))
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.seen) >= m.max {
+		for t := range m.seen { // forget an arbitrary half: a bound, not an LRU
+			delete(m.seen, t)
+			if len(m.seen) < m.max/2 {
+				break
+			}
+		}
+	}
+	m.seen[k] = principalSeen{p: p, at: m.clock()}
 }

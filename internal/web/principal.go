@@ -34,6 +34,10 @@ type Principal struct {
 	// Token is the caller's own Vault token (staff only). It is used to
 	// decrypt on the caller's behalf and must never be logged.
 	Token Secret
+	// Unverified says Vault has not been asked about Token on this request
+	// (a reveal route trusting a recent answer): the decrypt that follows
+	// is the check, and its refusal means the token is no longer valid.
+	Unverified bool
 }
 
 // Actor is how the audit trail names this caller.
