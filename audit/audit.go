@@ -169,6 +169,13 @@ type Log struct {
 	// latest is the newest entry this process appended, for the anchor.
 	latest  vault.Anchor
 	anchorC chan struct{}
+	// anchored and anchorVer are the anchor this process last read or
+	// wrote and its KV version (guarded by anchorMu): the next write
+	// goes check-and-set on that version without reading it again; if
+	// another instance moved it, the write fails and it is read afresh.
+	anchorMu  sync.Mutex
+	anchored  vault.Anchor
+	anchorVer int
 }
 
 type pending struct {
@@ -474,12 +481,18 @@ func (l *Log) Anchor(ctx context.Context) error {
 	if target.Seq == 0 {
 		return nil
 	}
+	l.anchorMu.Lock()
+	defer l.anchorMu.Unlock()
+	cur, version, known := l.anchored, l.anchorVer, l.anchorVer > 0
 	for attempt := 0; attempt < 10; attempt++ {
-		cur, version, err := l.anchor.ReadAnchor(ctx)
-		if err != nil {
-			return err
+		if !known {
+			var err error
+			if cur, version, err = l.anchor.ReadAnchor(ctx); err != nil {
+				return err
+			}
 		}
 		if cur.Seq >= target.Seq {
+			l.anchored, l.anchorVer = cur, version
 			return nil
 		}
 		if cur.Seq > 0 {
@@ -488,14 +501,21 @@ func (l *Log) Anchor(ctx context.Context) error {
 				return err
 			}
 			if !ok || e.Seq != cur.Seq || e.Hash != cur.Hash {
+				l.anchorVer = 0 // read it again next time
 				return fmt.Errorf("%w (entry %d)", ErrDiverged, cur.Seq)
 			}
 		}
-		err = l.anchor.WriteAnchor(ctx, target, version)
+		err := l.anchor.WriteAnchor(ctx, target, version)
 		if errors.Is(err, vault.ErrAnchorMoved) {
+			known = false
 			continue
 		}
-		return err
+		if err != nil {
+			l.anchorVer = 0
+			return err
+		}
+		l.anchored, l.anchorVer = target, version+1
+		return nil
 	}
 	return errors.New("audit anchor: too many concurrent writers")
 }

@@ -12,13 +12,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	rpprof "runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/brianvoe/gofakeit/v7"
+	"github.com/google/pprof/profile"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"github.com/redis/go-redis/v9"
@@ -122,6 +125,8 @@ type benchResults struct {
 		PurgedWithStored  int     `json:"purged_with_stored"`
 	} `json:"purge"`
 	ServePeakRSSMiB float64 `json:"serve_peak_rss_mib"`
+	// Profiles holds the top functions (flat CPU share) of each phase.
+	Profiles map[string][]profileEntry `json:"profiles,omitempty"`
 }
 
 func cmdBench(ctx context.Context, e *env) error {
@@ -133,6 +138,7 @@ func cmdBench(ctx context.Context, e *env) error {
 	due := fs.Int("due", 100_000, "due orders the sweep purges")
 	stored := fs.Int("stored", 1_000_000, "not-yet-due orders stored beside them in the second sweep")
 	out := fs.String("out", "bench/results.json", "where to write the results")
+	profiles := fs.String("profiles", "bench/profiles", "where to write CPU profiles of each phase (\"\": none)")
 	if _, err := parse(fs, e.args, false); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -175,6 +181,11 @@ func cmdBench(ctx context.Context, e *env) error {
 		return err
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	debugPort, err := devstack.FreePort()
+	if err != nil {
+		return err
+	}
+	debug := fmt.Sprintf("http://127.0.0.1:%d", debugPort)
 	const hookSecret = "bench-shipping-secret"
 	self, err := os.Executable()
 	if err != nil {
@@ -184,7 +195,8 @@ func cmdBench(ctx context.Context, e *env) error {
 	serve.Env = append(os.Environ(), "VAULT_ADDR="+stack.VaultAddr, "PIIVAULT_VAULT_ROLE_ID="+roleID,
 		"PIIVAULT_VAULT_SECRET_ID="+secretID, "REDIS_URL="+stack.RedisURL, "PIIVAULT_LISTEN="+base[len("http://"):],
 		"PIIVAULT_RATE_LIMIT=0", "PIIVAULT_LOGIN_RATE_LIMIT=0", "PIIVAULT_REVEAL_LIMIT=1000000",
-		"PIIVAULT_WEBHOOK_SECRET="+hookSecret, "PIIVAULT_SWEEP_INTERVAL=24h", "VAULT_TOKEN=")
+		"PIIVAULT_WEBHOOK_SECRET="+hookSecret, "PIIVAULT_SWEEP_INTERVAL=24h", "VAULT_TOKEN=",
+		"PIIVAULT_DEBUG_LISTEN="+debug[len("http://"):])
 	if err := serve.Start(); err != nil {
 		return fmt.Errorf("start serve: %w", err)
 	}
@@ -284,9 +296,59 @@ func cmdBench(ctx context.Context, e *env) error {
 	}
 	res.ServePeakRSSMiB = peakRSS(serve.Process.Pid)
 
+	// Profiles: each phase again, unmeasured, while serve's CPU profile runs.
+	if *profiles != "" {
+		if err := os.MkdirAll(*profiles, 0o755); err != nil {
+			return err
+		}
+		res.Profiles = map[string][]profileEntry{}
+		next := len(reqs)
+		fresh := func() orders.Request { next++; return fakeOrder(faker, "prof", next) }
+		var mu sync.Mutex
+		say("profiling ingest (c=64)")
+		if res.Profiles["ingest_c64"], err = profilePhase(hc, debug, filepath.Join(*profiles, "ingest_c64.pprof"), 64, func() error {
+			mu.Lock()
+			body, _ := json.Marshal(fresh())
+			mu.Unlock()
+			return expect(hc, "POST", base+"/v1/orders", key, body, 201, nil)
+		}); err != nil {
+			return fmt.Errorf("profile ingest: %w", err)
+		}
+		say("profiling reveal (c=16)")
+		var ri atomic.Int64
+		if res.Profiles["reveal_c16"], err = profilePhase(hc, debug, filepath.Join(*profiles, "reveal_c16.pprof"), 16, func() error {
+			id := reqs[int(ri.Add(1))%n].OrderID
+			return expect(hc, "GET", base+"/v1/orders/"+id+"/shipping?reason=label", token, nil, 200, nil)
+		}); err != nil {
+			return fmt.Errorf("profile reveal: %w", err)
+		}
+		say("profiling shipping webhooks (c=16)")
+		held := make([]string, 4000)
+		for i := range held {
+			r := fresh()
+			body, _ := json.Marshal(r)
+			if err := expect(hc, "POST", base+"/v1/orders", key, body, 201, nil); err != nil {
+				return err
+			}
+			held[i] = r.OrderID
+		}
+		var wi atomic.Int64
+		if res.Profiles["webhook_c16"], err = profilePhase(hc, debug, filepath.Join(*profiles, "webhook_c16.pprof"), 16, func() error {
+			i := int(wi.Add(1))
+			if i >= len(held) {
+				return nil // ran out of held orders: idle until the profile ends
+			}
+			body := []byte(`{"event_id":"prof-` + held[i] + `","order_id":"` + held[i] + `","status":"shipped"}`)
+			sig := webhooks.SignShipping(hookSecret, time.Now(), body)
+			return expect(hc, "POST", base+"/v1/webhooks/shipping", "", body, 200, map[string]string{"X-Piivault-Signature": sig})
+		}); err != nil {
+			return fmt.Errorf("profile webhooks: %w", err)
+		}
+	}
+
 	// Purge: the sweep over due orders alone, then beside many not-due ones.
 	if *due > 0 {
-		if err := benchPurge(ctx, &res, say, svc, rdb, *due, *stored); err != nil {
+		if err := benchPurge(ctx, &res, say, svc, rdb, *due, *stored, *profiles); err != nil {
 			return err
 		}
 	}
@@ -299,7 +361,7 @@ func cmdBench(ctx context.Context, e *env) error {
 	return os.WriteFile(*out, append(b, '\n'), 0o644)
 }
 
-func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any), svc *vault.Client, rdb *redis.Client, due, stored int) error {
+func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any), svc *vault.Client, rdb *redis.Client, due, stored int, profiles string) error {
 	batcher := orders.NewBatcher(svc, orders.BatchConfig{MaxItems: 128, MaxWait: 2 * time.Millisecond})
 	defer batcher.Close()
 	short, err := orders.NewStore(rdb, batcher, svc, orders.Config{Retention: time.Second})
@@ -325,7 +387,25 @@ func benchPurge(ctx context.Context, res *benchResults, say func(string, ...any)
 	}
 	res.Purge.SeedPerSecond = float64(due) / time.Since(t).Seconds()
 	say("sweeping %d due orders", due)
-	if res.Purge.PurgedDueOnly, res.Purge.DueOnlySeconds, err = sweep(); err != nil {
+	// The sweep runs in this process: its CPU profile is this process's.
+	var prof bytes.Buffer
+	if profiles != "" {
+		if err := rpprof.StartCPUProfile(&prof); err != nil {
+			return err
+		}
+	}
+	res.Purge.PurgedDueOnly, res.Purge.DueOnlySeconds, err = sweep()
+	if profiles != "" {
+		rpprof.StopCPUProfile()
+		if werr := os.WriteFile(filepath.Join(profiles, "sweep.pprof"), prof.Bytes(), 0o644); werr != nil {
+			return werr
+		}
+		if res.Profiles == nil {
+			res.Profiles = map[string][]profileEntry{}
+		}
+		res.Profiles["sweep"], _ = topOf(prof.Bytes())
+	}
+	if err != nil {
 		return err
 	}
 	if stored > 0 {
@@ -459,4 +539,110 @@ func printBench(w io.Writer, r *benchResults) {
 		fmt.Fprintf(w, "seeding through the store:               %7.0f orders/s\n", r.Purge.SeedPerSecond)
 	}
 	fmt.Fprintf(w, "peak RSS of serve:                       %7.1f MiB\n", r.ServePeakRSSMiB)
+}
+
+// profileEntry is one function of a profile's top list.
+type profileEntry struct {
+	Function string  `json:"function"`
+	FlatPct  float64 `json:"flat_pct"`
+	CumPct   float64 `json:"cum_pct"`
+}
+
+// profilePhase runs op with concurrency c while serve's CPU profile (its
+// loopback pprof listener) records 5 seconds, writes the profile to path
+// and returns its top entries.
+func profilePhase(hc *http.Client, debug, path string, c int, op func() error) ([]profileEntry, error) {
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := hc.Get(debug + "/debug/pprof/profile?seconds=5")
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{b, err}
+	}()
+	stop := make(chan struct{})
+	errc := make(chan error, c)
+	var wg sync.WaitGroup
+	for w := 0; w < c; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := op(); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	r := <-done
+	close(stop)
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return nil, err
+	default:
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	if err := os.WriteFile(path, r.b, 0o644); err != nil {
+		return nil, err
+	}
+	return topOf(r.b)
+}
+
+// topOf lists a CPU profile's ten hottest functions by flat samples.
+func topOf(raw []byte) ([]profileEntry, error) {
+	p, err := profile.ParseData(raw)
+	if err != nil {
+		return nil, err
+	}
+	vi := len(p.SampleType) - 1 // cpu nanoseconds
+	flat, cum := map[string]int64{}, map[string]int64{}
+	var total int64
+	for _, s := range p.Sample {
+		v := s.Value[vi]
+		total += v
+		seen := map[string]bool{}
+		for li, loc := range s.Location {
+			for _, line := range loc.Line {
+				if line.Function == nil {
+					continue
+				}
+				f := line.Function.Name
+				if li == 0 {
+					flat[f] += v
+				}
+				if !seen[f] {
+					cum[f] += v
+					seen[f] = true
+				}
+			}
+		}
+	}
+	if total == 0 {
+		return nil, nil
+	}
+	out := make([]profileEntry, 0, len(flat))
+	for f, v := range flat {
+		out = append(out, profileEntry{Function: f, FlatPct: 100 * float64(v) / float64(total), CumPct: 100 * float64(cum[f]) / float64(total)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].FlatPct > out[j].FlatPct })
+	if len(out) > 10 {
+		out = out[:10]
+	}
+	return out, nil
 }
