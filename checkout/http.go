@@ -25,6 +25,7 @@ type Store interface {
 // Keys checks publishable keys against the request's origin.
 type Keys interface {
 	AuthenticatePublishable(ctx context.Context, pk, origin string) (string, error)
+	ServesOrigin(ctx context.Context, origin string) (bool, error)
 }
 
 // Limiter is a rate limit.
@@ -86,22 +87,37 @@ func publishableKey(c *gin.Context) string {
 	return strings.TrimSpace(pk)
 }
 
-// Preflight handles OPTIONS /v1/checkout/shipping?key=pk_…: answered only
-// for an origin the key itself serves.
+// Preflight handles OPTIONS /v1/checkout/shipping: with ?key=pk_… (as
+// checkout.js sends it) it is answered only for an origin that key serves;
+// without one (a client sending the key as a Bearer header cannot put it
+// in a preflight), for an origin some publishable key serves. Either way
+// the request that follows is held to its own key's origins.
 func (h *Handler) Preflight(c *gin.Context) {
+	ctx := c.Request.Context()
 	origin := c.GetHeader("Origin")
-	if _, err := h.keys.AuthenticatePublishable(c.Request.Context(), publishableKey(c), origin); err != nil {
+	var ok bool
+	var err error
+	if c.Query("key") != "" {
+		_, err = h.keys.AuthenticatePublishable(ctx, c.Query("key"), origin)
+		ok = err == nil
 		if apperr.Is(err, apperr.Unauthorized) {
-			c.AbortWithStatus(http.StatusForbidden)
-			return
+			err = nil
 		}
+	} else if origin != "" {
+		ok, err = h.keys.ServesOrigin(ctx, origin)
+	}
+	if err != nil {
 		h.write(c, err)
+		return
+	}
+	if !ok {
+		c.AbortWithStatus(http.StatusForbidden)
 		return
 	}
 	cors(c, origin)
 	hd := c.Writer.Header()
 	hd.Set("Access-Control-Allow-Methods", "POST")
-	hd.Set("Access-Control-Allow-Headers", "Content-Type")
+	hd.Set("Access-Control-Allow-Headers", "Authorization, Content-Type")
 	hd.Set("Access-Control-Max-Age", "600")
 	c.AbortWithStatus(http.StatusNoContent)
 }

@@ -230,6 +230,25 @@ func (r *Registry) AuthenticatePublishable(ctx context.Context, pk, origin strin
 	return name, nil
 }
 
+// ServesOrigin reports whether any publishable key serves origin: the
+// answer to a CORS preflight that names no key (a client that sends the
+// key as a Bearer header cannot put it in its preflight).
+func (r *Registry) ServesOrigin(ctx context.Context, origin string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
+	defer cancel()
+	all, err := r.rdb.HVals(ctx, originsKey).Result()
+	if err != nil {
+		return false, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+	}
+	for _, v := range all {
+		var origins []string
+		if json.Unmarshal([]byte(v), &origins) == nil && slices.Contains(origins, origin) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // ErrBadKey is the one answer to a missing, unknown or revoked key.
 var ErrBadKey = apperr.New(apperr.Unauthorized, "invalid API key")
 

@@ -143,6 +143,12 @@ func TestCheckoutDropInKeepsPIIOffTheStorefront(t *testing.T) {
 	require.Equal(t, 204, pre.Status)
 	require.Equal(t, shopSrv.URL, pre.Header.Get("Access-Control-Allow-Origin"))
 	require.Empty(t, pre.Header.Get("Access-Control-Allow-Credentials"))
+	// A client sending the key as a Bearer header cannot put it in its
+	// preflight: answered for origins some key serves, refused elsewhere.
+	pre = h.call("OPTIONS", "/v1/checkout/shipping", "", nil, "Origin", shopSrv.URL, "Access-Control-Request-Method", "POST")
+	require.Equal(t, 204, pre.Status)
+	pre = h.call("OPTIONS", "/v1/checkout/shipping", "", nil, "Origin", third.URL, "Access-Control-Request-Method", "POST")
+	require.Equal(t, 403, pre.Status)
 	// A session another client opened is foreign to this key: the same 403.
 	other := h.call("POST", "/v1/checkout/sessions", h.apiKey, map[string]any{"order_id": "shop-foreign", "payment_ref": "pay_z"})
 	r = h.call("POST", "/v1/checkout/shipping?key="+keys.PublishableKey, "", map[string]any{"client_secret": other.Body["client_secret"],
