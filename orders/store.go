@@ -590,6 +590,84 @@ func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []
 	return n == 1, nil
 }
 
+// PurgeMany purges several orders for reason in three round trips in all
+// (their index fields, their purge scripts, pipelined), each still one
+// atomic script with its own outbox note. It returns, per order, 1 purged
+// now, 0 already purged, -1 unknown; a failed round trip fails them all.
+func (s *Store) PurgeMany(ctx context.Context, ids []string, reason string, notes [][]byte) ([]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*s.timeout)
+	defer cancel()
+	out := make([]int, len(ids))
+	pipe := s.rdb.Pipeline()
+	refs := make([]*redis.SliceCmd, len(ids))
+	piis := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		if !ValidOrderID(id) {
+			out[i] = -1
+			continue
+		}
+		k := keysOf(id)
+		refs[i], piis[i] = pipe.HMGet(ctx, k.ref, "bidx", "payment_ref", "shop"), pipe.HGet(ctx, k.pii, "bidx")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	if err := purgeScript.Load(ctx, s.rdb).Err(); err != nil {
+		return nil, storeErr(err)
+	}
+	now := strconv.FormatInt(s.now().UnixMilli(), 10)
+	status := string(StatusAfter(reason))
+	pipe = s.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(ids))
+	for i, id := range ids {
+		if refs[i] == nil {
+			continue
+		}
+		vals := refs[i].Val()
+		bidx, _ := vals[0].(string)
+		payref, _ := vals[1].(string)
+		shop, _ := vals[2].(string)
+		if bidx == "" {
+			bidx = piis[i].Val()
+		}
+		k := keysOf(id)
+		cmds[i] = purgeScript.EvalSha(ctx, pipe, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx,
+			k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop},
+			id, status, reason, now, notes[i])
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	for i, c := range cmds {
+		if c == nil {
+			continue
+		}
+		n, err := c.Int()
+		if err != nil {
+			return nil, storeErr(err)
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+// AckNotes removes recorded notes in one round trip.
+func (s *Store) AckNotes(ctx context.Context, notes []Note) error {
+	if len(notes) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	for _, n := range notes {
+		pipe.LRem(ctx, tag(n.Shard)+"outbox:notes", 1, n.Body)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return storeErr(err)
+	}
+	return nil
+}
+
 // FindByEmail returns the held orders whose email normalises to the same
 // blind index as email.
 func (s *Store) FindByEmail(ctx context.Context, email string) ([]string, error) {

@@ -13,17 +13,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"piivault/audit"
-	"piivault/internal/apperr"
 	"piivault/orders"
 )
 
 // Store is what purging needs from the order store.
 type Store interface {
 	PurgeNoting(ctx context.Context, orderID, reason string, note []byte) (bool, error)
+	PurgeMany(ctx context.Context, ids []string, reason string, notes [][]byte) ([]int, error)
+	AckNotes(ctx context.Context, notes []orders.Note) error
 	Notes(ctx context.Context, limit int) ([]orders.Note, error)
 	AckNote(ctx context.Context, n orders.Note) error
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
@@ -33,9 +33,10 @@ type Store interface {
 	Retention() time.Duration
 }
 
-// Recorder appends to the audit trail.
+// Recorder appends to the audit trail: one entry, or a group together.
 type Recorder interface {
 	Record(ctx context.Context, e audit.Entry) error
+	RecordAll(ctx context.Context, entries []audit.Entry) error
 }
 
 // Purger purges orders and records each purge in the audit trail.
@@ -110,15 +111,12 @@ func (p *Purger) DrainOutbox(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// SweepBatch is how many due orders one step of a sweep takes, and
-// sweepWorkers how many of them are purged at once. Each purge is one
-// independent atomic script, so they parallelise; and their audit entries
-// arrive together, so the trail seals them in one Vault call per group
-// (with 8 workers the sweep ran at about 2,200 purges/s, with 64 at 5,800).
-const (
-	SweepBatch   = 500
-	sweepWorkers = 64
-)
+// SweepBatch is how many due orders one step of a sweep takes. A step is
+// a few round trips whatever its size: the due orders' purge scripts go
+// to Redis in one pipeline (each still atomic, each with its own outbox
+// note), their audit entries are appended as one group (sealed by Vault in
+// a few calls), and their notes are removed in one more pipeline.
+const SweepBatch = 500
 
 // Sweep purges every order whose retention has ended, including those whose
 // ciphertext Redis already expired by TTL. It returns how many it purged.
@@ -133,62 +131,67 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 		p.log.Warn("recorded purges from the outbox", slog.Int("entries", n))
 	}
 	total := 0
-	var errs []error
 	for {
 		due, err := p.store.Due(ctx, p.now(), SweepBatch)
 		if err != nil {
 			return total, fmt.Errorf("sweep: list due orders: %w", err)
 		}
-		purged, failed := p.purgeAll(ctx, due)
-		total += purged
-		errs = append(errs, failed...)
-		if len(due) < SweepBatch || len(failed) == len(due) {
+		n, err := p.purgeBatch(ctx, due, orders.ReasonRetention)
+		total += n
+		if err != nil {
+			p.observe(ctx)
+			return total, fmt.Errorf("sweep: %w", err)
+		}
+		if len(due) < SweepBatch {
 			break
 		}
 	}
 	p.observe(ctx)
-	if len(errs) > 0 {
-		return total, fmt.Errorf("sweep: %d of the due orders failed, first: %w", len(errs), errs[0])
-	}
 	p.log.Info("retention sweep", slog.Int("purged", total), slog.Duration("took", time.Since(start)))
 	return total, nil
 }
 
-// purgeAll purges due orders for retention on a few workers; an order gone
-// already (unknown) counts as done.
-func (p *Purger) purgeAll(ctx context.Context, due []orders.Held) (int, []error) {
-	var (
-		mu     sync.Mutex
-		purged int
-		errs   []error
-		wg     sync.WaitGroup
-	)
-	next := make(chan string)
-	for w := 0; w < sweepWorkers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range next {
-				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				done, err := p.Purge(pctx, "system", "", id, orders.ReasonRetention)
-				cancel()
-				mu.Lock()
-				switch {
-				case err != nil && !apperr.Is(err, apperr.NotFound):
-					errs = append(errs, err)
-				case done:
-					purged++
-				}
-				mu.Unlock()
-			}
-		}()
+// purgeBatch purges orders for reason as the system, in one pipelined
+// step. The audit records travel with the purges (the outbox), so if the
+// trail fails here they are recorded by the next drain.
+func (p *Purger) purgeBatch(ctx context.Context, due []orders.Held, reason string) (int, error) {
+	if len(due) == 0 {
+		return 0, nil
 	}
-	for _, h := range due {
-		next <- h.OrderID
+	ids := make([]string, len(due))
+	entries := make([]audit.Entry, len(due))
+	notes := make([][]byte, len(due))
+	now := p.now().UTC()
+	for i, h := range due {
+		ids[i] = h.OrderID
+		entries[i] = audit.Entry{Time: now, Actor: "system", Action: audit.ActionPurge, OrderID: h.OrderID,
+			Detail: map[string]string{"reason": reason}, Event: audit.NewEventID()}
+		var err error
+		if notes[i], err = json.Marshal(entries[i]); err != nil {
+			return 0, fmt.Errorf("purge note: %w", err)
+		}
 	}
-	close(next)
-	wg.Wait()
-	return purged, errs
+	res, err := p.store.PurgeMany(ctx, ids, reason, notes)
+	if err != nil {
+		return 0, err
+	}
+	var done []audit.Entry
+	var acks []orders.Note
+	for i, r := range res {
+		if r == 1 {
+			done = append(done, entries[i])
+			acks = append(acks, orders.OrderNote(ids[i], notes[i]))
+		}
+	}
+	purged.WithLabelValues(reason).Add(float64(len(done)))
+	if err := p.audit.RecordAll(ctx, done); err != nil {
+		p.log.Error("sweep audit deferred to the outbox", slog.Int("entries", len(done)), "err", err)
+		return len(done), nil
+	}
+	if err := p.store.AckNotes(ctx, acks); err != nil {
+		p.log.Warn("sweep outbox notes not removed; they may be recorded twice", "err", err)
+	}
+	return len(done), nil
 }
 
 // observe refreshes the backlog and age gauges.

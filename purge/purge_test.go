@@ -22,6 +22,15 @@ type recorderFunc func(context.Context, audit.Entry) error
 
 func (f recorderFunc) Record(ctx context.Context, e audit.Entry) error { return f(ctx, e) }
 
+func (f recorderFunc) RecordAll(ctx context.Context, es []audit.Entry) error {
+	for _, e := range es {
+		if err := f(ctx, e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func newStore(t *testing.T, env *testenv.Env) *orders.Store {
 	t.Helper()
 	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
