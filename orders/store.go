@@ -703,6 +703,34 @@ func (s *Store) Due(ctx context.Context, t time.Time, limit int) ([]Held, error)
 	return s.scan(ctx, "-inf", strconv.FormatInt(t.UnixMilli(), 10), limit)
 }
 
+// DueEach returns up to perShard held orders of every shard whose expiry is
+// at or before t, in no particular order, and whether any shard has more.
+// The sweep needs no global order, so nothing is read only to be dropped.
+func (s *Store) DueEach(ctx context.Context, t time.Time, perShard int) ([]Held, bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.ZSliceCmd, Shards)
+	max := strconv.FormatInt(t.UnixMilli(), 10)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByScoreWithScores(ctx, tag(i)+"expiry", &redis.ZRangeBy{Min: "-inf", Max: max, Count: int64(perShard)})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, false, storeErr(err)
+	}
+	var out []Held
+	more := false
+	for _, c := range cmds {
+		zs := c.Val()
+		more = more || len(zs) == perShard
+		for _, z := range zs {
+			id, _ := z.Member.(string)
+			out = append(out, Held{OrderID: id, ExpiresAt: time.UnixMilli(int64(z.Score)).UTC()})
+		}
+	}
+	return out, more, nil
+}
+
 // Oldest returns up to limit held orders after the cursor (expiry ms and
 // order id of the last item seen; zero values start at the beginning),
 // oldest first.

@@ -27,6 +27,7 @@ type Store interface {
 	Notes(ctx context.Context, limit int) ([]orders.Note, error)
 	AckNote(ctx context.Context, n orders.Note) error
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
+	DueEach(ctx context.Context, t time.Time, perShard int) ([]orders.Held, bool, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
 	Oldest(ctx context.Context, afterMS int64, afterID string, limit int) ([]orders.Held, error)
 	HeldCount(ctx context.Context) (int64, error)
@@ -111,12 +112,13 @@ func (p *Purger) DrainOutbox(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// SweepBatch is how many due orders one step of a sweep takes. A step is
-// a few round trips whatever its size: the due orders' purge scripts go
+// SweepBatch is how many due orders one step of a sweep takes from each
+// shard (so up to 32 times as many in all). A step is a few round trips
+// whatever its size: the due orders' purge scripts go
 // to Redis in one pipeline (each still atomic, each with its own outbox
 // note), their audit entries are appended as one group (sealed by Vault in
 // a few calls), and their notes are removed in one more pipeline.
-const SweepBatch = 500
+const SweepBatch = 64
 
 // Sweep purges every order whose retention has ended, including those whose
 // ciphertext Redis already expired by TTL. It returns how many it purged.
@@ -132,7 +134,7 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	}
 	total := 0
 	for {
-		due, err := p.store.Due(ctx, p.now(), SweepBatch)
+		due, more, err := p.store.DueEach(ctx, p.now(), SweepBatch)
 		if err != nil {
 			return total, fmt.Errorf("sweep: list due orders: %w", err)
 		}
@@ -142,7 +144,7 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 			p.observe(ctx)
 			return total, fmt.Errorf("sweep: %w", err)
 		}
-		if len(due) < SweepBatch {
+		if !more {
 			break
 		}
 	}
