@@ -32,6 +32,7 @@ type config struct {
 	RedisURL       string
 	redisOpts      *redis.Options        // a single Redis (redis://, rediss://)
 	redisCluster   *redis.ClusterOptions // a Redis Cluster (redis+cluster://, rediss+cluster://)
+	redisFailover  *redis.FailoverOptions // Redis with Sentinel (redis+sentinel://, rediss+sentinel://)
 	TransitMount   string
 	TransitKey     string
 	Retention      time.Duration
@@ -196,9 +197,40 @@ func loadConfig(getenv func(string) string) (*config, error) {
 
 // parseRedisURL reads REDIS_URL: redis:// or rediss:// for one Redis;
 // redis+cluster:// or rediss+cluster:// for a Cluster, with more seed nodes
-// as ?addr=host:port parameters.
+// as ?addr=host:port parameters; redis+sentinel://host:port?master=NAME&addr=…
+// (or rediss+sentinel://) for a primary found through Sentinels, followed
+// when they fail it over. Credentials in a Sentinel URL are the Redis
+// password, used for the Sentinels too.
 func (c *config) parseRedisURL() error {
 	u := c.RedisURL
+	for _, scheme := range []string{"redis", "rediss"} {
+		rest, ok := strings.CutPrefix(u, scheme+"+sentinel://")
+		if !ok {
+			continue
+		}
+		bad := &configError{"REDIS_URL", "want " + scheme + "+sentinel://host:port?master=NAME&addr=host2:port2&addr=..."}
+		parsed, err := url.Parse(scheme + "://" + rest)
+		if err != nil {
+			return bad
+		}
+		q := parsed.Query()
+		master := q.Get("master")
+		if master == "" {
+			return bad
+		}
+		q.Del("master")
+		q.Set("master_name", master)
+		parsed.RawQuery = q.Encode()
+		opts, err := redis.ParseFailoverURL(parsed.String())
+		if err != nil {
+			return bad
+		}
+		if opts.Password == "" {
+			opts.Username, opts.Password = opts.SentinelUsername, opts.SentinelPassword
+		}
+		c.redisFailover = opts
+		return nil
+	}
 	for _, scheme := range []string{"redis", "rediss"} {
 		rest, ok := strings.CutPrefix(u, scheme+"+cluster://")
 		if !ok {
@@ -213,7 +245,7 @@ func (c *config) parseRedisURL() error {
 	}
 	opts, err := redis.ParseURL(u)
 	if err != nil {
-		return &configError{"REDIS_URL", "want redis://[user:password@]host:port/db, rediss://..., or redis+cluster://..."}
+		return &configError{"REDIS_URL", "want redis://[user:password@]host:port/db, rediss://..., redis+cluster://... or redis+sentinel://..."}
 	}
 	c.redisOpts = opts
 	return nil
@@ -223,6 +255,15 @@ func (c *config) parseRedisURL() error {
 // command is retried by the client: a resent script could store or append
 // twice, so a failure answers 503 and the caller retries the whole request.
 func (c *config) redisClient(poolSize int) redis.UniversalClient {
+	if c.redisFailover != nil {
+		o := *c.redisFailover
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+		o.MaxRetries = -1
+		if o.PoolSize == 0 {
+			o.PoolSize = poolSize
+		}
+		return redis.NewFailoverClient(&o)
+	}
 	if c.redisCluster != nil {
 		o := *c.redisCluster
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second

@@ -40,6 +40,7 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"listen", map[string]string{"PIIVAULT_LISTEN": "8080"}, "PIIVAULT_LISTEN"},
 		{"vault addr", map[string]string{"VAULT_ADDR": "vault:8200"}, "VAULT_ADDR"},
 		{"redis url", map[string]string{"REDIS_URL": "localhost:6379"}, "REDIS_URL"},
+		{"sentinel without master", map[string]string{"REDIS_URL": "redis+sentinel://127.0.0.1:26379"}, "REDIS_URL"},
 		{"approle half", map[string]string{"PIIVAULT_VAULT_ROLE_ID": "r"}, "PIIVAULT_VAULT_ROLE_ID"},
 		{"transit key", map[string]string{"PIIVAULT_TRANSIT_KEY": "a/b"}, "PIIVAULT_TRANSIT_KEY"},
 		{"origins", map[string]string{"PIIVAULT_ALLOWED_ORIGINS": "shop.example.com"}, "PIIVAULT_ALLOWED_ORIGINS"},
@@ -147,4 +148,15 @@ func TestRedisURLSchemes(t *testing.T) {
 	_, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x", "REDIS_URL": "rediss+cluster://127.0.0.1:7000?bogus=1"}))
 	require.ErrorContains(t, err, "REDIS_URL")
 	require.ErrorContains(t, err, "rediss+cluster://")
+}
+
+func TestRedisSentinelURL(t *testing.T) {
+	cfg, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x",
+		"REDIS_URL": "redis+sentinel://:s3cret@127.0.0.1:26379/2?master=piivault&addr=127.0.0.1:26380&addr=127.0.0.1:26381"}))
+	require.NoError(t, err)
+	require.NotNil(t, cfg.redisFailover)
+	require.Equal(t, "piivault", cfg.redisFailover.MasterName)
+	require.Equal(t, []string{"127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"}, cfg.redisFailover.SentinelAddrs)
+	require.Equal(t, 2, cfg.redisFailover.DB)
+	require.Equal(t, "s3cret", cfg.redisFailover.Password, "the URL's password is the Redis password, for the Sentinels too")
 }
