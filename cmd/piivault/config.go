@@ -30,8 +30,8 @@ type config struct {
 	RoleID         string
 	SecretID       secret
 	RedisURL       string
-	redisOpts      *redis.Options        // a single Redis (redis://, rediss://)
-	redisCluster   *redis.ClusterOptions // a Redis Cluster (redis+cluster://, rediss+cluster://)
+	redisOpts      *redis.Options         // a single Redis (redis://, rediss://)
+	redisCluster   *redis.ClusterOptions  // a Redis Cluster (redis+cluster://, rediss+cluster://)
 	redisFailover  *redis.FailoverOptions // Redis with Sentinel (redis+sentinel://, rediss+sentinel://)
 	TransitMount   string
 	TransitKey     string
