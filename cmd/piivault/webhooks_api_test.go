@@ -55,6 +55,23 @@ func withValues(t *testing.T, body []byte, set func(m map[string]any)) []byte {
 	return out
 }
 
+// valueAt reads the string at a dotted path of a fixture's JSON
+// ("data.object.client_reference_id"): tests name the fixtures' own ids
+// through it rather than repeating them.
+func valueAt(t *testing.T, body []byte, path string) string {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal(body, &v))
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		require.True(t, ok, "%s: %s is not an object", path, k)
+		v = m[k]
+	}
+	str, ok := v.(string)
+	require.True(t, ok, "%s is not a string", path)
+	return str
+}
+
 // object is a Stripe event's data.object, to set values in.
 func object(m map[string]any) map[string]any {
 	return m["data"].(map[string]any)["object"].(map[string]any)
@@ -97,32 +114,37 @@ func TestStripeCheckoutInEveryAPIEra(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	_, tok := h.login("fulfillment")
 	tests := []struct {
-		file, order, email, outcome string
+		file, email, outcome string
 	}{
 		// 2019: a session with no shipping address and no order reference.
-		{"stripe/checkout.session.completed.2019-05-16.json", "", "", "no_shipping"},
+		{"stripe/checkout.session.completed.2019-05-16.json", "", "no_shipping"},
 		// Before 2022-08-01 the address is `shipping`.
-		{"stripe/checkout.session.completed.2020-08-27.json", "rw-cs-2020", "stripe@example.com", "stored"},
-		{"stripe/checkout.session.completed.2023-10-16.json", "rw-cs-2023", "example@example.com", "stored"},
+		{"stripe/checkout.session.completed.2020-08-27.json", "stripe@example.com", "stored"},
+		{"stripe/checkout.session.completed.2023-10-16.json", "example@example.com", "stored"},
 		// From 2025-03-31: collected_information.shipping_details.
-		{"stripe/checkout.session.completed.2026-07-29.dahlia.json", "rw-cs-dahlia", "example@example.com", "stored"},
+		{"stripe/checkout.session.completed.2026-07-29.dahlia.json", "example@example.com", "stored"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			r := h.stripe(fixture(t, tt.file), testStripeSecret, time.Now())
+			body := fixture(t, tt.file)
+			r := h.stripe(body, testStripeSecret, time.Now())
 			require.Equal(t, 200, r.Status, string(r.Raw))
 			require.Equal(t, tt.outcome, r.Body["outcome"], string(r.Raw))
-			if tt.order == "" {
+			if tt.outcome != "stored" {
 				return
 			}
-			ship := h.call("GET", "/v1/orders/"+tt.order+"/shipping?reason=label", tok, nil)
+			order := valueAt(t, body, "data.object.client_reference_id")
+			ship := h.call("GET", "/v1/orders/"+order+"/shipping?reason=label", tok, nil)
 			require.Equal(t, 200, ship.Status, string(ship.Raw))
 			require.Equal(t, "Jenny Rosen", ship.Body["name"])
 			require.Equal(t, "510 Townsend St", ship.Body["address"].(map[string]any)["line1"])
 			require.Equal(t, tt.email, ship.Body["email"])
 		})
 	}
-	require.Equal(t, "pi_rw_cs_2020", h.call("GET", "/v1/orders/rw-cs-2020", h.apiKey, nil).Body["payment_ref"])
+	era2020 := fixture(t, "stripe/checkout.session.completed.2020-08-27.json")
+	require.Equal(t, valueAt(t, era2020, "data.object.payment_intent"),
+		h.call("GET", "/v1/orders/"+valueAt(t, era2020, "data.object.client_reference_id"), h.apiKey, nil).Body["payment_ref"],
+		"stored with the session's payment intent")
 	require.Equal(t, 3, countAudit(t, h, audit.ActionStore), "orders stored by a webhook are audited too")
 	// The same delivery again: 200, nothing done twice.
 	r := h.stripe(fixture(t, "stripe/checkout.session.completed.2023-10-16.json"), testStripeSecret, time.Now())
@@ -139,22 +161,25 @@ func TestStripeRefundsAndCancellationsTouchOnlyTheirOwnPayment(t *testing.T) {
 	require.Equal(t, 201, h.storeWith("ord-bystander", "pi_bystander").Status)
 
 	t.Run("full refund purges the order its payment intent paid", func(t *testing.T) {
-		require.Equal(t, 201, h.storeWith("ord-refund", "pi_rw_refund").Status)
-		r := h.stripe(fixture(t, "stripe/charge.refunded.json"), testStripeSecret, time.Now())
+		refund := fixture(t, "stripe/charge.refunded.json")
+		require.Equal(t, 201, h.storeWith("ord-refund", valueAt(t, refund, "data.object.payment_intent")).Status)
+		r := h.stripe(refund, testStripeSecret, time.Now())
 		require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
 		require.Equal(t, "refunded", h.call("GET", "/v1/orders/ord-refund", h.apiKey, nil).Body["purge_reason"])
 	})
 	t.Run("partial refund keeps the order", func(t *testing.T) {
-		require.Equal(t, 201, h.storeWith("ord-partial", "pi_rw_partial").Status)
-		r := h.stripe(fixture(t, "stripe/charge.refunded.partial.2026-07-29.dahlia.json"), testStripeSecret, time.Now())
+		partial := fixture(t, "stripe/charge.refunded.partial.2026-07-29.dahlia.json")
+		require.Equal(t, 201, h.storeWith("ord-partial", valueAt(t, partial, "data.object.payment_intent")).Status)
+		r := h.stripe(partial, testStripeSecret, time.Now())
 		require.Equal(t, "partial_refund", r.Body["outcome"], string(r.Raw))
 		require.Equal(t, "held", h.status("ord-partial"))
 	})
 	t.Run("payment intent canceled purges its own order only", func(t *testing.T) {
-		require.Equal(t, 201, h.storeWith("ord-cancel", "pi_rw_cancel").Status)
+		canceled := fixture(t, "stripe/payment_intent.canceled.json")
+		require.Equal(t, 201, h.storeWith("ord-cancel", valueAt(t, canceled, "data.object.id")).Status)
 		// Named (metadata order_id) an order paid by another payment: refused.
 		wrong := withValues(t, fixture(t, "stripe/payment_intent.canceled.json"), func(m map[string]any) {
-			m["id"] = "evt_rw_pi_cancel_wrong"
+			m["id"] = "evt_test_cancel_wrong"
 			object(m)["id"] = "pi_attacker"
 			object(m)["metadata"] = map[string]any{"order_id": "ord-bystander"}
 		})
@@ -166,16 +191,17 @@ func TestStripeRefundsAndCancellationsTouchOnlyTheirOwnPayment(t *testing.T) {
 		require.Equal(t, "canceled", h.call("GET", "/v1/orders/ord-cancel", h.apiKey, nil).Body["purge_reason"])
 	})
 	expired := fixture(t, "stripe/checkout.session.expired.json")
-	expiredPI := "pi_1LiJE7JgxfQPisOqEYVLl14G" // the expired session's payment intent
+	expiredPI := valueAt(t, expired, "data.object.payment_intent")
+	expiredOrder := valueAt(t, expired, "data.object.client_reference_id")
 	t.Run("an abandoned second session does not purge the order another session paid", func(t *testing.T) {
-		require.Equal(t, 201, h.storeWith("rw-expired", "pi_paid_by_the_first_session").Status)
+		require.Equal(t, 201, h.storeWith(expiredOrder, "pi_paid_by_the_first_session").Status)
 		r := h.stripe(expired, testStripeSecret, time.Now())
 		require.Equal(t, "other_payment", r.Body["outcome"], string(r.Raw))
-		require.Equal(t, "held", h.status("rw-expired"))
+		require.Equal(t, "held", h.status(expiredOrder))
 	})
 	t.Run("an expired session purges the order it was for", func(t *testing.T) {
 		mine := withValues(t, expired, func(m map[string]any) {
-			m["id"] = "evt_rw_expired_2"
+			m["id"] = "evt_test_expired_own"
 			object(m)["client_reference_id"] = "ord-expired-own"
 		})
 		require.Equal(t, 201, h.storeWith("ord-expired-own", expiredPI).Status)
@@ -185,7 +211,7 @@ func TestStripeRefundsAndCancellationsTouchOnlyTheirOwnPayment(t *testing.T) {
 	})
 	t.Run("an expiry before its order is stored refuses that payment's store only", func(t *testing.T) {
 		early := withValues(t, expired, func(m map[string]any) {
-			m["id"] = "evt_rw_expired_3"
+			m["id"] = "evt_test_expired_early"
 			object(m)["client_reference_id"] = "ord-expired-early"
 		})
 		r := h.stripe(early, testStripeSecret, time.Now())
@@ -203,18 +229,21 @@ func TestStripeSessionForAnOrderPaidByAnotherIsAConflict(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	h := newHarness(t, nil, map[string]string{"PIIVAULT_ALERT_URL": srv.URL})
-	require.Equal(t, "stored", h.stripe(fixture(t, "stripe/checkout.session.completed.2023-10-16.json"), testStripeSecret, time.Now()).Body["outcome"])
+	first := fixture(t, "stripe/checkout.session.completed.2023-10-16.json")
+	order := valueAt(t, first, "data.object.client_reference_id")
+	require.Equal(t, "stored", h.stripe(first, testStripeSecret, time.Now()).Body["outcome"])
 	// A second session, completed for the same order id (a Payment Link whose
 	// client_reference_id the customer controls): nothing changes.
 	second := withValues(t, fixture(t, "stripe/checkout.session.completed.2026-07-29.dahlia.json"), func(m map[string]any) {
-		object(m)["client_reference_id"] = "rw-cs-2023"
+		object(m)["client_reference_id"] = order
 	})
 	r := h.stripe(second, testStripeSecret, time.Now())
 	require.Equal(t, 200, r.Status)
 	require.Equal(t, "conflict", r.Body["outcome"], string(r.Raw))
-	require.Equal(t, "pi_1OFLzGFQZDbhGIrgxDcJVmBE", h.call("GET", "/v1/orders/rw-cs-2023", h.apiKey, nil).Body["payment_ref"])
+	require.Equal(t, valueAt(t, first, "data.object.payment_intent"), h.call("GET", "/v1/orders/"+order, h.apiKey, nil).Body["payment_ref"],
+		"still the first payment's order")
 	require.Equal(t, 1, countAudit(t, h, audit.ActionWebhookConflict))
-	require.Eventually(t, func() bool { return strings.Contains(recv.all(), "rw-cs-2023") }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return strings.Contains(recv.all(), order) }, 5*time.Second, 50*time.Millisecond)
 	require.Contains(t, h.logs.String(), "webhook event conflicts")
 }
 
@@ -222,8 +251,8 @@ func TestForgedStaleAndUnsignedWebhooksChangeNothing(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-f")
 	shipped := []byte(`{"event_id":"evt-f1","order_id":"ord-f","status":"shipped"}`)
-	require.Equal(t, 201, h.storeWith("ord-f2", "pi_rw_cancel").Status)
 	pi := fixture(t, "stripe/payment_intent.canceled.json")
+	require.Equal(t, 201, h.storeWith("ord-f2", valueAt(t, pi, "data.object.id")).Status)
 	fulfil := fixture(t, "shopify/fulfillments-create.json")
 	tracker := fixture(t, "easypost/tracker.updated.json")
 	tests := []struct {
@@ -451,18 +480,19 @@ func TestEasyPostTrackerLooksUpTheShipmentReference(t *testing.T) {
 	}))
 	defer api.Close()
 	h := newHarness(t, nil, map[string]string{"EASYPOST_API_KEY": "EZTK_test_key", "EASYPOST_API_URL": api.URL + "/v2"})
-	h.storeOrder("rw-ep-1")
+	shipped := valueAt(t, apiShipment, "reference") // the order EasyPost's shipment names
+	h.storeOrder(shipped)
 	send := func(body []byte) response {
 		return h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
 	}
 	r := send(fixture(t, "easypost/tracker.updated.with-shipment.json"))
 	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
-	require.Equal(t, "shipped", h.call("GET", "/v1/orders/rw-ep-1", h.apiKey, nil).Body["purge_reason"])
+	require.Equal(t, "shipped", h.call("GET", "/v1/orders/"+shipped, h.apiKey, nil).Body["purge_reason"])
 
 	// The mapping is remembered: a later event for that shipment asks EasyPost no more.
 	before := calls.Load()
 	again := withValues(t, fixture(t, "easypost/tracker.updated.with-shipment.json"), func(m map[string]any) {
-		m["id"] = "evt_rw_ep_3"
+		m["id"] = "evt_test_delivered_again"
 		m["result"].(map[string]any)["status"] = "delivered"
 	})
 	require.Equal(t, "already_purged", send(again).Body["outcome"])
