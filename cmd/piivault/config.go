@@ -255,31 +255,29 @@ func (c *config) parseRedisURL() error {
 // command is retried by the client: a resent script could store or append
 // twice, so a failure answers 503 and the caller retries the whole request.
 func (c *config) redisClient(poolSize int) redis.UniversalClient {
-	if c.redisFailover != nil {
+	switch {
+	case c.redisFailover != nil:
 		o := *c.redisFailover
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-		o.MaxRetries = -1
-		if o.PoolSize == 0 {
-			o.PoolSize = poolSize
-		}
+		tuneRedis(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.PoolSize, poolSize)
 		return redis.NewFailoverClient(&o)
-	}
-	if c.redisCluster != nil {
+	case c.redisCluster != nil:
 		o := *c.redisCluster
-		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-		o.MaxRetries = -1
-		if o.PoolSize == 0 {
-			o.PoolSize = poolSize
-		}
+		tuneRedis(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.PoolSize, poolSize)
 		return redis.NewClusterClient(&o)
 	}
 	o := *c.redisOpts
-	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
-	o.MaxRetries = -1
-	if o.PoolSize == 0 {
-		o.PoolSize = poolSize
-	}
+	tuneRedis(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.MaxRetries, &o.PoolSize, poolSize)
 	return redis.NewClient(&o)
+}
+
+// tuneRedis sets what every kind of Redis client shares: 2 s timeouts, no
+// retries, and poolSize connections unless the URL chose a pool size.
+func tuneRedis(dial, read, write *time.Duration, retries, pool *int, poolSize int) {
+	*dial, *read, *write = 2*time.Second, 2*time.Second, 2*time.Second
+	*retries = -1
+	if *pool == 0 {
+		*pool = poolSize
+	}
 }
 
 // needVault checks the service has Vault credentials (serve and friends).

@@ -60,14 +60,9 @@ func StartRedisCluster(n int) (*Cluster, error) {
 		c.procs = append(c.procs, cmd)
 		c.Addrs = append(c.Addrs, fmt.Sprintf("127.0.0.1:%d", port))
 	}
-	for _, a := range c.Addrs {
-		probe := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
-		err := waitFor(10*time.Second, func() error { return probe.Ping(context.Background()).Err() })
-		probe.Close()
-		if err != nil {
-			c.Stop()
-			return nil, err
-		}
+	if err := waitPing(c.Addrs...); err != nil {
+		c.Stop()
+		return nil, err
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -107,4 +102,17 @@ func (c *Cluster) Stop() {
 		kill(p)
 	}
 	os.RemoveAll(c.dir)
+}
+
+// waitPing waits until every Redis (or Sentinel) at addrs answers PING.
+func waitPing(addrs ...string) error {
+	for _, a := range addrs {
+		probe := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
+		err := waitFor(10*time.Second, func() error { return probe.Ping(context.Background()).Err() })
+		probe.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", a, err)
+		}
+	}
+	return nil
 }

@@ -87,14 +87,9 @@ func StartSentinel() (*Sentinel, error) {
 		s.procs = append(s.procs, cmd)
 		s.Sentinels = append(s.Sentinels, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	for _, a := range append([]string{s.Primary, s.Replica}, s.Sentinels...) {
-		probe := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
-		err := waitFor(10*time.Second, func() error { return probe.Ping(context.Background()).Err() })
-		probe.Close()
-		if err != nil {
-			s.Stop()
-			return nil, err
-		}
+	if err := waitPing(append([]string{s.Primary, s.Replica}, s.Sentinels...)...); err != nil {
+		s.Stop()
+		return nil, err
 	}
 	// Every Sentinel must know the primary and see the replica attached.
 	for _, a := range s.Sentinels {
