@@ -176,7 +176,22 @@ type Log struct {
 	anchorMu  sync.Mutex
 	anchored  vault.Anchor
 	anchorVer int
+
+	// replicas, when set, must hold an entry before it is anchored: an
+	// anchor ahead of what a promoted replica holds would be a false alarm.
+	replicas Replicas
 }
+
+// Replicas waits until Redis replicas hold every write made so far
+// (PIIVAULT_REDIS_WAIT).
+type Replicas interface {
+	Wait(ctx context.Context) error
+}
+
+// AnchorAfterReplicas makes the anchor wait for r before it moves, so that
+// with PIIVAULT_REDIS_WAIT a failover never leaves the anchor ahead of the
+// trail.
+func (l *Log) AnchorAfterReplicas(r Replicas) { l.replicas = r }
 
 type pending struct {
 	e     Entry
@@ -480,6 +495,11 @@ func (l *Log) Anchor(ctx context.Context) error {
 	l.mu.Unlock()
 	if target.Seq == 0 {
 		return nil
+	}
+	if l.replicas != nil {
+		if err := l.replicas.Wait(ctx); err != nil {
+			return fmt.Errorf("audit anchor waits for Redis replicas: %w", err)
+		}
 	}
 	l.anchorMu.Lock()
 	defer l.anchorMu.Unlock()

@@ -80,6 +80,7 @@ type Deps struct {
 	AllowedOrigins []string
 	TLS            bool
 	AccessLog      *monitoring.AccessStore
+	Replicas       Replicas // nil: answers do not wait for Redis replicas
 }
 
 const (
@@ -103,6 +104,9 @@ func New(d Deps) (*gin.Engine, error) {
 		s.fail(c, apperr.New(apperr.Internal, "internal error"))
 	}))
 	r.Use(monitoring.AccessLog(d.Log, d.AccessLog), s.headers, s.cors)
+	if d.Replicas != nil {
+		r.Use(s.durable)
+	}
 	r.NoRoute(func(c *gin.Context) { s.fail(c, apperr.New(apperr.NotFound, "no such endpoint")) })
 	r.NoMethod(func(c *gin.Context) {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, web.ErrorBody{Error: web.ErrorDetail{

@@ -71,8 +71,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		cfg.Timeout = 5 * time.Second
 	}
 	vc := vaultapi.DefaultConfig()
+	var addrs []string
 	if cfg.Addr != "" {
-		vc.Address = cfg.Addr
+		var err error
+		if addrs, err = SplitAddrs(cfg.Addr); err != nil {
+			return nil, fmt.Errorf("vault address: %w", err)
+		}
+		vc.Address = addrs[0]
 	}
 	vc.Timeout = cfg.Timeout
 	vc.MaxRetries = 0 // callers hold deadlines; a retry loop here would hide an outage
@@ -80,6 +85,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	// reveals and logins would otherwise open a new connection per call.
 	if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
 		t.MaxIdleConnsPerHost = 128
+	}
+	if len(addrs) > 1 {
+		fo, err := newFailover(vc.HttpClient.Transport, addrs)
+		if err != nil {
+			return nil, fmt.Errorf("vault address: %w", err)
+		}
+		vc.HttpClient.Transport = fo
 	}
 	api, err := vaultapi.NewClient(vc)
 	if err != nil {

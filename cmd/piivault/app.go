@@ -16,6 +16,7 @@ import (
 	"piivault/clients"
 	"piivault/compliance"
 	"piivault/console"
+	"piivault/internal/replication"
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
@@ -52,6 +53,7 @@ type app struct {
 	batcher   *orders.Batcher
 	store     *orders.Store
 	audit     *audit.Log
+	replicas  *replication.Waiter // nil unless PIIVAULT_REDIS_WAIT > 0
 	clients   *clients.Registry
 	staff     *staff.Service
 	monitor   *monitoring.Monitor
@@ -89,6 +91,9 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.audit = audit.NewLog(rdb, vc, vc)
+	if a.replicas = replication.New(rdb, cfg.RedisWait, 0); a.replicas != nil {
+		a.audit.AnchorAfterReplicas(a.replicas)
+	}
 	a.clients = clients.NewRegistry(rdb)
 	a.staff = staff.NewService(vc, rdb)
 	a.alerter = monitoring.NewAlerter(cfg.AlertURL, log)
@@ -157,7 +162,12 @@ func (a *app) handler() (*gin.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
+	var replicas server.Replicas
+	if a.replicas != nil {
+		replicas = a.replicas
+	}
 	return server.New(server.Deps{
+		Replicas:  replicas,
 		Log:       a.log,
 		Redis:     a.redis,
 		Vault:     a.vault,

@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/orders"
+	"piivault/vault"
 )
 
 // secret is a configuration value that never prints.
@@ -57,6 +58,7 @@ type config struct {
 	BatchSize      int
 	BatchWait      time.Duration
 	AccessLogMax   int64
+	RedisWait      int // replicas an acknowledged change waits for (WAIT)
 }
 
 // configError names the variable at fault; start-up prints it as one line.
@@ -107,8 +109,8 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			return nil, &configError{"PIIVAULT_DEBUG_LISTEN", "want a loopback host:port, e.g. 127.0.0.1:6060 (the profiler is never served to the network)"}
 		}
 	}
-	if u, err := url.Parse(c.VaultAddr); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, &configError{"VAULT_ADDR", "want an http(s) URL, e.g. https://vault.internal:8200"}
+	if _, err := vault.SplitAddrs(c.VaultAddr); err != nil {
+		return nil, &configError{"VAULT_ADDR", "want an http(s) URL, e.g. https://vault.internal:8200, or the nodes of an HA cluster separated by commas"}
 	}
 	if (c.RoleID == "") != (c.SecretID == "") {
 		return nil, &configError{"PIIVAULT_VAULT_ROLE_ID", "PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID go together"}
@@ -178,6 +180,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"PIIVAULT_RATE_LIMIT", &c.ClientRate, 6000, 100_000_000},
 		{"PIIVAULT_LOGIN_RATE_LIMIT", &c.LoginRate, 30, 1_000_000},
 		{"PIIVAULT_BATCH_SIZE", &c.BatchSize, 64, 1000},
+		{"PIIVAULT_REDIS_WAIT", &c.RedisWait, 0, 16},
 	}
 	for _, i := range ints {
 		v := getenv(i.name)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,7 +22,16 @@ import (
 	"piivault/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+// TestMain runs the tests, or, when a fault test starts this binary again
+// with runAsPiivault set, runs it as the piivault command itself: the
+// instances of the scale-out tests are separate processes.
+func TestMain(m *testing.M) {
+	if os.Getenv(runAsPiivault) == "1" {
+		main()
+		os.Exit(0)
+	}
+	testenv.Main(m)
+}
 
 // syncBuffer collects log output from concurrent handlers.
 type syncBuffer struct {

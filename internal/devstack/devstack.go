@@ -91,6 +91,21 @@ func Start() (*Stack, error) {
 	return s, nil
 }
 
+// StartRedis starts Redis alone, for a Stack whose Vault is elsewhere (a
+// VaultCluster): the caller fills in VaultAddr and RootToken.
+func StartRedis() (*Stack, error) {
+	dir, err := os.MkdirTemp("", "piivault-devstack-")
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{dir: dir}
+	if err := s.startRedis(0); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return s, nil
+}
+
 func (s *Stack) startVault() error {
 	bin, err := VaultBinary()
 	if err != nil {

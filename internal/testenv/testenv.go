@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +89,29 @@ func start() (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	return setUp(stack)
+}
+
+// StartHA starts Redis and a three-node Vault raft cluster, runs setup
+// against the cluster, and stops them when tb ends. The Env's VaultAddr
+// lists all three nodes, as an operator would set VAULT_ADDR.
+func StartHA(tb testing.TB) (*Env, *devstack.VaultCluster) {
+	tb.Helper()
+	cluster, err := devstack.StartVaultCluster()
+	require.NoError(tb, err, "start the Vault cluster")
+	tb.Cleanup(cluster.Stop)
+	stack, err := devstack.StartRedis()
+	require.NoError(tb, err, "start Redis")
+	stack.VaultAddr, stack.RootToken = strings.Join(cluster.Addrs, ","), cluster.RootToken
+	e, err := setUp(stack)
+	require.NoError(tb, err, "set up the Vault cluster")
+	tb.Cleanup(e.stop)
+	return e, cluster
+}
+
+// setUp runs piivault's setup on the stack's Vault and connects to both.
+func setUp(stack *devstack.Stack) (*Env, error) {
+	var err error
 	e := &Env{Stack: stack}
 	e.Redis = redis.NewClient(&redis.Options{Addr: stack.RedisAddr, MaxRetries: -1,
 		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
