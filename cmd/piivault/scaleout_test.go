@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"piivault/internal/devstack"
 	"piivault/internal/testenv"
 )
 
@@ -81,4 +85,93 @@ func TestVaultActiveNodeDiesUnderLoadFromThreeInstances(t *testing.T) {
 	ids := sortedKeys(l.created)
 	revealAll(t, h, ful, ids)
 	t.Logf("%d orders answered 201 (or 200 on retry) all revealable after the election", len(ids))
+}
+
+// TestRedisFailoverAndAcknowledgedChanges replays the failover that loses
+// acknowledged writes: the replicas lose their link to the primary (a
+// partition), the primary goes on answering, then dies, and the Sentinels
+// promote a replica that never saw the last changes. Steady ingest and
+// shipping webhooks run throughout, and every answer is counted.
+//
+// With PIIVAULT_REDIS_WAIT=1 nothing is acknowledged during the partition
+// (503, retried by the caller afterwards): no order answered 201 is lost,
+// no purge answered 200 comes back, and the audit trail verifies. Without
+// it, what is lost is bounded as the README says: only changes acknowledged
+// after the replicas' link broke, and the audit anchor in Vault reports
+// the trail's lost tail.
+func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
+	for _, wait := range []string{"1", ""} {
+		t.Run("PIIVAULT_REDIS_WAIT="+wait, func(t *testing.T) {
+			ctx := context.Background()
+			s, err := devstack.StartSentinel(2)
+			require.NoError(t, err)
+			t.Cleanup(s.Stop)
+			h := newHarness(t, nil, map[string]string{"REDIS_URL": s.URL, "PIIVAULT_REDIS_WAIT": wait, "PIIVAULT_RATE_LIMIT": "0"})
+			var pre []string
+			for i := 0; i < 60; i++ {
+				id := fmt.Sprintf("pre-%02d", i)
+				h.storeOrder(id)
+				pre = append(pre, id)
+			}
+			primary := redis.NewClient(&redis.Options{Addr: s.Primary})
+			require.NoError(t, primary.Do(ctx, "WAIT", 2, 5000).Err())
+			primary.Close()
+
+			l := newLoad()
+			l.ingest(h.url, h.apiKey, "rf-a")
+			l.ingest(h.url, h.apiKey, "rf-b")
+			l.ship(h.url, pre)
+			time.Sleep(time.Second)
+			cut := time.Now()
+			require.NoError(t, s.CutReplicas(ctx))
+			time.Sleep(2 * time.Second)
+			killed := time.Now()
+			s.StopPrimary()
+			require.NoError(t, s.HealReplicas(ctx))
+			require.Eventually(t, func() bool {
+				l.mu.Lock()
+				defer l.mu.Unlock()
+				_, last := refusedWindow(append(slices.Clone(l.orders), l.purges...))
+				return time.Since(killed) > 3*time.Second && time.Since(last) > 2*time.Second
+			}, 45*time.Second, 200*time.Millisecond, "writes never resumed after the failover")
+			l.halt()
+			t.Logf("orders: %v, purges: %v", statuses(l.orders), statuses(l.purges))
+
+			var lostOrders, lostPurges []string
+			for _, id := range sortedKeys(l.created) {
+				if r := h.call("GET", "/v1/orders/"+id, h.apiKey, nil); r.Status != 200 {
+					require.Equal(t, 404, r.Status, string(r.Raw))
+					lostOrders = append(lostOrders, id)
+				}
+			}
+			for _, id := range sortedKeys(l.shipped) {
+				r := h.call("GET", "/v1/orders/"+id, h.apiKey, nil)
+				require.Equal(t, 200, r.Status, string(r.Raw))
+				if r.Body["status"] != "shipped" {
+					lostPurges = append(lostPurges, id)
+				}
+			}
+			v, err := h.app.audit.Verify(ctx)
+			require.NoError(t, err)
+			t.Logf("lost: %d of %d orders, %d of %d purges; trail intact: %v",
+				len(lostOrders), len(l.created), len(lostPurges), len(l.shipped), v.Intact)
+
+			if wait != "" {
+				require.Empty(t, lostOrders, "orders answered 201 and lost")
+				require.Empty(t, lostPurges, "purges answered 200 and undone: PII came back")
+				_, last := refusedWindow(l.orders)
+				require.True(t, last.After(cut), "the partition must have refused changes")
+				require.True(t, v.Intact, "the anchor never moves past what replicas hold: %+v", v.Broken)
+				return
+			}
+			require.NotEmpty(t, append(lostOrders, lostPurges...), "without WAIT this failover loses acknowledged changes")
+			for _, id := range lostOrders {
+				require.True(t, l.created[id].After(cut), "order %s acknowledged before the link broke was lost", id)
+			}
+			for _, id := range lostPurges {
+				require.True(t, l.shipped[id].After(cut), "purge of %s acknowledged before the link broke was lost", id)
+			}
+			require.False(t, v.Intact, "verify must report the trail's lost tail")
+		})
+	}
 }

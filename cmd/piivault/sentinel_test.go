@@ -15,7 +15,7 @@ import (
 // against a real primary, replica and three Sentinels, kills the primary,
 // and shows piivault working on the promoted replica without a restart.
 func TestFollowsASentinelFailover(t *testing.T) {
-	s, err := devstack.StartSentinel()
+	s, err := devstack.StartSentinel(1)
 	require.NoError(t, err)
 	t.Cleanup(s.Stop)
 	h := newHarness(t, nil, map[string]string{"REDIS_URL": s.URL})

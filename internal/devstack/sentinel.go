@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,11 +17,12 @@ import (
 // SentinelMaster is the name the Sentinels monitor the primary under.
 const SentinelMaster = "piivault"
 
-// Sentinel is a Redis primary, one replica and three Sentinels on
+// Sentinel is a Redis primary, its replicas and three Sentinels on
 // loopback, all from Debian's redis-server (`--sentinel` runs a Sentinel).
 type Sentinel struct {
 	Primary   string
-	Replica   string
+	Replica   string   // the first replica
+	Replicas  []string // all of them
 	Sentinels []string
 	URL       string // redis+sentinel://s1?master=piivault&addr=s2&addr=s3
 	dir       string
@@ -28,9 +30,10 @@ type Sentinel struct {
 	procs     []*exec.Cmd
 }
 
-// StartSentinel starts the primary, the replica and three Sentinels and
-// waits until the Sentinels agree on the primary.
-func StartSentinel() (*Sentinel, error) {
+// StartSentinel starts the primary, n replicas (at least one) and three
+// Sentinels and waits until the Sentinels see every replica.
+func StartSentinel(n int) (*Sentinel, error) {
+	n = max(n, 1)
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, errors.New("no redis-server on PATH")
@@ -60,10 +63,15 @@ func StartSentinel() (*Sentinel, error) {
 		return nil, err
 	}
 	host, port := "127.0.0.1", s.Primary[len("127.0.0.1:"):]
-	if s.Replica, _, err = start("--replicaof", host, port); err != nil {
-		s.Stop()
-		return nil, err
+	for i := 0; i < n; i++ {
+		r, _, err := start("--replicaof", host, port)
+		if err != nil {
+			s.Stop()
+			return nil, err
+		}
+		s.Replicas = append(s.Replicas, r)
 	}
+	s.Replica = s.Replicas[0]
 	for i := 0; i < 3; i++ {
 		p, err := FreePort()
 		if err != nil {
@@ -87,11 +95,28 @@ func StartSentinel() (*Sentinel, error) {
 		s.procs = append(s.procs, cmd)
 		s.Sentinels = append(s.Sentinels, fmt.Sprintf("127.0.0.1:%d", p))
 	}
-	if err := waitPing(append([]string{s.Primary, s.Replica}, s.Sentinels...)...); err != nil {
+	if err := waitPing(append(append([]string{s.Primary}, s.Replicas...), s.Sentinels...)...); err != nil {
 		s.Stop()
 		return nil, err
 	}
-	// Every Sentinel must know the primary and see the replica attached.
+	// Every replica must be synced (online) before a test counts on WAIT.
+	pc := redis.NewClient(&redis.Options{Addr: s.Primary, MaxRetries: -1})
+	err = waitFor(20*time.Second, func() error {
+		info, err := pc.Info(context.Background(), "replication").Result()
+		if err != nil {
+			return err
+		}
+		if online := strings.Count(info, "state=online"); online < n {
+			return fmt.Errorf("%d of %d replicas online", online, n)
+		}
+		return nil
+	})
+	pc.Close()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	// Every Sentinel must know the primary and see the replicas attached.
 	for _, a := range s.Sentinels {
 		sc := redis.NewSentinelClient(&redis.Options{Addr: a, MaxRetries: -1})
 		err := waitFor(20*time.Second, func() error {
@@ -99,8 +124,8 @@ func StartSentinel() (*Sentinel, error) {
 			if err != nil {
 				return err
 			}
-			if len(reps) == 0 {
-				return errors.New("no replica seen yet")
+			if len(reps) < n {
+				return fmt.Errorf("%d of %d replicas seen", len(reps), n)
 			}
 			return nil
 		})
@@ -115,8 +140,53 @@ func StartSentinel() (*Sentinel, error) {
 }
 
 // StopPrimary kills the primary, as a crash would; the Sentinels then
-// promote the replica.
+// promote a replica.
 func (s *Sentinel) StopPrimary() { kill(s.primary) }
+
+// CutReplicas cuts every replica off the primary, as a network partition
+// would: each is given a wrong masterauth and its link is killed, so it
+// keeps trying and failing to resync (the primary has no password, and
+// refuses AUTH). The primary goes on answering writes. HealReplicas undoes it.
+func (s *Sentinel) CutReplicas(ctx context.Context) error {
+	for _, r := range s.Replicas {
+		c := redis.NewClient(&redis.Options{Addr: r, MaxRetries: -1})
+		err := c.ConfigSet(ctx, "masterauth", "partitioned").Err()
+		if err == nil {
+			err = c.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Err()
+		}
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("cut replica %s: %w", r, err)
+		}
+	}
+	// The primary must see them gone before the partition counts.
+	p := redis.NewClient(&redis.Options{Addr: s.Primary, MaxRetries: -1})
+	defer p.Close()
+	return waitFor(10*time.Second, func() error {
+		info, err := p.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(info, "connected_slaves:0") {
+			return errors.New("replicas still connected")
+		}
+		return nil
+	})
+}
+
+// HealReplicas clears the wrong masterauth, so the replicas can sync with
+// whichever primary the Sentinels point them at.
+func (s *Sentinel) HealReplicas(ctx context.Context) error {
+	for _, r := range s.Replicas {
+		c := redis.NewClient(&redis.Options{Addr: r, MaxRetries: -1})
+		err := c.ConfigSet(ctx, "masterauth", "").Err()
+		c.Close()
+		if err != nil {
+			return fmt.Errorf("heal replica %s: %w", r, err)
+		}
+	}
+	return nil
+}
 
 // Stop stops every process and removes their files.
 func (s *Sentinel) Stop() {
