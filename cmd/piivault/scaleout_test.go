@@ -2,14 +2,17 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"piivault/audit"
 	"piivault/internal/devstack"
 	"piivault/internal/testenv"
 )
@@ -174,4 +177,128 @@ func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
 			require.False(t, v.Intact, "verify must report the trail's lost tail")
 		})
 	}
+}
+
+// TestThreeInstancesShareOneSweepBlocksRevocationsAndIdempotency runs three
+// serve processes on one Redis and one Vault: retention sweeps never
+// overlap and purge each order once; an order sent to two instances is
+// stored once; a block made by one instance and a revocation are enforced
+// by the others on the very next request.
+func TestThreeInstancesShareOneSweepBlocksRevocationsAndIdempotency(t *testing.T) {
+	ctx := context.Background()
+	env := testenv.Shared(t)
+	h := newHarness(t, env, nil)
+	vars := baseEnv(env)
+	vars["PIIVAULT_RETENTION"] = "3s"
+	vars["PIIVAULT_SWEEP_INTERVAL"] = "1s"
+	vars["PIIVAULT_RATE_LIMIT"] = "0"
+	ins := startInstances(t, 3, vars)
+	at := func(i int) *harness { c := *h; c.url = ins[i].url; return &c }
+
+	// Idempotent ingest across instances: each order goes to two of them,
+	// concurrently; one stores it, the other answers 200.
+	const n = 600
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	codes := map[string][]int{}
+	for w := 0; w < 6; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n; i += 6 {
+				id := fmt.Sprintf("multi-%04d", i)
+				body, _ := json.Marshal(orderBody(id))
+				var got [2]int
+				var pair sync.WaitGroup
+				for k := 0; k < 2; k++ {
+					pair.Add(1)
+					go func() {
+						defer pair.Done()
+						got[k] = send("POST", ins[(i+k)%3].url+"/v1/orders", h.apiKey, body)
+					}()
+				}
+				pair.Wait()
+				mu.Lock()
+				codes[id] = []int{got[0], got[1]}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for id, c := range codes {
+		slices.Sort(c)
+		require.Equal(t, []int{200, 201}, c, "order %s: one instance stores it, the other sees the same order", id)
+	}
+	other := orderBody("multi-0000")
+	other["payment_ref"] = "pi_different"
+	require.Equal(t, 409, at(2).call("POST", "/v1/orders", h.apiKey, other).Status)
+
+	// Blocks: ten wrong API keys at instance 0 block the IP; instances 1
+	// and 2 refuse it on its very next request.
+	bad := *at(0)
+	bad.ip = "203.0.113.77"
+	for i := 0; i < 10; i++ {
+		bad.call("GET", "/v1/orders/multi-0001", fmt.Sprintf("pvk_wrong%d", i), nil)
+	}
+	for _, i := range []int{1, 2} {
+		c := *at(i)
+		c.ip = bad.ip
+		require.Equal(t, 403, c.call("GET", "/v1/orders/multi-0001", h.apiKey, nil).Status, "instance %d enforces the block", i)
+	}
+
+	// Revocation: a member logged in through instance 0 and removed by the
+	// operator is refused by instances 1 and 2 on the next request.
+	name, pw, key := h.staffMember("fulfillment")
+	r := at(0).call("POST", "/v1/auth/login", "", map[string]any{"username": name, "password": pw, "totp": freshCode(t, key, time.Now())})
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	tok, _ := r.Body["token"].(string)
+	require.Equal(t, 200, at(1).call("GET", "/v1/fulfillment/queue", tok, nil).Status)
+	require.NoError(t, env.Root.RemoveStaff(ctx, name))
+	require.Equal(t, 401, at(1).call("GET", "/v1/fulfillment/queue", tok, nil).Status)
+	require.Equal(t, 401, at(2).call("GET", "/v1/orders/multi-0002/shipping?reason=label", tok, nil).Status)
+
+	// Sweeps: every order is purged by retention, exactly once, and no two
+	// instances' sweeps ever ran at the same time.
+	require.Eventually(t, func() bool {
+		for i := 0; i < n; i += 37 {
+			if at(0).call("GET", fmt.Sprintf("/v1/orders/multi-%04d", i), h.apiKey, nil).Body["status"] != "purged" {
+				return false
+			}
+		}
+		return at(0).call("GET", fmt.Sprintf("/v1/orders/multi-%04d", n-1), h.apiKey, nil).Body["status"] == "purged"
+	}, 40*time.Second, 500*time.Millisecond, "the sweeps never purged every order")
+	time.Sleep(1500 * time.Millisecond) // let a sweep in flight log its end
+	purges := map[string]int{}
+	require.NoError(t, h.app.audit.Each(ctx, time.Time{}, time.Time{}, func(e audit.Entry) error {
+		if e.Action == audit.ActionPurge {
+			purges[e.OrderID]++
+		}
+		return nil
+	}))
+	for i := 0; i < n; i++ {
+		require.Equal(t, 1, purges[fmt.Sprintf("multi-%04d", i)], "order multi-%04d purged once", i)
+	}
+	type span struct {
+		from, to time.Time
+		who      int
+	}
+	var spans []span
+	busy := map[int]bool{}
+	for i, in := range ins {
+		for _, line := range in.logLines(t, "retention sweep") {
+			end, err := time.Parse(time.RFC3339Nano, line["time"].(string))
+			require.NoError(t, err)
+			took := time.Duration(line["took"].(float64))
+			spans = append(spans, span{end.Add(-took), end, i})
+			if line["purged"].(float64) > 0 {
+				busy[i] = true
+			}
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return a.from.Compare(b.from) })
+	for i := 1; i < len(spans); i++ {
+		require.False(t, spans[i].from.Before(spans[i-1].to),
+			"sweeps overlapped: instance %d from %s, instance %d until %s", spans[i].who, spans[i].from, spans[i-1].who, spans[i-1].to)
+	}
+	t.Logf("%d sweeps, one at a time; instances that purged: %v", len(spans), busy)
 }
