@@ -6,11 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
+
+	"piivault/vault"
 )
 
 func envOf(m map[string]string) func(string) string {
@@ -53,6 +57,11 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"profiler on a private address", map[string]string{"PIIVAULT_DEBUG_LISTEN": "10.0.0.5:6060"}, "PIIVAULT_DEBUG_LISTEN"},
 		{"profiler without a port", map[string]string{"PIIVAULT_DEBUG_LISTEN": "127.0.0.1"}, "PIIVAULT_DEBUG_LISTEN"},
 		{"console idle", map[string]string{"PIIVAULT_CONSOLE_IDLE": "5s"}, "PIIVAULT_CONSOLE_IDLE"},
+		{"vault node list with a bad node", map[string]string{"VAULT_ADDR": "http://127.0.0.1:8200,vault-2:8200"}, "VAULT_ADDR"},
+		{"vault node list empty", map[string]string{"VAULT_ADDR": ", ,"}, "VAULT_ADDR"},
+		{"redis wait negative", map[string]string{"PIIVAULT_REDIS_WAIT": "-1"}, "PIIVAULT_REDIS_WAIT"},
+		{"redis wait not a number", map[string]string{"PIIVAULT_REDIS_WAIT": "all"}, "PIIVAULT_REDIS_WAIT"},
+		{"redis wait too many", map[string]string{"PIIVAULT_REDIS_WAIT": "17"}, "PIIVAULT_REDIS_WAIT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,4 +168,44 @@ func TestRedisSentinelURL(t *testing.T) {
 	require.Equal(t, []string{"127.0.0.1:26379", "127.0.0.1:26380", "127.0.0.1:26381"}, cfg.redisFailover.SentinelAddrs)
 	require.Equal(t, 2, cfg.redisFailover.DB)
 	require.Equal(t, "s3cret", cfg.redisFailover.Password, "the URL's password is the Redis password, for the Sentinels too")
+}
+
+// TestDeployExamplesAreValidConfiguration loads the environment of the
+// systemd example and the Kubernetes ConfigMap through the real
+// configuration parser, with the secrets they leave out filled in.
+func TestDeployExamplesAreValidConfiguration(t *testing.T) {
+	secrets := map[string]string{"PIIVAULT_VAULT_ROLE_ID": "role", "PIIVAULT_VAULT_SECRET_ID": "secret"}
+	withSecrets := func(vars map[string]string) map[string]string {
+		for k, v := range secrets {
+			if vars[k] == "" {
+				vars[k] = v
+			}
+		}
+		return vars
+	}
+	raw, err := os.ReadFile("../../deploy/systemd/piivault.env.example")
+	require.NoError(t, err)
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			vars[k] = v
+		}
+	}
+	cfg, err := loadConfig(envOf(withSecrets(vars)))
+	require.NoError(t, err, "piivault.env.example")
+	require.Equal(t, 1, cfg.RedisWait)
+	require.NotNil(t, cfg.redisFailover)
+
+	raw, err = os.ReadFile("../../deploy/kubernetes/configmap.yaml")
+	require.NoError(t, err)
+	var cm struct {
+		Data map[string]string `json:"data"`
+	}
+	require.NoError(t, yaml.Unmarshal(raw, &cm))
+	cfg, err = loadConfig(envOf(withSecrets(cm.Data)))
+	require.NoError(t, err, "configmap.yaml")
+	require.Equal(t, 1, cfg.RedisWait)
+	addrs, err := vault.SplitAddrs(cfg.VaultAddr)
+	require.NoError(t, err)
+	require.Len(t, addrs, 3)
 }
