@@ -3,7 +3,7 @@
 // size-limited, verifies its signature before parsing anything, and runs
 // each event id at most once:
 //
-//	piivault:{wh}:<provider>:<event id>   string  "processing" (60 s lease) then "done" (kept 14 days,
+//	piivault:{wh}:<provider>:<event id>   string  "processing" (20 s lease) then "done" (kept 14 days,
 //	                                              longer than any provider retries)
 //	piivault:{wh}:track:<kind>:<id>       string  order id of a carrier tracking code, an EasyPost shipment
 //	                                              or tracker (45 days), linked by the storefront or learnt
@@ -157,6 +157,13 @@ var (
 	errInProgress    = apperr.New(apperr.Conflict, "this event is being processed; retry later")
 )
 
+// processingLease is how long an event is marked as being processed. The
+// act gets half of it, so a lease never ends under a running act (no event
+// runs twice at once); and a marker whose "done" never came (its instance
+// died, or a Redis failover kept the one and lost the other) holds the
+// provider's retries off (409) for 20 s at most, not for minutes.
+const processingLease = 20 * time.Second
+
 // delivery is one verified event to act on.
 type delivery struct {
 	provider string
@@ -170,7 +177,7 @@ type delivery struct {
 func (h *Handler) run(c *gin.Context, d delivery) {
 	ctx := c.Request.Context()
 	key := "piivault:{wh}:" + d.provider + ":" + d.eventID
-	ok, err := h.rdb.SetNX(ctx, key, "processing", time.Minute).Result()
+	ok, err := h.rdb.SetNX(ctx, key, "processing", processingLease).Result()
 	if err != nil {
 		h.write(c, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable"))
 		return
@@ -185,7 +192,9 @@ func (h *Handler) run(c *gin.Context, d delivery) {
 		h.write(c, errInProgress)
 		return
 	}
-	outcome, err := d.act(ctx)
+	actCtx, cancel := context.WithTimeout(ctx, processingLease/2)
+	outcome, err := d.act(actCtx)
+	cancel()
 	if err != nil {
 		// Forget the event so the provider's retry runs it again.
 		h.rdb.Del(context.WithoutCancel(ctx), key)

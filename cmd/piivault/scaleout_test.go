@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"piivault/audit"
@@ -131,15 +132,22 @@ func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
 			killed := time.Now()
 			s.StopPrimary()
 			require.NoError(t, s.HealReplicas(ctx))
-			require.Eventually(t, func() bool {
+			if !assert.Eventually(t, func() bool {
 				l.mu.Lock()
 				defer l.mu.Unlock()
 				_, last := refusedWindow(append(slices.Clone(l.orders), l.purges...))
 				return time.Since(killed) > 3*time.Second && time.Since(last) > 2*time.Second
-			}, 45*time.Second, 200*time.Millisecond, "writes never resumed after the failover")
+			}, 45*time.Second, 200*time.Millisecond, "writes never resumed after the failover") {
+				l.halt()
+				t.Log(s.Describe(ctx))
+				l.mu.Lock()
+				t.Logf("last answers: %v", l.orders[max(0, len(l.orders)-5):])
+				l.mu.Unlock()
+				t.Logf("piivault's last errors:\n%s", tail([]byte(h.logs.String()), 3000))
+				t.FailNow()
+			}
 			l.halt()
 			t.Logf("orders: %v, purges: %v", statuses(l.orders), statuses(l.purges))
-
 			var lostOrders, lostPurges []string
 			for _, id := range sortedKeys(l.created) {
 				if r := h.call("GET", "/v1/orders/"+id, h.apiKey, nil); r.Status != 200 {

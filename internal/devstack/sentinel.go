@@ -195,3 +195,33 @@ func (s *Sentinel) Stop() {
 	}
 	os.RemoveAll(s.dir)
 }
+
+// Describe reports each node's role and link and each Sentinel's view of
+// the primary, for a failed test's log.
+func (s *Sentinel) Describe(ctx context.Context) string {
+	var b strings.Builder
+	for _, a := range append([]string{s.Primary}, s.Replicas...) {
+		c := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1, DialTimeout: time.Second})
+		info, err := c.Info(ctx, "replication").Result()
+		c.Close()
+		if err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", a, err)
+			continue
+		}
+		var keep []string
+		for _, l := range strings.Split(info, "\r\n") {
+			if strings.HasPrefix(l, "role:") || strings.HasPrefix(l, "master_port:") || strings.HasPrefix(l, "master_link_status:") ||
+				strings.HasPrefix(l, "connected_slaves:") || strings.HasPrefix(l, "slave") {
+				keep = append(keep, l)
+			}
+		}
+		fmt.Fprintf(&b, "%s: %s\n", a, strings.Join(keep, " "))
+	}
+	for _, a := range s.Sentinels {
+		sc := redis.NewSentinelClient(&redis.Options{Addr: a, MaxRetries: -1, DialTimeout: time.Second})
+		addr, err := sc.GetMasterAddrByName(ctx, SentinelMaster).Result()
+		sc.Close()
+		fmt.Fprintf(&b, "sentinel %s: primary %v %v\n", a, addr, err)
+	}
+	return b.String()
+}
