@@ -17,6 +17,7 @@ import (
 	"piivault/audit"
 	"piivault/clients"
 	"piivault/internal/apperr"
+	"piivault/internal/replication"
 	"piivault/staff"
 	"piivault/vault"
 )
@@ -76,7 +77,11 @@ func (e *env) auditLog(ctx context.Context, cfg *config, vc *vault.Client) (*aud
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
 	}
-	return audit.NewLog(rdb, vc, vc), rdb, nil
+	l := audit.NewLog(rdb, vc, vc)
+	if w := replication.New(rdb, cfg.RedisWait, 0); w != nil {
+		l.AnchorAfterReplicas(w)
+	}
+	return l, rdb, nil
 }
 
 // record appends an operator action to the trail and moves the anchor in
