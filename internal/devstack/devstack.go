@@ -120,13 +120,7 @@ func (s *Stack) startVault() error {
 		"-dev-listen-address=127.0.0.1:"+strconv.Itoa(port),
 		"-dev-root-token-id="+s.RootToken, "-dev-no-store-token")
 	cmd.Env = append(os.Environ(), "HOME="+s.dir, "VAULT_DISABLE_MLOCK=true")
-	log, err := os.Create(filepath.Join(s.dir, "vault.log"))
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startLogged(cmd, filepath.Join(s.dir, "vault.log")); err != nil {
 		return err
 	}
 	s.vault = cmd
@@ -210,6 +204,23 @@ func kill(cmd *exec.Cmd) {
 	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	_ = cmd.Wait()
+}
+
+// startLogged starts cmd as a child (see childAttrs) with its output
+// appended to the file at path.
+func startLogged(cmd *exec.Cmd, path string) error {
+	log, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = childAttrs()
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return err
+	}
+	// The child holds its own copy of the descriptor.
+	return log.Close()
 }
 
 // childAttrs puts a child in its own process group (so kill reaches its

@@ -155,13 +155,7 @@ ui            = false
 	}
 	cmd := exec.Command(c.bin, "server", "-config="+conf)
 	cmd.Env = append(os.Environ(), "HOME="+c.dir)
-	log, err := os.OpenFile(filepath.Join(c.dir, fmt.Sprintf("node%d.log", i)), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return err
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = childAttrs()
-	if err := cmd.Start(); err != nil {
+	if err := startLogged(cmd, filepath.Join(c.dir, fmt.Sprintf("node%d.log", i))); err != nil {
 		return err
 	}
 	c.mu.Lock()
