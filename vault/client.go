@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -87,6 +88,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		t.MaxIdleConnsPerHost = 128
 	}
 	if len(addrs) > 1 {
+		// A node that drops packets must cost a second, not the whole call:
+		// then the next node is tried.
+		if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
+			t.DialContext = (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext
+		}
 		fo, err := newFailover(vc.HttpClient.Transport, addrs)
 		if err != nil {
 			return nil, fmt.Errorf("vault address: %w", err)

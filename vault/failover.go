@@ -34,11 +34,14 @@ func SplitAddrs(v string) ([]string, error) {
 }
 
 // failover sends each request to the node that last answered and moves to
-// the next one only when a node cannot have acted on it: the connection was
-// refused (the node is down) or the node answered 503 (sealed, or a standby
-// that knows no active node). Any live, unsealed node will do: standbys
-// forward requests to the active node, so after an election the client
-// follows the new active node without knowing which one it is.
+// the next one only when a node cannot have acted on it: the connection
+// could not be made (the node is down; the dialer gives up after a second),
+// the node is sealed, it is a standby that knows no active node, or it
+// redirects to the active node instead of forwarding. Any live, unsealed
+// node will do: standbys forward requests to the active node, so after an
+// election the client follows the new active node without knowing which
+// one it is. A request that may have reached a working node (a timeout, a
+// reset, any other answer) is never sent again.
 type failover struct {
 	base  http.RoundTripper
 	nodes []*url.URL
@@ -58,48 +61,63 @@ func newFailover(base http.RoundTripper, addrs []string) (*failover, error) {
 }
 
 func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Body != nil && req.GetBody == nil {
+	// Only requests to the configured address are ours to place; one that
+	// follows a redirect goes where the redirect says.
+	if req.URL.Host != f.nodes[0].Host {
+		return f.base.RoundTrip(req)
+	}
+	getBody := req.GetBody
+	if req.Body != nil && getBody == nil {
 		// Vault requests are small: keep the body to send it again.
 		body, err := io.ReadAll(req.Body)
 		req.Body.Close()
 		if err != nil {
 			return nil, err
 		}
-		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-		req.Body, _ = req.GetBody()
+		getBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else if req.Body != nil {
+		req.Body.Close() // each try sends its own copy
 	}
 	start := int(f.cur.Load())
 	var lastResp *http.Response
 	var lastErr error
+	discard := func() {
+		if lastResp != nil {
+			lastResp.Body.Close()
+			lastResp = nil
+		}
+	}
 	for i := range f.nodes {
+		if err := req.Context().Err(); err != nil {
+			discard()
+			return nil, err
+		}
 		n := (start + i) % len(f.nodes)
 		try := req.Clone(req.Context())
 		try.URL.Scheme, try.URL.Host, try.Host = f.nodes[n].Scheme, f.nodes[n].Host, f.nodes[n].Host
-		if req.GetBody != nil && i > 0 {
-			body, err := req.GetBody()
+		if getBody != nil {
+			body, err := getBody()
 			if err != nil {
+				discard()
 				return nil, err
 			}
-			try.Body = body
+			try.Body, try.GetBody = body, getBody
 		}
 		resp, err := f.base.RoundTrip(try)
 		if err != nil {
-			if !refused(err) {
+			if !dialFailed(err) {
+				discard()
 				return nil, err // it may have reached the node: never send it twice
 			}
 			lastErr = err
 			continue
 		}
-		if resp.StatusCode == http.StatusServiceUnavailable && i < len(f.nodes)-1 {
-			if lastResp != nil {
-				lastResp.Body.Close()
-			}
+		if i < len(f.nodes)-1 && notActed(resp) {
+			discard()
 			lastResp = resp
 			continue
 		}
-		if lastResp != nil {
-			lastResp.Body.Close()
-		}
+		discard()
 		f.cur.Store(int32(n))
 		return resp, nil
 	}
@@ -109,8 +127,36 @@ func (f *failover) RoundTrip(req *http.Request) (*http.Response, error) {
 	return nil, lastErr
 }
 
-// refused tells a request that never reached a node: the dial failed.
-func refused(err error) bool {
+// dialFailed tells a request that never reached a node: the connection
+// could not be made.
+func dialFailed(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// notActed reads what a node says when it did not act on a request: sealed
+// (503 "Vault is sealed"), a standby that knows no active node (500 "local
+// node not active but active cluster node not found"), or a standby that
+// redirects rather than forwards (307). Up to 4 KiB of an error body is
+// read to tell, and put back for the caller.
+func notActed(resp *http.Response) bool {
+	switch resp.StatusCode {
+	case http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return true
+	case http.StatusServiceUnavailable, http.StatusInternalServerError:
+	default:
+		return false
+	}
+	peek, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body = readCloser{io.MultiReader(bytes.NewReader(peek), resp.Body), resp.Body}
+	text := string(peek)
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		return strings.Contains(text, "Vault is sealed")
+	}
+	return strings.Contains(text, "active cluster node not found")
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }

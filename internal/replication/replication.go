@@ -107,8 +107,9 @@ func (w *Waiter) waitOn(ctx context.Context, c redis.Cmdable, key string, timeou
 	return nil
 }
 
-// barrierFor finds a key that the master at addr serves, from the
-// Cluster's slot map, and remembers it.
+// barrierFor finds a key that the master at addr serves, asking the
+// Cluster client itself (so addresses compare as go-redis writes them),
+// and remembers it.
 func (w *Waiter) barrierFor(ctx context.Context, cc *redis.ClusterClient, addr string) (string, error) {
 	w.mu.Lock()
 	key, ok := w.barriers[addr]
@@ -116,45 +117,19 @@ func (w *Waiter) barrierFor(ctx context.Context, cc *redis.ClusterClient, addr s
 	if ok {
 		return key, nil
 	}
-	slots, err := cc.ClusterSlots(ctx).Result()
-	if err != nil {
-		return "", fmt.Errorf("cluster slots: %w", err)
-	}
-	for _, s := range slots {
-		if len(s.Nodes) == 0 || s.Nodes[0].Addr != addr {
-			continue
+	// 16,384 slots over a handful of masters: a few tags find each one.
+	for i := 0; i < 10_000; i++ {
+		key = "piivault:{w" + strconv.Itoa(i) + "}:wait"
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return "", fmt.Errorf("cluster slots: %w", err)
 		}
-		key = "piivault:{" + tagForSlot(s.Start) + "}:wait"
-		w.mu.Lock()
-		w.barriers[addr] = key
-		w.mu.Unlock()
-		return key, nil
+		if m.Options().Addr == addr {
+			w.mu.Lock()
+			w.barriers[addr] = key
+			w.mu.Unlock()
+			return key, nil
+		}
 	}
 	return "", fmt.Errorf("no slots for master %s", addr)
-}
-
-// tagForSlot returns a hash tag whose Redis Cluster slot is slot.
-func tagForSlot(slot int) string {
-	for i := 0; ; i++ {
-		tag := "w" + strconv.Itoa(i)
-		if int(crc16([]byte(tag))%16384) == slot {
-			return tag
-		}
-	}
-}
-
-// crc16 is CRC-16/XMODEM, the hash Redis Cluster maps keys to slots with.
-func crc16(b []byte) uint16 {
-	var crc uint16
-	for _, c := range b {
-		crc ^= uint16(c) << 8
-		for range 8 {
-			if crc&0x8000 != 0 {
-				crc = crc<<1 ^ 0x1021
-			} else {
-				crc <<= 1
-			}
-		}
-	}
-	return crc
 }

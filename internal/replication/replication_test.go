@@ -12,14 +12,6 @@ import (
 	"piivault/internal/devstack"
 )
 
-func TestCRC16IsRedisClusters(t *testing.T) {
-	// The check value in the Redis Cluster specification's appendix.
-	require.Equal(t, uint16(0x31C3), crc16([]byte("123456789")))
-	for _, slot := range []int{0, 1, 5460, 8191, 16383} {
-		require.Equal(t, slot, int(crc16([]byte(tagForSlot(slot)))%16384))
-	}
-}
-
 func TestNoWaiterWhenZeroReplicas(t *testing.T) {
 	var w *Waiter = New(nil, 0, 0)
 	require.Nil(t, w)
