@@ -42,6 +42,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/internal/apperr"
+	"piivault/internal/writes"
 	"piivault/vault"
 )
 
@@ -252,6 +253,12 @@ func (l *Log) Record(ctx context.Context, e Entry) error {
 // in order) and returns the first error. Like Record, it waits no longer
 // than ctx allows.
 func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	// Marked before the append: an entry that may have landed is one the
+	// answer must wait for, whatever the request's method.
+	writes.Mark(ctx)
 	ps := make([]*pending, len(entries))
 	l.mu.Lock()
 	for i, e := range entries {
@@ -580,8 +587,46 @@ type Page struct {
 	Next    string  `json:"next,omitempty"`
 }
 
+// validate refuses what Redis would (a malformed cursor, a time outside
+// what stream ids hold) with a Validation error naming the fields.
+func (f Filter) validate() error {
+	var bad []string
+	for _, t := range []struct {
+		name string
+		t    time.Time
+	}{{"since", f.Since}, {"until", f.Until}} {
+		if !t.t.IsZero() && !validTime(t.t) {
+			bad = append(bad, t.name)
+		}
+	}
+	if f.After != "" && !ValidCursor(f.After) {
+		bad = append(bad, "after")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return &apperr.Error{Code: apperr.Validation, Fields: bad, Message: "invalid query parameters: " +
+		strings.Join(bad, ", ") + " (since/until: RFC 3339 from 1970; after: a cursor from this trail)"}
+}
+
+// ValidCursor reports whether after is a Redis stream id ("<ms>-<seq>",
+// both unsigned 64-bit numbers): the shape of a page cursor.
+func ValidCursor(after string) bool {
+	ms, seq, ok := strings.Cut(after, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
+
+// validTime is a since/until the trail can hold: from 1970 (stream ids
+// are Unix milliseconds) to 9999.
+func validTime(t time.Time) bool { return t.Year() >= 1970 && t.Year() <= 9999 }
+
 // List returns entries oldest first, filtered, paginated by stream id.
 func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
+	if err := f.validate(); err != nil {
+		return Page{}, err
+	}
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}

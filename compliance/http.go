@@ -14,28 +14,27 @@ import (
 type Handler struct {
 	reports  *Reports
 	lockdown *Lockdown
+	copier   Copier
 	write    func(*gin.Context, error)
 }
 
-// NewHandler builds a Handler.
-func NewHandler(r *Reports, l *Lockdown, writeErr func(*gin.Context, error)) *Handler {
-	return &Handler{reports: r, lockdown: l, write: writeErr}
+// NewHandler builds a Handler; copier reveals the access report's copies.
+func NewHandler(r *Reports, l *Lockdown, copier Copier, writeErr func(*gin.Context, error)) *Handler {
+	return &Handler{reports: r, lockdown: l, copier: copier, write: writeErr}
 }
 
-// CreateAccessRequest handles POST /v1/access-requests {"email"} (support,
-// admin): the customer's access report. A support member's copy of the
-// held data is the masked one; an admin's token opens none.
+// CreateAccessRequest handles POST /v1/access-requests {"email"} or
+// {"order_ids":[…]} (support, admin): the customer's access report. The
+// copy of the held data is a reveal to the caller (the masked one for
+// support; an admin's token opens none).
 func (h *Handler) CreateAccessRequest(c *gin.Context) {
-	var body struct {
-		Email string `json:"email"`
-	}
-	if err := web.BindStrict(c, &body); err != nil {
+	var q AccessQuery
+	if err := web.BindStrict(c, &q); err != nil {
 		h.write(c, err)
 		return
 	}
 	p, _ := web.PrincipalOf(c)
-	rep, err := h.reports.Access(c.Request.Context(), p.Actor(), c.ClientIP(), body.Email, p.Token.Reveal(),
-		p.Role != web.RoleFulfillment)
+	rep, err := h.reports.Access(c.Request.Context(), p.Actor(), c.ClientIP(), q, h.copier, &p)
 	if err != nil {
 		h.write(c, err)
 		return

@@ -35,6 +35,12 @@ type Notifier interface {
 	Notify(kind, text string)
 }
 
+// Outbox keeps an audit entry the trail could not take, for the retention
+// sweep to record (orders.Store.DeferAudit).
+type Outbox interface {
+	DeferAudit(ctx context.Context, e audit.Entry) error
+}
+
 // TokenRevoker ends every staff session in Vault at once (vault.Client).
 type TokenRevoker interface {
 	RevokeStaffTokens(ctx context.Context) error
@@ -45,6 +51,9 @@ type LockdownState struct {
 	On        bool      `json:"on"`
 	By        string    `json:"changed_by,omitempty"`
 	ChangedAt time.Time `json:"changed_at,omitempty"`
+	// AuditPending says the change's audit entry waits in the outbox (the
+	// trail did not take it): the next sweep records it.
+	AuditPending bool `json:"audit_pending,omitempty"`
 }
 
 // Lockdown is the incident switch: while on, every reveal and every staff
@@ -55,13 +64,14 @@ type Lockdown struct {
 	rdb     redis.UniversalClient
 	revoker TokenRevoker
 	audit   Recorder
+	outbox  Outbox
 	alerts  Notifier
 	log     *slog.Logger
 }
 
 // NewLockdown builds a Lockdown.
-func NewLockdown(rdb redis.UniversalClient, revoker TokenRevoker, rec Recorder, alerts Notifier, log *slog.Logger) *Lockdown {
-	return &Lockdown{rdb: rdb, revoker: revoker, audit: rec, alerts: alerts, log: log}
+func NewLockdown(rdb redis.UniversalClient, revoker TokenRevoker, rec Recorder, outbox Outbox, alerts Notifier, log *slog.Logger) *Lockdown {
+	return &Lockdown{rdb: rdb, revoker: revoker, audit: rec, outbox: outbox, alerts: alerts, log: log}
 }
 
 // ErrLockedDown is the answer to a reveal or login during a lockdown.
@@ -99,7 +109,12 @@ func (l *Lockdown) Check(ctx context.Context) error {
 
 // Set turns the lockdown on or off on behalf of actor and records it.
 // Turning it on revokes every staff token in Vault after the switch is
-// set, so no new session can start in between.
+// set, so no new session can start in between. The operators are alerted
+// next, whatever becomes of the audit entry: an incident switch must not
+// go unnoticed because the trail is down. The entry is then appended, or,
+// if the trail does not take it, left in the outbox for the sweep
+// (AuditPending in the answer): the admin who turned it on has just lost
+// their own session and could not retry.
 func (l *Lockdown) Set(ctx context.Context, on bool, actor, ip string) (LockdownState, error) {
 	s := LockdownState{On: on, By: actor, ChangedAt: time.Now().UTC()}
 	b, _ := json.Marshal(s)
@@ -114,15 +129,25 @@ func (l *Lockdown) Set(ctx context.Context, on bool, actor, ip string) (Lockdown
 			l.log.Error("lockdown: staff tokens not revoked", "err", revokeErr)
 		}
 	}
-	if err := l.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionLockdown, IP: ip, Detail: detail}); err != nil {
-		return s, err
-	}
 	state := "lifted"
 	if on {
 		state = "ON: reveals and logins are refused, every staff token is revoked"
+		if revokeErr != nil {
+			state = "ON: reveals and logins are refused, but staff tokens were NOT revoked: run it again"
+		}
 	}
 	l.log.Warn("lockdown changed", "on", on, "by", actor)
 	l.alerts.Notify("lockdown", fmt.Sprintf("piivault: lockdown %s (by %s)", state, actor))
+	e := audit.Entry{Time: s.ChangedAt, Actor: actor, Action: audit.ActionLockdown, IP: ip, Detail: detail,
+		Event: audit.NewEventID()}
+	if err := l.audit.Record(ctx, e); err != nil {
+		if oerr := l.outbox.DeferAudit(context.WithoutCancel(ctx), e); oerr != nil {
+			return s, fmt.Errorf("lockdown is %s, but its audit entry was neither recorded (%w) nor kept for later: %w",
+				map[bool]string{true: "on", false: "off"}[on], err, oerr)
+		}
+		l.log.Error("lockdown audit deferred to the outbox", "err", err)
+		s.AuditPending = true
+	}
 	if revokeErr != nil {
 		return s, fmt.Errorf("lockdown is on, but staff tokens were not revoked: %w", revokeErr)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"piivault/audit"
 	"piivault/internal/apperr"
+	"piivault/internal/web"
 	"piivault/orders"
 	"piivault/vault"
 )
@@ -106,26 +107,68 @@ type AccessReport struct {
 
 func reportKey(id string) string { return "piivault:{reports}:access:" + id }
 
+// MaxAccessOrders bounds the order ids one access request may name.
+const MaxAccessOrders = 100
+
+// AccessQuery is what an access report is asked for: the customer's email
+// (their orders whose retention is not over: nothing derived from an email
+// outlives it) or the order ids the storefront knows (any order, held or
+// purged, from its purchase reference and reveal list). Exactly one.
+type AccessQuery struct {
+	Email    string   `json:"email"`
+	OrderIDs []string `json:"order_ids"`
+}
+
+func (q AccessQuery) validate() error {
+	switch {
+	case q.Email != "" && q.OrderIDs != nil:
+		return &apperr.Error{Code: apperr.Validation, Message: "give email or order_ids, not both", Fields: []string{"email", "order_ids"}}
+	case q.OrderIDs != nil:
+		var bad bool
+		for _, id := range q.OrderIDs {
+			bad = bad || !orders.ValidOrderID(id)
+		}
+		if n := len(q.OrderIDs); n == 0 || n > MaxAccessOrders || bad {
+			return &apperr.Error{Code: apperr.Validation, Fields: []string{"order_ids"},
+				Message: fmt.Sprintf("order_ids: 1 to %d valid order ids", MaxAccessOrders)}
+		}
+	case !orders.ValidEmail(orders.NormalizeEmail(q.Email)):
+		return &apperr.Error{Code: apperr.Validation, Message: "invalid fields: email (or give order_ids)", Fields: []string{"email"}}
+	}
+	return nil
+}
+
+// Copier reveals held orders for an access report's copy of the data: a
+// reveal in every respect (orders.Handler.RevealCopies).
+type Copier interface {
+	RevealCopies(ctx context.Context, p web.Principal, ip string, ids []string) (map[string]orders.Shipping, bool, error)
+}
+
 // AccessReport makes and stores an access report for email (Shopify's
 // customers/data_request, which has no staff token: no copy) and returns
 // its id.
 func (r *Reports) AccessReport(ctx context.Context, actor, ip, email string) (string, error) {
-	rep, err := r.Access(ctx, actor, ip, email, "", false)
+	rep, err := r.Access(ctx, actor, ip, AccessQuery{Email: email}, nil, nil)
 	return rep.ReportID, err
 }
 
-// Access makes the access report for email: every order of it found
-// through the blind index, held or purged, with its times, purge reason and
-// each reveal's time, role and reason (not who). With a token, the copy of
-// each held order is decrypted with it (masked: the masked copy) for this
-// answer; what is stored and audited holds neither the email nor the copy.
-func (r *Reports) Access(ctx context.Context, actor, ip, email, token string, masked bool) (AccessReport, error) {
-	if !orders.ValidEmail(orders.NormalizeEmail(email)) {
-		return AccessReport{}, &apperr.Error{Code: apperr.Validation, Message: "invalid fields: email", Fields: []string{"email"}}
-	}
-	ids, err := r.store.History(ctx, email)
-	if err != nil {
+// Access makes the access report for q: every order found, held or
+// purged, with its times, purge reason and each reveal's time, role and
+// reason (not who). With a copier and a staff member, each held order's
+// data is revealed to that member for this answer only (see Copier): the
+// copies are revealed, audited and counted first, so a lockdown or a
+// reveal limit refuses the whole request. What is stored and audited as
+// the report holds neither the email nor the copy.
+func (r *Reports) Access(ctx context.Context, actor, ip string, q AccessQuery, copier Copier, p *web.Principal) (AccessReport, error) {
+	if err := q.validate(); err != nil {
 		return AccessReport{}, err
+	}
+	ids := slices.Compact(slices.Sorted(slices.Values(q.OrderIDs)))
+	if q.OrderIDs == nil {
+		var err error
+		if ids, err = r.store.History(ctx, q.Email); err != nil {
+			return AccessReport{}, err
+		}
 	}
 	reveals, err := r.store.Reveals(ctx, ids)
 	if err != nil {
@@ -133,6 +176,7 @@ func (r *Reports) Access(ctx context.Context, actor, ip, email, token string, ma
 	}
 	rep := AccessReport{ReportID: "ar_" + randomHex(12), CreatedAt: r.now().UTC(), Orders: []AccessOrder{},
 		Recipients: Recipients, Retention: RetentionRule}
+	var held []string
 	for _, id := range ids {
 		ref, err := r.store.Get(ctx, id)
 		if apperr.Is(err, apperr.NotFound) {
@@ -146,32 +190,36 @@ func (r *Reports) Access(ctx context.Context, actor, ip, email, token string, ma
 		if o.Reveals == nil {
 			o.Reveals = []orders.Revealed{}
 		}
+		if o.Status == orders.StatusHeld {
+			held = append(held, id)
+		}
 		rep.Orders = append(rep.Orders, o)
+	}
+	var copies map[string]orders.Shipping
+	if copier != nil && p != nil {
+		var denied bool
+		if copies, denied, err = copier.RevealCopies(ctx, *p, ip, held); err != nil {
+			return AccessReport{}, err
+		}
+		if denied {
+			rep.Note = "Your role cannot open the held data: the report lists what is held, without a copy."
+		}
 	}
 	stored, _ := json.Marshal(rep)
 	if err := r.rdb.Set(ctx, reportKey(rep.ReportID), stored, orders.HistoryFor).Err(); err != nil {
 		return AccessReport{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
+	by := "email"
+	if q.OrderIDs != nil {
+		by = "order_ids"
+	}
 	if err := r.trail.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionAccessRequest, IP: ip,
-		Detail: map[string]string{"report_id": rep.ReportID, "orders": strconv.Itoa(len(rep.Orders))}}); err != nil {
+		Detail: map[string]string{"report_id": rep.ReportID, "orders": strconv.Itoa(len(rep.Orders)), "by": by}}); err != nil {
 		return AccessReport{}, err
 	}
-	if token == "" {
-		return rep, nil
-	}
 	for i, o := range rep.Orders {
-		if o.Status != orders.StatusHeld {
-			continue
-		}
-		ship, err := r.store.Reveal(ctx, o.OrderID, token, masked)
-		switch {
-		case err == nil:
+		if ship, ok := copies[o.OrderID]; ok {
 			rep.Orders[i].Copy = &ship
-		case apperr.Is(err, apperr.Forbidden):
-			rep.Note = "Your role cannot open the held data: the report lists what is held, without a copy."
-		case apperr.Is(err, apperr.Gone), apperr.Is(err, apperr.NotFound):
-		default:
-			return AccessReport{}, err
 		}
 	}
 	return rep, nil
@@ -199,13 +247,17 @@ func (r *Reports) StoredAccessReport(ctx context.Context, id string) (AccessRepo
 // orders were purged in the window. Computed from the audit trail and the
 // references alone, so it works for windows whose orders are long gone.
 type Scope struct {
-	From            time.Time      `json:"from"`
-	To              time.Time      `json:"to"`
-	OrdersHeld      int            `json:"orders_held"`
-	OrdersRevealed  int            `json:"orders_revealed"`
-	Reveals         int            `json:"reveals"`
-	RevealsByRole   map[string]int `json:"reveals_by_role"`
-	DistinctEmails  int            `json:"distinct_emails"`
+	From           time.Time      `json:"from"`
+	To             time.Time      `json:"to"`
+	OrdersHeld     int            `json:"orders_held"`
+	OrdersRevealed int            `json:"orders_revealed"`
+	Reveals        int            `json:"reveals"`
+	RevealsByRole  map[string]int `json:"reveals_by_role"`
+	DistinctEmails int            `json:"distinct_emails"`
+	// NoEmailLink counts orders held in the window whose email can no
+	// longer be told: purged ones, since nothing derived from an email
+	// outlives the PII. distinct_emails counts the others.
+	NoEmailLink     int            `json:"orders_without_email_link"`
 	OrdersPurged    int            `json:"orders_purged"`
 	PurgedByReason  map[string]int `json:"purged_by_reason"`
 	EntriesExamined int            `json:"audit_entries_examined"`
@@ -267,7 +319,7 @@ func (r *Reports) Scope(ctx context.Context, from, to time.Time) (Scope, error) 
 	for _, b := range bidx {
 		distinct[b] = true
 	}
-	s.DistinctEmails = len(distinct)
+	s.DistinctEmails, s.NoEmailLink = len(distinct), len(held)-len(bidx)
 	return s, nil
 }
 

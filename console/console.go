@@ -21,6 +21,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -63,6 +64,7 @@ type Authenticator interface {
 type Orders interface {
 	Reveal(ctx context.Context, p web.Principal, ip, id, reason string) (orders.Shipping, string, error)
 	PickList(ctx context.Context, p web.Principal, ip string, ids []string, reason string) ([]orders.LabelResult, error)
+	RevealCopies(ctx context.Context, p web.Principal, ip string, ids []string) (map[string]orders.Shipping, bool, error)
 }
 
 // Store reads references and the queue.
@@ -103,7 +105,7 @@ type StaffList interface {
 type Deps struct {
 	Log       *slog.Logger
 	Key       []byte // 32 bytes: seals session cookies
-	TLS       bool
+	HTTPS     bool   // browsers reach piivault over HTTPS only: the session cookie is Secure
 	Idle      time.Duration
 	Staff     Staff
 	Auth      Authenticator
@@ -117,14 +119,25 @@ type Deps struct {
 	Blocks    Blocks
 	StaffList StaffList
 	Retention time.Duration
+
+	// PublicOrigin is an https PIIVAULT_PUBLIC_URL as an origin
+	// (https://vault.shop.example), "" otherwise. When set, a form must
+	// come from it (a proxy may rewrite the request's Host), and a sign-in
+	// that reached piivault over plain HTTP from a non-loopback address is
+	// refused and pointed at it.
+	PublicOrigin string
+	// TrustedProxies (PIIVAULT_TRUSTED_PROXIES, IPs or CIDRs) are the peers
+	// whose X-Forwarded-Proto is believed, as Gin believes their
+	// X-Forwarded-For.
+	TrustedProxies []string
 }
 
 // Handler serves the console.
 type Handler struct {
 	Deps
-	seal  *sealer
-	pages map[string]*template.Template
-	tls   bool
+	seal    *sealer
+	pages   map[string]*template.Template
+	proxies []*net.IPNet
 }
 
 // New builds the console; it parses every template once.
@@ -136,7 +149,11 @@ func New(d Deps) (*Handler, error) {
 	if d.Idle <= 0 {
 		d.Idle = 15 * time.Minute
 	}
-	h := &Handler{Deps: d, seal: s, pages: map[string]*template.Template{}, tls: d.TLS}
+	proxies, err := parseProxies(d.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{Deps: d, seal: s, pages: map[string]*template.Template{}, proxies: proxies}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -267,7 +284,7 @@ func (h *Handler) authed(roles []string, next gin.HandlerFunc) gin.HandlerFunc {
 			h.fail(c, apperr.New(apperr.Forbidden, "your role may not open this page"))
 			return
 		}
-		if c.Request.Method == http.MethodPost && (!sameOrigin(c) || !csrfOK(sess, c.PostForm("csrf"))) {
+		if c.Request.Method == http.MethodPost && (!h.sameOrigin(c) || !csrfOK(sess, c.PostForm("csrf"))) {
 			h.fail(c, apperr.New(apperr.Forbidden, "this form did not come from the console; reload the page and try again"))
 			return
 		}
@@ -360,7 +377,7 @@ var funcs = template.FuncMap{
 	"reasonLabel": func(r string) string {
 		return map[string]string{"label": "Print the label", "delivery_issue": "Delivery issue",
 			"customer_contact": "Contact the customer", "address_check": "Check the address",
-			"fraud_review": "Fraud review"}[r]
+			"fraud_review": "Fraud review", orders.ReasonAccessRequest: "Copy for the customer's access report"}[r]
 	},
 	"left": func(t time.Time) string {
 		d := time.Until(t)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/gin-gonic/gin"
 
@@ -29,17 +30,27 @@ type loginView struct {
 	Username string
 	Message  string
 	Ended    bool
+	// UseHTTPS is the console's HTTPS address when this page came over
+	// plain HTTP that sign-in refuses (httpsNotice): the page says so and
+	// shows no form to type a password into.
+	UseHTTPS string
 }
 
 func (h *Handler) loginPage(c *gin.Context) {
-	h.render(c, http.StatusOK, "login", "Sign in", loginView{Ended: c.Query("ended") != ""})
+	h.render(c, http.StatusOK, "login", "Sign in", loginView{Ended: c.Query("ended") != "", UseHTTPS: h.httpsNotice(c)})
 }
 
 // login signs in with username, password and TOTP code through the same
 // flow as the API (lockdown, attempts counted per IP, audit), then seals
-// the token into the session cookie.
+// the token into the session cookie. Over plain HTTP behind an https
+// PIIVAULT_PUBLIC_URL it refuses before anything reaches Vault, and says
+// where to go instead.
 func (h *Handler) login(c *gin.Context) {
-	if !sameOrigin(c) {
+	if to := h.httpsNotice(c); to != "" {
+		h.render(c, http.StatusForbidden, "login", "Sign in", loginView{UseHTTPS: to})
+		return
+	}
+	if !h.sameOrigin(c) {
 		h.fail(c, apperr.New(apperr.Forbidden, "this form did not come from the console"))
 		return
 	}
@@ -230,8 +241,11 @@ func (h *Handler) accessForm(c *gin.Context) {
 // accessReport shows the customer's access report, print-friendly.
 func (h *Handler) accessReport(c *gin.Context) {
 	p, _ := principal(c)
-	rep, err := h.Reports.Access(c.Request.Context(), p.Actor(), c.ClientIP(), c.PostForm("email"), p.Token.Reveal(),
-		p.Role != web.RoleFulfillment)
+	q := compliance.AccessQuery{Email: strings.TrimSpace(c.PostForm("email"))}
+	if ids := strings.FieldsFunc(c.PostForm("order_ids"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) }); len(ids) > 0 || q.Email == "" {
+		q.OrderIDs = ids
+	}
+	rep, err := h.Reports.Access(c.Request.Context(), p.Actor(), c.ClientIP(), q, h.Orders, &p)
 	if err != nil {
 		h.fail(c, err)
 		return
@@ -248,15 +262,9 @@ type auditView struct {
 
 func (h *Handler) audit(c *gin.Context) {
 	ctx := c.Request.Context()
-	f := audit.Filter{Actor: c.Query("actor"), Action: c.Query("action"), OrderID: c.Query("order_id"), Limit: 50}
-	if a := c.Query("after"); a != "" {
-		if _, _, ok := strings.Cut(a, "-"); !ok {
-			h.fail(c, &apperr.Error{Code: apperr.Validation, Message: "that page link is not valid", Fields: []string{"after"}})
-			return
-		}
-		f.After = a
-	}
-	page, err := h.Trail.List(ctx, f)
+	f := audit.Filter{Actor: c.Query("actor"), Action: c.Query("action"), OrderID: c.Query("order_id"), Limit: 50,
+		After: c.Query("after")}
+	page, err := h.Trail.List(ctx, f) // validates the cursor, as for the API
 	if err != nil {
 		h.fail(c, err)
 		return

@@ -85,28 +85,36 @@ func randomToken() string {
 }
 
 // setCookie writes the sealed session: HttpOnly, SameSite=Strict,
-// Path=/console/, Secure under TLS, expiring with the token.
+// Path=/console/, Secure when browsers reach piivault over HTTPS only
+// (Deps.HTTPS), expiring with the token.
 func (h *Handler) setCookie(c *gin.Context, sess session) error {
 	v, err := h.seal.seal(sess)
 	if err != nil {
 		return err
 	}
 	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: v, Path: "/console/", HttpOnly: true,
-		Secure: h.tls, SameSite: http.SameSiteStrictMode, Expires: time.Unix(sess.Expires, 0)})
+		Secure: h.HTTPS, SameSite: http.SameSiteStrictMode, Expires: time.Unix(sess.Expires, 0)})
 	return nil
 }
 
 func (h *Handler) clearCookie(c *gin.Context) {
 	http.SetCookie(c.Writer, &http.Cookie{Name: cookieName, Value: "", Path: "/console/", HttpOnly: true,
-		Secure: h.tls, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+		Secure: h.HTTPS, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 }
 
 // sameOrigin reports whether a state-changing request comes from the
 // console's own pages: its Origin (or, without one, Sec-Fetch-Site) must
-// be this host. SameSite=Strict already keeps the cookie off cross-site
+// be the public origin when PIIVAULT_PUBLIC_URL is https, this host
+// otherwise. SameSite=Strict already keeps the cookie off cross-site
 // requests; this and the CSRF token are the second and third locks.
-func sameOrigin(c *gin.Context) bool {
+func (h *Handler) sameOrigin(c *gin.Context) bool {
 	if o := c.GetHeader("Origin"); o != "" {
+		if h.PublicOrigin != "" {
+			// Behind a proxy the Host may be the pod's or a socket's
+			// address; browsers serialise an origin exactly as
+			// PublicOrigin is written (lower case, no default port).
+			return o == h.PublicOrigin
+		}
 		u, err := url.Parse(o)
 		return err == nil && u.Host == c.Request.Host
 	}

@@ -274,6 +274,65 @@ func (h *Handler) PickList(ctx context.Context, p web.Principal, ip string, ids 
 	return out, nil
 }
 
+// ReasonAccessRequest is the reveal reason of an access report's copy: a
+// purpose piivault itself names, never one a caller may give.
+const ReasonAccessRequest = "access_request"
+
+// RevealCopies reveals held orders for a customer's access report (the
+// copy of the data, Art. 15): a reveal in every respect, like a pick-list.
+// A lockdown refuses it; each order counts against the caller's hourly
+// reveal limit (a report that would cross it is refused whole); the
+// caller's own token decrypts (the masked copy for every role but
+// fulfillment); every decrypted order is one audit entry with reason
+// access_request, written before anything is returned, and is kept in the
+// order's reveal list. Orders that are gone or unknown are left out; when
+// Vault refuses the caller's token an order (a role without decrypt),
+// denied is true and that order has no copy.
+func (h *Handler) RevealCopies(ctx context.Context, p web.Principal, ip string, ids []string) (copies map[string]Shipping, denied bool, err error) {
+	if len(ids) == 0 {
+		return nil, false, nil
+	}
+	if err := h.lockdown.Check(ctx); err != nil {
+		return nil, false, err
+	}
+	if err := h.watch.ReserveReveals(ctx, p.Name, len(ids)); err != nil {
+		return nil, false, err
+	}
+	masked := p.Role != web.RoleFulfillment
+	view := "full"
+	if masked {
+		view = "masked"
+	}
+	copies = map[string]Shipping{}
+	var entries []audit.Entry
+	var revealed []string
+	for _, id := range ids {
+		ship, err := h.store.Reveal(ctx, id, p.Token.Reveal(), masked)
+		switch {
+		case err == nil:
+			copies[id] = ship
+			revealed = append(revealed, id)
+			entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id, IP: ip,
+				Detail: map[string]string{"role": p.Role, "view": view, "reason": ReasonAccessRequest, "via": "access_report"}})
+		case apperr.Is(err, apperr.Gone), apperr.Is(err, apperr.NotFound):
+		case apperr.Is(err, apperr.Forbidden) && !p.Unverified:
+			denied = true
+		default:
+			h.watch.ReleaseReveals(ctx, p.Name, len(ids))
+			return nil, false, unverifiedRefusal(p, err)
+		}
+	}
+	h.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
+	if err := h.audit.RecordAll(ctx, entries); err != nil {
+		return nil, false, err
+	}
+	if err := h.store.NoteReveals(ctx, revealed, time.Now(), p.Role, ReasonAccessRequest); err != nil {
+		h.log.Warn("access report reveals not kept for the access report", "orders", len(revealed), "err", err)
+	}
+	monitoring.Reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	return copies, denied, nil
+}
+
 // Queue handles GET /v1/fulfillment/queue: held orders, oldest first, no
 // PII. Paginated with ?limit= and the opaque ?after= cursor it returns.
 func (h *Handler) Queue(c *gin.Context) {

@@ -24,6 +24,8 @@ const (
 	ReasonRefunded        = "refunded"
 	ReasonCanceled        = "canceled"
 	ReasonShopRedact      = "shop_redact"
+	ReasonPaymentFailed   = "payment_failed" // a delayed payment (Stripe Checkout) failed: nothing ships
+	ReasonOrderDeleted    = "order_deleted"  // the shop deleted the order (Shopify orders/delete)
 )
 
 // StatusAfter is the status an order has after a purge for reason.

@@ -14,10 +14,15 @@
 //	piivault:{sNN}:pii:<order>     hash  ct (transit ciphertext), mct (masked copy, under its own key),
 //	                                     bidx (email HMAC), digest (request HMAC)
 //	                                     PEXPIREAT = expires_at: PII expires even while piivault is down
-//	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, no TTL); bidx names its email's
-//	                                     index entry, so a purge removes it whatever became of the PII
+//	piivault:{sNN}:ref:<order>     hash  purchase reference (no PII, nothing derived from an email, no TTL)
 //	piivault:{sNN}:expiry          zset  held order ids scored by expires_at (ms): the sweep's and the queue's index
-//	piivault:{sNN}:email:<bidx>    set   held order ids of one email's blind index; TTL = latest member's expiry
+//	piivault:{sNN}:mail:<bidx>     zset  order ids of one email's blind index, held or purged, scored by
+//	                                     their expires_at (ms): deletion requests and access reports find
+//	                                     a customer's orders here until each one's retention ends, never
+//	                                     after (reads skip, and every write drops, members past their
+//	                                     score); PEXPIREAT = the latest member's expiry
+//	piivault:{sNN}:mailof:<order>  string the email's blind index of a purged order, for the breach scope's
+//	                                     count of customers; PEXPIREAT = the order's expires_at
 //	piivault:{sNN}:keyver          zset  held order ids scored by their ciphertext's key version: the
 //	                                     crypto-shredder never trims a version a held order needs
 //	piivault:{sNN}:keyver:masked   zset  the same for the masked copies' key
@@ -27,10 +32,8 @@
 //	                                     for an order not stored yet (72 h); the store that meets it is refused
 //	                                     and the order recorded as purged for that reason (no PII written)
 //	piivault:{sNN}:shop:<domain>   set   held order ids of a Shopify shop, for shop/redact; TTL = latest expiry
-//	piivault:{sNN}:emailhist:<bidx> set  every order id of one email's blind index, held or purged, for the
-//	                                     customer's access report (Art. 15); TTL = HistoryFor after the last
 //	piivault:{sNN}:reveals:<order> list  "<unix ms> <role> <reason>" per reveal (no staff name), for the
-//	                                     access report; TTL = HistoryFor
+//	                                     access report asked for by order id; TTL = HistoryFor
 //	piivault:{sNN}:payref:<ref>    set   held order ids paid with a payment reference (no PII), for refund
 //	                                     and cancellation webhooks that name the payment, not the order;
 //	                                     TTL = latest member's expiry
@@ -40,16 +43,26 @@
 // shards and of matching orders, not with the number stored.
 //
 // Nothing in Redis is plaintext PII: the shipping block is ciphertext, and
-// emails appear only as keyed HMACs computed by Vault.
+// emails appear only as keyed HMACs computed by Vault. Nothing derived from
+// an email outlives the order's retention (invariant 13): the HMAC lives in
+// the PII hash, in mail:<bidx> and in mailof:<order>, all bounded by
+// expires_at.
+//
+// Keys of earlier versions, read or cleaned up until they expire by
+// themselves: email:<bidx> (a set of held orders, TTL at most the
+// retention), emailhist:<bidx> and the reference's bidx field (deleted by
+// ForgetLegacyEmailLinks at start-up).
 package orders
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +73,7 @@ import (
 
 	"piivault/audit"
 	"piivault/internal/apperr"
+	"piivault/internal/writes"
 	"piivault/vault"
 )
 
@@ -87,10 +101,10 @@ type Opener interface {
 	DecryptBatch(ctx context.Context, token string, items []vault.Ciphertext) ([]vault.Result, error)
 }
 
-// HistoryFor is how long an email's orders (held or purged) and their
-// reveals stay findable for the customer's access report: 13 months, a
-// year's requests and then some. Neither holds PII: order ids, times, roles
-// and reason codes.
+// HistoryFor is how long an order's reveals stay listed for the customer's
+// access report (asked for by order id once the order's retention is
+// over): 13 months, a year's requests and then some. No PII and nothing
+// derived from an email: times, roles and reason codes.
 const HistoryFor = 396 * 24 * time.Hour
 
 // Store keeps orders in Redis, encrypted by Vault.
@@ -137,14 +151,14 @@ func ShardOf(orderID string) int {
 func tag(shard int) string { return fmt.Sprintf("piivault:{s%02d}:", shard) }
 
 type keys struct {
-	pii, ref, tomb, reveals, expiry, keyver, keyverMasked, outbox, emailPrefix, payrefPrefix, shopPrefix, histPrefix string
+	pii, ref, tomb, reveals, expiry, keyver, keyverMasked, outbox, mailPrefix, mailOf, legacyEmailPrefix, payrefPrefix, shopPrefix string
 }
 
 func keysOf(orderID string) keys {
 	t := tag(ShardOf(orderID))
 	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, tomb: t + "tomb:" + orderID,
-		reveals: t + "reveals:" + orderID, histPrefix: t + "emailhist:", expiry: t + "expiry",
-		keyver: t + "keyver", keyverMasked: t + "keyver:masked", outbox: t + "outbox:notes", emailPrefix: t + "email:",
+		reveals: t + "reveals:" + orderID, expiry: t + "expiry", mailPrefix: t + "mail:", mailOf: t + "mailof:" + orderID,
+		legacyEmailPrefix: t + "email:", keyver: t + "keyver", keyverMasked: t + "keyver:masked", outbox: t + "outbox:notes",
 		payrefPrefix: t + "payref:", shopPrefix: t + "shop:"}
 }
 
@@ -227,6 +241,22 @@ func (s *Store) AckNote(ctx context.Context, n Note) error {
 	return nil
 }
 
+// DeferAudit keeps an audit entry the trail could not take in the outbox
+// (the shard of its order, if any), where the retention sweep records it.
+// Give e an Event, so an entry that did land after all is not written twice.
+func (s *Store) DeferAudit(ctx context.Context, e audit.Entry) error {
+	note, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("outbox note: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.rdb.RPush(ctx, tag(ShardOf(e.OrderID))+"outbox:notes", note).Err(); err != nil {
+		return storeErr(err)
+	}
+	return nil
+}
+
 // envelope is the plaintext handed to Vault. The random nonce makes every
 // plaintext unique, so the salted HMAC of it in Vault's audit log cannot be
 // used to confirm a guessed address.
@@ -240,10 +270,10 @@ type envelope struct {
 // 4 the order was already purged; 5 a tombstone (an event that came first)
 // applies: the reference is written as purged for its reason, no PII.
 var storeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, tomb, shopidx, hist = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local ref, pii, expiry, mail, payidx, keyver, keyverm, outbox, tomb, shopidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local id, ct, mct, bidx, digest = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local payref, created, expires, version, mversion, note = ARGV[6], ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-local shop, histUntil = ARGV[12], tonumber(ARGV[14])
+local shop = ARGV[12]
 local status = redis.call('HGET', ref, 'status')
 if status then
   if status ~= 'held' then return 4 end
@@ -259,10 +289,8 @@ if t then
     local st = 'purged'
     if reason == 'shipped' then st = 'shipped' end
     redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', st, 'created_at', created,
-      'expires_at', created, 'purged_at', created, 'purge_reason', reason, 'bidx', bidx, 'shop', shop)
+      'expires_at', created, 'purged_at', created, 'purge_reason', reason, 'shop', shop)
     redis.call('DEL', tomb)
-    redis.call('SADD', hist, id)
-    if redis.call('PEXPIRETIME', hist) < histUntil then redis.call('PEXPIREAT', hist, histUntil) end
     -- The event's purge, recorded now: its audit note goes out like any purge's.
     local pnote = cjson.encode({time = ARGV[13], actor = actor, action = 'order.purge', order_id = id,
       detail = {reason = reason, before_store = 'true'}, event = 'tomb-' .. id .. '-' .. created, seq = 0, prev = '', hash = ''})
@@ -274,30 +302,44 @@ end
 redis.call('HSET', pii, 'ct', ct, 'mct', mct, 'bidx', bidx, 'digest', digest)
 redis.call('PEXPIREAT', pii, expires)
 redis.call('HSET', ref, 'order_id', id, 'payment_ref', payref, 'status', 'held',
-  'created_at', created, 'expires_at', tostring(expires), 'bidx', bidx, 'shop', shop)
+  'created_at', created, 'expires_at', tostring(expires), 'shop', shop)
 redis.call('ZADD', expiry, expires, id)
 redis.call('ZADD', keyver, version, id)
 redis.call('ZADD', keyverm, mversion, id)
 if note ~= '' then redis.call('RPUSH', outbox, note) end
-local sets = {email, payidx}
-if shop ~= '' then sets[3] = shopidx end
+local sets = {payidx}
+if shop ~= '' then sets[2] = shopidx end
 for _, set in ipairs(sets) do
   redis.call('SADD', set, id)
   if redis.call('PEXPIRETIME', set) < expires then redis.call('PEXPIREAT', set, expires) end
 end
-redis.call('SADD', hist, id)
-if redis.call('PEXPIRETIME', hist) < histUntil then redis.call('PEXPIREAT', hist, histUntil) end
+-- The email's links: this order's until its own expiry; those of orders
+-- whose retention is over go now.
+redis.call('ZREMRANGEBYSCORE', mail, '-inf', created)
+redis.call('ZADD', mail, expires, id)
+if redis.call('PEXPIRETIME', mail) < expires then redis.call('PEXPIREAT', mail, expires) end
 return 1
 `)
 
 // purgeScript destroys an order's PII and every index entry of it and
 // stamps its reference, atomically, whatever state its ciphertext is in
 // (held, or already expired by TTL). 1 purged now; 0 already purged; -1
-// unknown order.
+// unknown order; -2 the order was stored with a payment reference that is
+// not one of ARGV[6] (newline-separated; empty: any payment): nothing
+// changes. The payment is compared here, in the same atomic step, so no
+// store between a caller's look-up and this purge can slip past it.
 var purgeScript = redis.NewScript(`
-local ref, pii, expiry, email, payidx, keyver, keyverm, outbox, shopidx = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-local id, status, reason, now, note = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local ref, pii, expiry, mail, payidx, keyver, keyverm, outbox, shopidx, email, mailof = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11]
+local id, status, reason, now, note, payments, bidx = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local cur = redis.call('HGET', ref, 'status')
+if cur and payments ~= '' then
+  local pay = redis.call('HGET', ref, 'payment_ref') or ''
+  local ok = false
+  for p in string.gmatch(payments, '[^\n]+') do
+    if p == pay then ok = true end
+  end
+  if not ok then return -2 end
+end
 redis.call('DEL', pii)
 redis.call('ZREM', expiry, id)
 redis.call('ZREM', keyver, id)
@@ -305,12 +347,24 @@ redis.call('ZREM', keyverm, id)
 redis.call('SREM', email, id)
 redis.call('SREM', payidx, id)
 redis.call('SREM', shopidx, id)
+-- The email's link to this order stays until the order's own expiry (a
+-- customer can still find a recently shipped order); links past theirs go.
+redis.call('ZREMRANGEBYSCORE', mail, '-inf', now)
+redis.call('HDEL', ref, 'bidx')
 if not cur then return -1 end
 if cur ~= 'held' then return 0 end
 redis.call('HSET', ref, 'status', status, 'purged_at', now, 'purge_reason', reason)
+-- Which customer it was stays countable (a breach's scope) until the
+-- order's own expiry, and no longer.
+local expires = tonumber(redis.call('HGET', ref, 'expires_at') or '0')
+if bidx ~= '' and expires > tonumber(now) then redis.call('SET', mailof, bidx, 'PXAT', expires) end
 if note ~= '' then redis.call('RPUSH', outbox, note) end
 return 1
 `)
+
+// ErrOtherPayment is PurgePaidNoting's answer for an order stored with
+// another payment: nothing changed.
+var ErrOtherPayment = apperr.New(apperr.Conflict, "the order was stored with another payment")
 
 // Result of Store.
 type StoreResult int
@@ -411,11 +465,11 @@ func (s *Store) StoreNoting(ctx context.Context, req Request, note []byte) (Rece
 		return Receipt{}, 0, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
 	}
 	res, err := storeScript.Run(rctx, s.rdb,
-		[]string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
-			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain, k.histPrefix + bidx},
+		[]string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
+			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain},
 		req.OrderID, enc[0].Value, menc[0].Value, bidx, digest, req.PaymentRef,
 		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
-		now.Format(time.RFC3339Nano), now.Add(HistoryFor).UnixMilli()).Result()
+		now.Format(time.RFC3339Nano)).Result()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}
@@ -557,14 +611,23 @@ func (s *Store) Purge(ctx context.Context, orderID, reason string) (bool, error)
 // same atomic step, when (and only when) this call purges. The purge
 // package puts the audit record there, so no purge can go unrecorded.
 func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []byte) (bool, error) {
+	return s.PurgePaidNoting(ctx, orderID, reason, nil, note)
+}
+
+// PurgePaidNoting is PurgeNoting for an event bound to a payment: the order
+// is purged only if it was stored with one of payments (any payment when
+// none are given), else ErrOtherPayment and nothing changes.
+func (s *Store) PurgePaidNoting(ctx context.Context, orderID, reason string, payments []string, note []byte) (bool, error) {
 	if !ValidOrderID(orderID) {
 		return false, apperr.New(apperr.NotFound, "no such order")
 	}
 	k := keysOf(orderID)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	// The index keys are named by fields that never change once stored;
-	// orders stored before the reference kept bidx have it on the PII.
+	// The index keys are named by fields that never change once stored.
+	// The email's HMAC is on the PII hash (gone with it when the TTL came
+	// first: then the order's link expires with its score); references of
+	// earlier versions kept it too.
 	pipe := s.rdb.Pipeline()
 	refFields := pipe.HMGet(ctx, k.ref, "bidx", "payment_ref", "shop")
 	piiBidx := pipe.HGet(ctx, k.pii, "bidx")
@@ -578,14 +641,18 @@ func (s *Store) PurgeNoting(ctx context.Context, orderID, reason string, note []
 	if bidx == "" {
 		bidx = piiBidx.Val()
 	}
-	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx,
-		k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop},
-		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note).Int()
+	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx,
+		k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop, k.legacyEmailPrefix + bidx, k.mailOf},
+		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note,
+		strings.Join(payments, "\n"), bidx).Int()
 	if err != nil {
 		return false, storeErr(err)
 	}
-	if n < 0 {
+	switch n {
+	case -1:
 		return false, apperr.New(apperr.NotFound, "no such order")
+	case -2:
+		return false, ErrOtherPayment
 	}
 	return n == 1, nil
 }
@@ -631,9 +698,9 @@ func (s *Store) PurgeMany(ctx context.Context, ids []string, reason string, note
 			bidx = piis[i].Val()
 		}
 		k := keysOf(id)
-		cmds[i] = purgeScript.EvalSha(ctx, pipe, []string{k.ref, k.pii, k.expiry, k.emailPrefix + bidx,
-			k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop},
-			id, status, reason, now, notes[i])
+		cmds[i] = purgeScript.EvalSha(ctx, pipe, []string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx,
+			k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop, k.legacyEmailPrefix + bidx, k.mailOf},
+			id, status, reason, now, notes[i], "", bidx)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeErr(err)
@@ -675,7 +742,126 @@ func (s *Store) FindByEmail(ctx context.Context, email string) ([]string, error)
 	if err != nil {
 		return nil, err
 	}
-	return s.members(ctx, "email:"+bidx)
+	ids, err := s.mailLinks(ctx, bidx)
+	if err != nil {
+		return nil, err
+	}
+	// Held orders stored by earlier versions are in their email set until
+	// it expires (at most the retention after this version started).
+	legacy, err := s.members(ctx, "email:"+bidx)
+	if err != nil {
+		return nil, err
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(append(ids, legacy...))))
+	return s.heldOnly(ctx, ids)
+}
+
+// History returns every order of an email, held or purged, whose retention
+// is not over yet: the customer's orders an access report by email lists.
+// Older orders are found by their id only (nothing derived from an email
+// outlives an order's retention).
+func (s *Store) History(ctx context.Context, email string) ([]string, error) {
+	bidx, err := s.blindIndex(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	return s.mailLinks(ctx, bidx)
+}
+
+// mailLinks returns the orders linked to an email's blind index whose
+// retention is not over, from every shard.
+func (s *Store) mailLinks(ctx context.Context, bidx string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	min := "(" + strconv.FormatInt(s.now().UnixMilli(), 10)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringSliceCmd, Shards)
+	for i := range cmds {
+		cmds[i] = pipe.ZRangeByScore(ctx, tag(i)+"mail:"+bidx, &redis.ZRangeBy{Min: min, Max: "+inf"})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var ids []string
+	for _, c := range cmds {
+		ids = append(ids, c.Val()...)
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// heldOnly keeps the ids whose reference says held.
+func (s *Store) heldOnly(ctx context.Context, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return ids, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		cmds[i] = pipe.HGet(ctx, keysOf(id).ref, "status")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	out := ids[:0]
+	for i, c := range cmds {
+		if c.Val() == string(StatusHeld) {
+			out = append(out, ids[i])
+		}
+	}
+	return out, nil
+}
+
+// ForgetLegacyEmailLinks deletes what earlier versions kept derived from
+// an email beyond an order's retention: the emailhist:<bidx> sets (kept 13
+// months) and the bidx field of purchase references (kept for good). It is
+// idempotent and visits each key once (SCAN, on every primary of a
+// Cluster); serve runs it at start-up. It returns how many it changed.
+func (s *Store) ForgetLegacyEmailLinks(ctx context.Context) (int, error) {
+	n := 0
+	err := s.eachNode(ctx, func(ctx context.Context, c *redis.Client) error {
+		for _, pattern := range []string{"piivault:{s*}:emailhist:*", "piivault:{s*}:ref:*"} {
+			iter := c.Scan(ctx, 0, pattern, 500).Iterator()
+			for iter.Next(ctx) {
+				k := iter.Val()
+				var err error
+				var changed int64
+				if strings.Contains(k, ":emailhist:") {
+					changed, err = c.Unlink(ctx, k).Result()
+				} else {
+					changed, err = c.HDel(ctx, k, "bidx").Result()
+				}
+				if err != nil {
+					return storeErr(err)
+				}
+				n += int(changed)
+			}
+			if err := iter.Err(); err != nil {
+				return storeErr(err)
+			}
+		}
+		return nil
+	})
+	return n, err
+}
+
+// eachNode calls fn with the single Redis, or with every primary of a
+// Cluster one after another (keys are SCANned where they live).
+func (s *Store) eachNode(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex
+		return c.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return fn(ctx, n)
+		})
+	case *redis.Client:
+		return fn(ctx, c)
+	}
+	return fmt.Errorf("orders: unsupported redis client %T", s.rdb)
 }
 
 // blindIndex is the keyed HMAC (computed by Vault) of a normalised email.
@@ -961,6 +1147,10 @@ type Revealed struct {
 // NoteReveals keeps the reveals of orders (same time, role and reason)
 // for their access reports.
 func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, role, reason string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	writes.Mark(ctx)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
@@ -1001,32 +1191,26 @@ func (s *Store) Reveals(ctx context.Context, ids []string) (map[string][]Reveale
 	return out, nil
 }
 
-// History returns every order of an email (held or purged) kept for its
-// access report: the blind index over HistoryFor.
-func (s *Store) History(ctx context.Context, email string) ([]string, error) {
-	bidx, err := s.blindIndex(ctx, email)
-	if err != nil {
-		return nil, err
-	}
-	return s.members(ctx, "emailhist:"+bidx)
-}
-
 // BlindIndexes returns the email blind index (a keyed HMAC, never the
-// email) of each order that has one, for counting distinct customers.
+// email) of each order that still has one, for counting distinct
+// customers: held orders, and purged ones until their own expiry (nothing
+// derived from an email outlives an order's retention).
 func (s *Store) BlindIndexes(ctx context.Context, ids []string) (map[string]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(ids))
+	held := make([]*redis.StringCmd, len(ids))
+	purged := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGet(ctx, keysOf(id).ref, "bidx")
+		k := keysOf(id)
+		held[i], purged[i] = pipe.HGet(ctx, k.pii, "bidx"), pipe.Get(ctx, k.mailOf)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, storeErr(err)
 	}
 	out := make(map[string]string, len(ids))
-	for i, c := range cmds {
-		if v := c.Val(); v != "" {
+	for i := range ids {
+		if v := cmp.Or(held[i].Val(), purged[i].Val()); v != "" {
 			out[ids[i]] = v
 		}
 	}

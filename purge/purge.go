@@ -21,7 +21,7 @@ import (
 
 // Store is what purging needs from the order store.
 type Store interface {
-	PurgeNoting(ctx context.Context, orderID, reason string, note []byte) (bool, error)
+	PurgePaidNoting(ctx context.Context, orderID, reason string, payments []string, note []byte) (bool, error)
 	PurgeMany(ctx context.Context, ids []string, reason string, notes [][]byte) ([]int, error)
 	AckNotes(ctx context.Context, notes []orders.Note) error
 	Notes(ctx context.Context, limit int) ([]orders.Note, error)
@@ -62,13 +62,21 @@ func NewPurger(store Store, rec Recorder, log *slog.Logger) *Purger {
 // the same atomic step), so a purge is recorded even if the audit trail is
 // unavailable at that moment: the next sweep drains what is left.
 func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error) {
+	return p.PurgePaid(ctx, actor, ip, orderID, reason, nil)
+}
+
+// PurgePaid is Purge for an event bound to a payment (a refund, a
+// cancellation): the order is purged only if it was stored with one of
+// payments, else orders.ErrOtherPayment and nothing changes. The store
+// compares them in the purge's own atomic step.
+func (p *Purger) PurgePaid(ctx context.Context, actor, ip, orderID, reason string, payments []string) (bool, error) {
 	e := audit.Entry{Time: p.now().UTC(), Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
 		Detail: map[string]string{"reason": reason}, Event: audit.NewEventID()}
 	note, err := json.Marshal(e)
 	if err != nil {
 		return false, fmt.Errorf("purge note: %w", err)
 	}
-	done, err := p.store.PurgeNoting(ctx, orderID, reason, note)
+	done, err := p.store.PurgePaidNoting(ctx, orderID, reason, payments, note)
 	if err != nil {
 		return false, err
 	}

@@ -9,6 +9,8 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
+
+	"piivault/internal/writes"
 )
 
 // Replicas makes an acknowledged change wait for Redis replicas
@@ -17,20 +19,19 @@ type Replicas interface {
 	Wait(ctx context.Context) error
 }
 
-// durable holds back the answer to every request that may have changed
-// something (any method but GET, HEAD and OPTIONS) until the replicas have
-// what the handler wrote. One place covers every acknowledged change, API,
-// webhooks and console alike, including the idempotent replay of a change
-// an earlier, timed-out attempt made. Refusals (4xx) changed nothing and
-// failures (5xx) acknowledged nothing: they go out at once. A timeout turns
-// the answer into a 503; the caller retries, which every such route makes
-// safe.
+// durable holds back the answer to every request that changed something
+// until the replicas have what the handler wrote: any method but GET, HEAD
+// and OPTIONS, and a read whose handling wrote (a reveal's audit entry,
+// reveal list and counter: the writers mark the request, see
+// internal/writes). One place covers every acknowledged change and every
+// answer that reveals, API, webhooks and console alike, including the
+// idempotent replay of a change an earlier, timed-out attempt made.
+// Refusals (4xx) changed nothing and failures (5xx) acknowledged nothing:
+// they go out at once. A timeout turns the answer into a 503; the caller
+// retries, which every such route makes safe.
 func (s *srv) durable(c *gin.Context) {
-	switch c.Request.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		c.Next()
-		return
-	}
+	ctx, wrote := writes.Track(c.Request.Context())
+	c.Request = c.Request.WithContext(ctx)
 	before := c.Writer.Header().Clone()
 	held := &heldWriter{ResponseWriter: c.Writer, status: http.StatusOK}
 	c.Writer = held
@@ -38,7 +39,12 @@ func (s *srv) durable(c *gin.Context) {
 	defer func() { c.Writer = held.ResponseWriter }()
 	c.Next()
 	c.Writer = held.ResponseWriter
-	if held.status < http.StatusBadRequest {
+	switch c.Request.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+	default:
+		wrote.Store(true)
+	}
+	if held.status < http.StatusBadRequest && wrote.Load() {
 		if err := s.d.Replicas.Wait(c.Request.Context()); err != nil {
 			// Nothing the handler meant to send (a cookie, a Location) goes
 			// with the 503; the headers set before it (security, CORS) do.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"piivault/internal/apperr"
+	"piivault/internal/writes"
 )
 
 // replicas answers Wait with err and counts the calls.
@@ -34,15 +35,19 @@ func TestDurableHoldsAcknowledgementsUntilReplicasHaveThem(t *testing.T) {
 		wantStatus int
 		wantWaits  int
 		wantBody   string
+		wrote      bool // the handler marked a write (a reveal's audit entry)
 	}{
-		{"a created order waits, then goes out", "POST", 201, nil, 201, 1, `{"ok":true}`},
-		{"a replayed change waits too", "POST", 200, nil, 200, 1, `{"ok":true}`},
-		{"a purge waits", "DELETE", 200, nil, 200, 1, `{"ok":true}`},
-		{"a console redirect waits", "POST", 303, nil, 303, 1, `{"ok":true}`},
-		{"a refusal changed nothing", "POST", 422, nil, 422, 0, `{"ok":true}`},
-		{"a failure acknowledged nothing", "POST", 503, nil, 503, 0, `{"ok":true}`},
-		{"a read never waits", "GET", 200, nil, 200, 0, `{"ok":true}`},
-		{"replicas too slow: 503, not the answer", "POST", 201, timeout, 503, 1, "store_unavailable"},
+		{"a created order waits, then goes out", "POST", 201, nil, 201, 1, `{"ok":true}`, false},
+		{"a replayed change waits too", "POST", 200, nil, 200, 1, `{"ok":true}`, false},
+		{"a purge waits", "DELETE", 200, nil, 200, 1, `{"ok":true}`, false},
+		{"a console redirect waits", "POST", 303, nil, 303, 1, `{"ok":true}`, false},
+		{"a refusal changed nothing", "POST", 422, nil, 422, 0, `{"ok":true}`, false},
+		{"a failure acknowledged nothing", "POST", 503, nil, 503, 0, `{"ok":true}`, false},
+		{"a read that wrote nothing does not wait", "GET", 200, nil, 200, 0, `{"ok":true}`, false},
+		{"a read that wrote (a reveal) waits", "GET", 200, nil, 200, 1, `{"ok":true}`, true},
+		{"a reveal is not sent when replicas are too slow", "GET", 200, timeout, 503, 1, "store_unavailable", true},
+		{"a refused reveal goes out at once", "GET", 423, nil, 423, 0, `{"ok":true}`, true},
+		{"replicas too slow: 503, not the answer", "POST", 201, timeout, 503, 1, "store_unavailable", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -51,6 +56,9 @@ func TestDurableHoldsAcknowledgementsUntilReplicasHaveThem(t *testing.T) {
 			r := gin.New()
 			r.Use(func(c *gin.Context) { c.Header("X-Frame-Options", "DENY"); c.Next() }, s.durable)
 			r.Handle(tt.method, "/x", func(c *gin.Context) {
+				if tt.wrote {
+					writes.Mark(c.Request.Context())
+				}
 				c.Header("Set-Cookie", "session=1")
 				c.JSON(tt.status, gin.H{"ok": true})
 			})

@@ -78,7 +78,7 @@ type Deps struct {
 	ClientLimit    Limiter
 	TrustedProxies []string
 	AllowedOrigins []string
-	TLS            bool
+	HTTPS          bool // browsers reach piivault over HTTPS only (its own TLS or an https PIIVAULT_PUBLIC_URL): HSTS
 	AccessLog      *monitoring.AccessStore
 	Replicas       Replicas // nil: answers do not wait for Redis replicas
 }
@@ -173,14 +173,17 @@ type srv struct{ d Deps }
 
 func (s *srv) fail(c *gin.Context, err error) { web.WriteError(c, s.d.Log, err) }
 
-// headers: nothing piivault answers may be cached, sniffed or framed.
+// headers: nothing piivault answers may be cached, sniffed or framed, and
+// a browser that once reached it over HTTPS never falls back to HTTP
+// (HSTS). Behind a TLS-terminating proxy the header is sent on the plain
+// hop too: the proxy passes it on over HTTPS, where browsers heed it.
 func (s *srv) headers(c *gin.Context) {
 	h := c.Writer.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
-	if s.d.TLS {
+	if s.d.HTTPS {
 		h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
 	}
 	c.Next()

@@ -109,7 +109,7 @@ func (h *Handler) EasyPost(c *gin.Context) {
 				return "", err
 			}
 		}
-		return h.purge(ctx, "easypost", ip, orderID, orders.ReasonShipped, "")
+		return h.purge(ctx, "easypost", ip, orderID, orders.ReasonShipped)
 	}})
 }
 

@@ -112,6 +112,6 @@ func (h *Handler) Shipping(c *gin.Context) {
 				return "", err
 			}
 		}
-		return h.purge(ctx, "shipping", ip, id, orders.ReasonShipped, "")
+		return h.purge(ctx, "shipping", ip, id, orders.ReasonShipped)
 	}})
 }

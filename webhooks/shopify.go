@@ -46,8 +46,8 @@ func (h *Handler) Shopify(c *gin.Context) {
 	sum := sha256.Sum256(append([]byte(topic+"\n"), body...))
 	id := hex.EncodeToString(sum[:])
 	ip := c.ClientIP()
-	var shape shopifyPayload
-	if err := json.Unmarshal(body, &shape); err != nil {
+	shape, err := parseShopify(body)
+	if err != nil {
 		h.write(c, invalidPayload("Shopify payload"))
 		return
 	}
@@ -77,13 +77,18 @@ func (s *shopifyID) UnmarshalJSON(b []byte) error {
 // shopifyPayload holds the fields of every payload piivault acts on; which
 // ones are present says what the payload is.
 type shopifyPayload struct {
+	ID shopifyID `json:"id"`
+	// GID is the resource's Admin GraphQL id, gid://shopify/<Type>/<id>:
+	// the one field that names what a body is (an Order, a Fulfillment, a
+	// FulfillmentEvent, a Refund, an OrderTransaction…). Bodies of other
+	// resources carry ids, order ids and statuses too.
+	GID string `json:"admin_graphql_api_id"`
 	// Order
-	ID                shopifyID       `json:"id"`
 	LineItems         json.RawMessage `json:"line_items"`
 	FinancialStatus   *string         `json:"financial_status"`
 	CancelledAt       *string         `json:"cancelled_at"`
 	FulfillmentStatus *string         `json:"fulfillment_status"`
-	// Fulfillment
+	// Fulfillment and FulfillmentEvent
 	OrderID shopifyID `json:"order_id"`
 	Status  *string   `json:"status"`
 	// Privacy payloads
@@ -94,12 +99,42 @@ type shopifyPayload struct {
 	OrdersToRedact  []shopifyID     `json:"orders_to_redact"`
 	OrdersRequested []shopifyID     `json:"orders_requested"`
 	DataRequest     json.RawMessage `json:"data_request"`
+	// fields is how many top-level fields the body has: a deletion
+	// payload ({"id": …}) has exactly one.
+	fields int
 }
 
-func (p shopifyPayload) isOrder() bool {
-	return p.ID != "" && (p.LineItems != nil || p.FinancialStatus != nil)
+func parseShopify(body []byte) (shopifyPayload, error) {
+	var p shopifyPayload
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		return p, err
+	}
+	p.fields = len(top)
+	return p, nil
 }
-func (p shopifyPayload) isFulfillment() bool { return p.ID != "" && p.OrderID != "" && p.Status != nil }
+
+// is reports whether the payload is the Shopify resource kind with its own
+// id: its admin_graphql_api_id is gid://shopify/<kind>/<id>.
+func (p shopifyPayload) is(kind string) bool {
+	return p.ID != "" && p.GID == "gid://shopify/"+kind+"/"+string(p.ID)
+}
+
+func (p shopifyPayload) isOrder() bool { return p.is("Order") }
+func (p shopifyPayload) isFulfillment() bool {
+	return p.is("Fulfillment") && p.OrderID != "" && p.Status != nil
+}
+func (p shopifyPayload) isFulfillmentEvent() bool {
+	return p.is("FulfillmentEvent") && p.OrderID != "" && p.Status != nil
+}
+
+// isDeletion is the payload of Shopify's */delete topics: the id alone. It
+// names no resource type, so the topic decides which deletion it is; see
+// the README (a deletion is the one act a topic header chooses).
+func (p shopifyPayload) isDeletion() bool { return p.fields == 1 && p.ID != "" }
 func (p shopifyPayload) isCustomerRedact() bool {
 	return p.Customer != nil && p.OrdersToRedact != nil
 }
@@ -113,8 +148,23 @@ func (p shopifyPayload) isShopRedact() bool {
 // fulfillmentFailed are fulfillment statuses that mean nothing left.
 var fulfillmentFailed = map[string]bool{"cancelled": true, "error": true, "failure": true}
 
+// parcelMoving are the fulfillment event statuses that say the carrier has
+// the parcel (Shopify's FulfillmentEventStatus, lower-cased as the REST
+// webhooks send it): the address has done its work. Label, confirmation and
+// failure events, and a parcel on its way back, do not: it may be re-sent.
+var parcelMoving = map[string]bool{
+	"carrier_picked_up": true, "in_transit": true, "out_for_delivery": true, "attempted_delivery": true,
+	"delayed": true, "delivered": true, "ready_for_pickup": true, "picked_up": true,
+	"ready_for_recipient_pickup": true,
+}
+
 func (h *Handler) shopifyEvent(ctx context.Context, ip, topic string, p shopifyPayload) (string, error) {
 	switch {
+	case topic == "orders/delete":
+		if !p.isDeletion() {
+			return h.mismatch(topic)
+		}
+		return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonOrderDeleted, "")
 	case strings.HasPrefix(topic, "orders/"):
 		if !p.isOrder() {
 			return h.mismatch(topic)
@@ -125,8 +175,21 @@ func (h *Handler) shopifyEvent(ctx context.Context, ip, topic string, p shopifyP
 			return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonCanceled, "")
 		case p.FulfillmentStatus != nil && *p.FulfillmentStatus == "fulfilled":
 			return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonShipped, "")
+		case p.FinancialStatus != nil && *p.FinancialStatus == "refunded":
+			// Every line refunded: nothing (more) will ship. Shopify's
+			// refunds/create names only the refunded lines, so the order's
+			// own state, sent with each refund, is what can tell "all".
+			return h.purge(ctx, "shopify", ip, string(p.ID), orders.ReasonRefunded, "")
 		}
 		return "not_shipped", nil
+	case strings.HasPrefix(topic, "fulfillment_events/"):
+		if !p.isFulfillmentEvent() {
+			return h.mismatch(topic)
+		}
+		if topic != "fulfillment_events/create" || !parcelMoving[*p.Status] {
+			return "not_shipped", nil
+		}
+		return h.purge(ctx, "shopify", ip, string(p.OrderID), orders.ReasonShipped, "")
 	case strings.HasPrefix(topic, "fulfillments/"):
 		if !p.isFulfillment() {
 			return h.mismatch(topic)

@@ -69,6 +69,14 @@ func (h *Handler) stripeEvent(ctx context.Context, ip string, ev stripe.Event) (
 			return "", err
 		}
 		return h.stripePurge(ctx, ip, checkoutOrderID(s), sessionPayments(s), orders.ReasonCanceled)
+	case "checkout.session.async_payment_failed":
+		// A delayed payment method (a bank debit, a voucher) failed after the
+		// session completed and stored the order: it will never ship.
+		s, _, err := decodeSession(ev.Data.Raw)
+		if err != nil {
+			return "", err
+		}
+		return h.stripePurge(ctx, ip, checkoutOrderID(s), sessionPayments(s), orders.ReasonPaymentFailed)
 	case "charge.refunded":
 		var ch stripe.Charge
 		if err := json.Unmarshal(ev.Data.Raw, &ch); err != nil {
@@ -198,25 +206,13 @@ func checkoutOrderID(s stripe.CheckoutSession) string {
 }
 
 // stripePurge purges orderID only if it was stored with one of payments
-// (the event's own session or payment intent). An order paid some other
-// way is left alone: an abandoned second session for the same order must
-// not destroy the paid one's address. An order not stored yet gets a
-// tombstone bound to the event's payment.
+// (the event's own session or payment intent), checked in the purge's
+// atomic step. An order paid some other way is left alone: an abandoned
+// second session for the same order must not destroy the paid one's
+// address. An order not stored yet gets a tombstone bound to the event's
+// payment.
 func (h *Handler) stripePurge(ctx context.Context, ip, orderID string, payments []string, reason string) (string, error) {
-	if orderID == "" || !orders.ValidOrderID(orderID) {
-		return "unknown_order", nil
-	}
-	ref, err := h.orders.Get(ctx, orderID)
-	switch {
-	case apperr.Is(err, apperr.NotFound):
-		return h.purge(ctx, "stripe", ip, orderID, reason, payments[0])
-	case err != nil:
-		return "", err
-	case !slices.Contains(payments, ref.PaymentRef):
-		h.log.Info("stripe event concerns another payment of the order; ignored", "order_id", orderID)
-		return "other_payment", nil
-	}
-	return h.purge(ctx, "stripe", ip, orderID, reason, payments[0])
+	return h.purge(ctx, "stripe", ip, orderID, reason, payments...)
 }
 
 // stripePaymentPurge purges the orders a charge's or payment intent's
@@ -239,17 +235,18 @@ func (h *Handler) stripePaymentPurge(ctx context.Context, ip, metaOrder string, 
 	if len(ids) == 0 {
 		return "unknown_order", nil
 	}
-	return h.purgeAll(ctx, "stripe", ip, ids, reason)
+	return h.purgeAll(ctx, "stripe", ip, ids, reason, pi.ID)
 }
 
-// purgeAll purges several orders for one event and sums up the outcome.
-func (h *Handler) purgeAll(ctx context.Context, provider, ip string, ids []string, reason string) (string, error) {
+// purgeAll purges several orders of one payment for one event and sums up
+// the outcome.
+func (h *Handler) purgeAll(ctx context.Context, provider, ip string, ids []string, reason, payment string) (string, error) {
 	if len(ids) == 0 {
 		return "unknown_order", nil
 	}
 	outcome := ""
 	for _, id := range ids {
-		o, err := h.purge(ctx, provider, ip, id, reason, "")
+		o, err := h.purge(ctx, provider, ip, id, reason, payment)
 		if err != nil {
 			return "", err
 		}

@@ -81,9 +81,10 @@ type AccessReporter interface {
 	AccessReport(ctx context.Context, actor, ip, email string) (string, error)
 }
 
-// Purger purges one order on behalf of an actor.
+// Purger purges one order on behalf of an actor; PurgePaid only if the
+// order was stored with one of payments (orders.ErrOtherPayment if not).
 type Purger interface {
-	Purge(ctx context.Context, actor, ip, orderID, reason string) (bool, error)
+	PurgePaid(ctx context.Context, actor, ip, orderID, reason string, payments []string) (bool, error)
 }
 
 // BulkPurger purges many orders and keeps a receipt (customer redaction).
@@ -209,27 +210,38 @@ func (h *Handler) run(c *gin.Context, d delivery) {
 	c.JSON(http.StatusOK, gin.H{"received": true, "outcome": outcome})
 }
 
-// purge purges one order for a provider. An order not stored yet gets a
-// tombstone (bound to paymentRef when set), so its store, if it comes, is
+// purge purges one order for a provider. With payments, the event is bound
+// to them (a Stripe refund or cancellation): the order is purged only if it
+// was stored with one of them, compared inside the purge's atomic step, so
+// however a store interleaves with the event no other payment's order is
+// touched ("other_payment"). An order not stored yet gets a tombstone
+// (bound to the first payment when given), so its store, if it comes, is
 // refused: a parcel that shipped or an order cancelled before piivault saw
 // it must not leave its address behind for 30 days.
-func (h *Handler) purge(ctx context.Context, provider, ip, orderID, reason, paymentRef string) (string, error) {
+func (h *Handler) purge(ctx context.Context, provider, ip, orderID, reason string, payments ...string) (string, error) {
 	if orderID == "" || !orders.ValidOrderID(orderID) {
 		return "unknown_order", nil
 	}
 	actor := "webhook:" + provider
+	tombPayment := ""
+	if len(payments) > 0 {
+		tombPayment = payments[0]
+	}
 	for attempt := 0; attempt < 2; attempt++ {
-		done, err := h.purger.Purge(ctx, actor, ip, orderID, reason)
+		done, err := h.purger.PurgePaid(ctx, actor, ip, orderID, reason, payments)
 		switch {
+		case errors.Is(err, orders.ErrOtherPayment):
+			h.log.Info("event concerns another payment of the order; ignored", "provider", provider, "order_id", orderID)
+			return "other_payment", nil
 		case apperr.Is(err, apperr.NotFound):
-			tombed, err := h.orders.Tombstone(ctx, orderID, reason, paymentRef, actor)
+			tombed, err := h.orders.Tombstone(ctx, orderID, reason, tombPayment, actor)
 			if err != nil {
 				return "", err
 			}
 			if tombed {
 				return "tombstoned", nil
 			}
-			continue // stored in between: purge it
+			continue // stored in between: purge it, payment still checked
 		case err != nil:
 			return "", err
 		case !done:

@@ -74,8 +74,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	}
 	// A request makes several round trips: don't queue for connections.
 	rdb := cfg.redisClient(128)
-	vc, err := vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
-		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, log)
+	vc, err := vault.New(ctx, cfg.vaultConfig(), log)
 	if err != nil {
 		rdb.Close()
 		return nil, fmt.Errorf("vault: %w", err)
@@ -103,7 +102,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.monitor = monitoring.NewMonitor(rdb, a.audit, a.staff, a.alerter, limits, log)
 	a.purger = purge.NewPurger(a.store, a.audit, log)
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
-	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.alerter, log)
+	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.store, a.alerter, log)
 	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
@@ -119,8 +118,17 @@ func (a *app) runBackground(ctx context.Context) {
 	anchor := func(ctx context.Context) {
 		a.audit.RunAnchor(ctx, a.log, func(text string) { a.alerter.Notify("audit_trail_diverged", text) })
 	}
+	// Links to emails that earlier versions kept past an order's retention
+	// (invariant 13) are deleted once, in the background.
+	forget := func(ctx context.Context) {
+		if n, err := a.store.ForgetLegacyEmailLinks(ctx); err != nil {
+			a.log.Warn("legacy email links not cleaned up; retried at the next start", "err", err)
+		} else if n > 0 {
+			a.log.Info("deleted legacy email links", slog.Int("keys", n))
+		}
+	}
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor} {
+	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor, forget} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -156,7 +164,8 @@ func (a *app) handler() (*gin.Engine, error) {
 	}
 	ordersHTTP := orders.NewHandler(a.store, a.audit, a.monitor, a.lockdown, write, a.log)
 	staffHTTP := staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write)
-	con, err := console.New(console.Deps{Log: a.log, Key: key, TLS: a.cfg.TLSCert != "", Idle: a.cfg.ConsoleIdle,
+	con, err := console.New(console.Deps{Log: a.log, Key: key, HTTPS: a.cfg.httpsOnly(), PublicOrigin: a.cfg.publicHTTPS(),
+		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle,
 		Staff: staffHTTP, Auth: a.staff, Orders: ordersHTTP, Store: a.store, Purger: a.purger, Deletions: a.deletions,
 		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault})
 	if err != nil {
@@ -181,7 +190,7 @@ func (a *app) handler() (*gin.Engine, error) {
 		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.audit, a.clients,
 			monitoring.NewLimiter(a.redis, "checkout-ip", 30, time.Minute),
 			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write),
-		Compliance: compliance.NewHandler(a.reports, a.lockdown, write),
+		Compliance: compliance.NewHandler(a.reports, a.lockdown, ordersHTTP, write),
 		Lockdown:   a.lockdown,
 		Audit:      audit.NewHandler(a.audit, write),
 		Blocks:     monitoring.NewHandler(a.monitor, write),
@@ -195,7 +204,7 @@ func (a *app) handler() (*gin.Engine, error) {
 		ClientLimit:    clientLimit,
 		TrustedProxies: a.cfg.TrustedProxies,
 		AllowedOrigins: a.cfg.AllowedOrigins,
-		TLS:            a.cfg.TLSCert != "",
+		HTTPS:          a.cfg.httpsOnly(),
 		AccessLog:      a.access,
 	})
 }

@@ -141,7 +141,7 @@ func TestShopifyDataRequestCreatesTheAccessReport(t *testing.T) {
 	b := orderBody("ord-john-dr")
 	b["shipping"].(map[string]any)["email"] = "john@example.com"
 	require.Equal(t, 201, h.call("POST", "/v1/orders", h.apiKey, b).Status)
-	r := h.shopify("customers/data_request", "wh-dr", fixture(t, "shopify/customers-data-request.json"), testShopifySecret)
+	r := h.shopify("customers/data_request", "wh-dr", shopifyDataRequest("9002", "john@example.com", shopifyOrderA), testShopifySecret)
 	require.Equal(t, "report_created", r.Body["outcome"], string(r.Raw))
 	page, err := h.app.audit.List(context.Background(), audit.Filter{Action: audit.ActionDataRequest})
 	require.NoError(t, err)
@@ -184,7 +184,8 @@ func TestBreachScopeOfAPastWindowMatchesAHandCount(t *testing.T) {
 	require.EqualValues(t, 2, r.Body["orders_revealed"])
 	require.EqualValues(t, 3, r.Body["reveals"])
 	require.Equal(t, map[string]any{"fulfillment": 2.0, "support": 1.0}, r.Body["reveals_by_role"])
-	require.EqualValues(t, 2, r.Body["distinct_emails"])
+	require.EqualValues(t, 2, r.Body["distinct_emails"], "purged orders' customers stay countable until their expiry")
+	require.EqualValues(t, 0, r.Body["orders_without_email_link"])
 	require.EqualValues(t, 1, r.Body["orders_purged"])
 	require.Equal(t, 422, h.call("GET", "/v1/incidents/scope?from=yesterday", aud, nil).Status)
 	require.Equal(t, 403, h.call("GET", "/v1/incidents/scope?from="+from.UTC().Format(time.RFC3339), ful, nil).Status)

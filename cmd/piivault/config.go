@@ -41,6 +41,7 @@ type config struct {
 	TrustedProxies []string
 	TLSCert        string
 	TLSKey         string
+	PublicURL      string // PIIVAULT_PUBLIC_URL as an origin (https://vault.shop.example); "" when unset
 	StripeSecrets  []secret
 	ShopifySecret  secret
 	EasyPostSecret secret
@@ -155,6 +156,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		}
 		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
+	if c.PublicURL, err = publicOrigin(getenv("PIIVAULT_PUBLIC_URL")); err != nil {
+		return nil, err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return nil, &configError{"PIIVAULT_TLS_CERT", "PIIVAULT_TLS_CERT and PIIVAULT_TLS_KEY go together"}
 	}
@@ -196,6 +200,59 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	c.AccessLogMax = 1_000_000
 	return c, nil
+}
+
+// publicOrigin reads PIIVAULT_PUBLIC_URL, the URL staff and customers
+// use, and returns it as a browser serialises an origin (lower case, no
+// default port, no trailing slash), so the console can compare a form's
+// Origin header with it as a plain string. "" stays "" (unset).
+func publicOrigin(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	bad := &configError{"PIIVAULT_PUBLIC_URL", "want the absolute http(s) URL staff and customers use, e.g. https://vault.shop.example (no path, query, fragment or user info)"}
+	u, err := url.Parse(v)
+	// "?" and "#" are looked for in the text: url.Parse drops an empty
+	// query or fragment without a trace.
+	if err != nil || strings.ContainsAny(v, "?#") || u.Opaque != "" || u.User != nil || u.Hostname() == "" ||
+		(u.Path != "" && u.Path != "/") {
+		return "", bad
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "https" && scheme != "http" {
+		return "", bad
+	}
+	host := strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if p := u.Port(); p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil || port < 1 || port > 65535 {
+			return "", bad
+		}
+		if default443, default80 := scheme == "https" && port == 443, scheme == "http" && port == 80; !default443 && !default80 {
+			host += ":" + strconv.Itoa(port)
+		}
+	}
+	return scheme + "://" + host, nil
+}
+
+// publicHTTPS is PIIVAULT_PUBLIC_URL when it is https, "" otherwise: an
+// http:// public URL changes nothing from having none.
+func (c *config) publicHTTPS() string {
+	if strings.HasPrefix(c.PublicURL, "https://") {
+		return c.PublicURL
+	}
+	return ""
+}
+
+// httpsOnly reports whether browsers reach piivault over HTTPS only:
+// piivault serves TLS itself, or PIIVAULT_PUBLIC_URL is https in front of
+// a TLS-terminating proxy. Then cookies are Secure and HSTS is sent.
+func (c *config) httpsOnly() bool {
+	return c.TLSCert != "" || c.publicHTTPS() != ""
 }
 
 // parseRedisURL reads REDIS_URL: redis:// or rediss:// for one Redis;
@@ -289,6 +346,13 @@ func (c *config) needVault() error {
 		return &configError{"PIIVAULT_VAULT_ROLE_ID", "set PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID (or VAULT_TOKEN)"}
 	}
 	return nil
+}
+
+// vaultConfig is how piivault reaches Vault: the service's AppRole (or
+// VAULT_TOKEN) and the transit key. vault.NewOperator uses the token alone.
+func (c *config) vaultConfig() vault.Config {
+	return vault.Config{Addr: c.VaultAddr, Token: string(c.VaultToken), RoleID: c.RoleID,
+		SecretID: string(c.SecretID), TransitMount: c.TransitMount, TransitKey: c.TransitKey}
 }
 
 func duration(getenv func(string) string, name string, def, min, max time.Duration) (time.Duration, error) {

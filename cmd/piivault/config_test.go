@@ -62,6 +62,18 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"redis wait negative", map[string]string{"PIIVAULT_REDIS_WAIT": "-1"}, "PIIVAULT_REDIS_WAIT"},
 		{"redis wait not a number", map[string]string{"PIIVAULT_REDIS_WAIT": "all"}, "PIIVAULT_REDIS_WAIT"},
 		{"redis wait too many", map[string]string{"PIIVAULT_REDIS_WAIT": "17"}, "PIIVAULT_REDIS_WAIT"},
+		{"public url without a scheme", map[string]string{"PIIVAULT_PUBLIC_URL": "vault.shop.example"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url relative", map[string]string{"PIIVAULT_PUBLIC_URL": "/console/"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url not http", map[string]string{"PIIVAULT_PUBLIC_URL": "ftp://vault.shop.example"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url opaque", map[string]string{"PIIVAULT_PUBLIC_URL": "https:vault.shop.example"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url without a host", map[string]string{"PIIVAULT_PUBLIC_URL": "https://"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with only a port", map[string]string{"PIIVAULT_PUBLIC_URL": "https://:443"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with a bad port", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example:70000"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with a path", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example/console/"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with a query", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example/?a=1"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with an empty query", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example?"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with a fragment", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example/#top"}, "PIIVAULT_PUBLIC_URL"},
+		{"public url with user info", map[string]string{"PIIVAULT_PUBLIC_URL": "https://admin:pw@vault.shop.example"}, "PIIVAULT_PUBLIC_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,6 +81,38 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 			require.Error(t, err)
 			require.True(t, strings.HasPrefix(err.Error(), tt.wants+":"), "error %q should start with the variable", err)
 			require.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+// TestPublicURLIsReadAsAnOrigin: PIIVAULT_PUBLIC_URL is kept as a browser
+// writes an Origin header, and only https makes piivault HTTPS-only.
+func TestPublicURLIsReadAsAnOrigin(t *testing.T) {
+	tests := []struct {
+		name      string
+		value     string
+		origin    string
+		httpsOnly bool
+	}{
+		{"unset", "", "", false},
+		{"https", "https://vault.shop.example", "https://vault.shop.example", true},
+		{"trailing slash", "https://vault.shop.example/", "https://vault.shop.example", true},
+		{"case and default port", "HTTPS://Vault.Shop.Example:443/", "https://vault.shop.example", true},
+		{"other port", "https://vault.shop.example:8443", "https://vault.shop.example:8443", true},
+		{"ipv6 host", "https://[2001:db8::1]:8443", "https://[2001:db8::1]:8443", true},
+		{"http changes nothing", "http://vault.internal:80", "http://vault.internal", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(envOf(map[string]string{"VAULT_TOKEN": "x", "PIIVAULT_PUBLIC_URL": tt.value}))
+			require.NoError(t, err)
+			require.Equal(t, tt.origin, cfg.PublicURL)
+			require.Equal(t, tt.httpsOnly, cfg.httpsOnly())
+			if tt.httpsOnly {
+				require.Equal(t, tt.origin, cfg.publicHTTPS())
+			} else {
+				require.Empty(t, cfg.publicHTTPS())
+			}
 		})
 	}
 }
@@ -195,6 +239,7 @@ func TestDeployExamplesAreValidConfiguration(t *testing.T) {
 	require.NoError(t, err, "piivault.env.example")
 	require.Equal(t, 1, cfg.RedisWait)
 	require.NotNil(t, cfg.redisFailover)
+	require.True(t, cfg.httpsOnly(), "TLS ends at the proxy in front: PIIVAULT_PUBLIC_URL must be https")
 
 	raw, err = os.ReadFile("../../deploy/kubernetes/configmap.yaml")
 	require.NoError(t, err)
@@ -205,6 +250,7 @@ func TestDeployExamplesAreValidConfiguration(t *testing.T) {
 	cfg, err = loadConfig(envOf(withSecrets(cm.Data)))
 	require.NoError(t, err, "configmap.yaml")
 	require.Equal(t, 1, cfg.RedisWait)
+	require.True(t, cfg.httpsOnly(), "TLS ends at the ingress: PIIVAULT_PUBLIC_URL must be https")
 	addrs, err := vault.SplitAddrs(cfg.VaultAddr)
 	require.NoError(t, err)
 	require.Len(t, addrs, 3)

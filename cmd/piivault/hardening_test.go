@@ -360,11 +360,25 @@ func TestPurgesLeaveNoIndexEntry(t *testing.T) {
 		if strings.Contains(k, ":ref:") || strings.Contains(k, "{audit}") || strings.Contains(k, "outbox") {
 			continue
 		}
-		if strings.Contains(k, ":emailhist:") || strings.Contains(k, ":reveals:") {
-			// The access report's history keeps purged orders on purpose,
-			// and only for a while: no look-up that acts on orders reads it.
+		if strings.Contains(k, ":reveals:") {
+			// The order's reveal list stays for its access report on
+			// purpose, for a while, and names no email.
 			ttl := h.env.Redis.PTTL(ctx, k).Val()
 			require.True(t, ttl > 0 && ttl <= orders.HistoryFor, "%s: %s", k, ttl)
+			continue
+		}
+		if strings.Contains(k, ":mail:") || strings.Contains(k, ":mailof:") {
+			// The email's link to a purged order stays until that order's
+			// own expiry, and not a moment longer (invariant 13); only the
+			// access report reads it, and no look-up that acts on orders.
+			ttl := h.env.Redis.PTTL(ctx, k).Val()
+			require.True(t, ttl > 0 && ttl <= orders.MaxRetention, "%s: %s", k, ttl)
+			for _, z := range h.env.Redis.ZRangeWithScores(ctx, k, 0, -1).Val() {
+				ref := h.call("GET", "/v1/orders/"+z.Member.(string), h.apiKey, nil)
+				exp, err := time.Parse(time.RFC3339Nano, ref.Body["expires_at"].(string))
+				require.NoError(t, err)
+				require.Equal(t, exp.UnixMilli(), int64(z.Score), "%s: a link lasts exactly until its order's expiry", k)
+			}
 			continue
 		}
 		var members []string

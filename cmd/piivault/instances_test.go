@@ -151,10 +151,41 @@ type load struct {
 	wg      sync.WaitGroup
 	created map[string]time.Time // order id -> first 201 or 200
 	shipped map[string]time.Time // order id -> first 200
+	reveals []answer             // GET /v1/orders/{id}/shipping
+	// revealed counts the reveals answered 200 per order; seen[id] is the
+	// first of them answered after cut (zero: none).
+	revealed map[string]int
 }
 
 func newLoad() *load {
-	return &load{stop: make(chan struct{}), created: map[string]time.Time{}, shipped: map[string]time.Time{}}
+	return &load{stop: make(chan struct{}), created: map[string]time.Time{}, shipped: map[string]time.Time{},
+		revealed: map[string]int{}}
+}
+
+// reveal reads the shipping blocks of ids with a fulfillment token, round
+// after round, until stopped. Every 200 is a reveal the trail must hold.
+func (l *load) reveal(url, token string, ids []string) {
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			id := ids[i%len(ids)]
+			st := send("GET", url+"/v1/orders/"+id+"/shipping?reason=label", token, nil)
+			now := time.Now()
+			l.mu.Lock()
+			l.reveals = append(l.reveals, answer{id, st, now})
+			if st == 200 {
+				l.revealed[id]++
+			}
+			l.mu.Unlock()
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
 }
 
 // ingest posts new orders to url with apiKey until stopped, one at a time.

@@ -97,9 +97,13 @@ func TestVaultActiveNodeDiesUnderLoadFromThreeInstances(t *testing.T) {
 // promote a replica that never saw the last changes. Steady ingest and
 // shipping webhooks run throughout, and every answer is counted.
 //
+// Reveals run throughout too: a reveal writes its audit entry, reveal list
+// and counter while answering a GET.
+//
 // With PIIVAULT_REDIS_WAIT=1 nothing is acknowledged during the partition
 // (503, retried by the caller afterwards): no order answered 201 is lost,
-// no purge answered 200 comes back, and the audit trail verifies. Without
+// no purge answered 200 comes back, no address is revealed without its
+// audit entry surviving the failover, and the audit trail verifies. Without
 // it, what is lost is bounded as the README says: only changes acknowledged
 // after the replicas' link broke, and the audit anchor in Vault reports
 // the trail's lost tail.
@@ -110,13 +114,20 @@ func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
 			s, err := devstack.StartSentinel(2)
 			require.NoError(t, err)
 			t.Cleanup(s.Stop)
-			h := newHarness(t, nil, map[string]string{"REDIS_URL": s.URL, "PIIVAULT_REDIS_WAIT": wait, "PIIVAULT_RATE_LIMIT": "0"})
-			var pre []string
+			h := newHarness(t, nil, map[string]string{"REDIS_URL": s.URL, "PIIVAULT_REDIS_WAIT": wait, "PIIVAULT_RATE_LIMIT": "0",
+				"PIIVAULT_REVEAL_LIMIT": "1000000"})
+			var pre, looked []string
 			for i := 0; i < 60; i++ {
 				id := fmt.Sprintf("pre-%02d", i)
 				h.storeOrder(id)
 				pre = append(pre, id)
 			}
+			for i := 0; i < 8; i++ {
+				id := fmt.Sprintf("look-%02d", i)
+				h.storeOrder(id)
+				looked = append(looked, id)
+			}
+			_, ful := h.login("fulfillment")
 			primary := redis.NewClient(&redis.Options{Addr: s.Primary})
 			require.NoError(t, primary.Do(ctx, "WAIT", 2, 5000).Err())
 			primary.Close()
@@ -125,6 +136,7 @@ func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
 			l.ingest(h.url, h.apiKey, "rf-a")
 			l.ingest(h.url, h.apiKey, "rf-b")
 			l.ship(h.url, pre)
+			l.reveal(h.url, ful, looked)
 			time.Sleep(time.Second)
 			cut := time.Now()
 			require.NoError(t, s.CutReplicas(ctx))
@@ -162,16 +174,28 @@ func TestRedisFailoverAndAcknowledgedChanges(t *testing.T) {
 					lostPurges = append(lostPurges, id)
 				}
 			}
+			// A reveal answered 200 whose audit entry did not survive.
+			var unrecorded []string
+			for _, id := range looked {
+				page, err := h.app.audit.List(ctx, audit.Filter{OrderID: id, Action: audit.ActionReveal, Limit: 500})
+				require.NoError(t, err)
+				if len(page.Entries) < l.revealed[id] {
+					unrecorded = append(unrecorded, fmt.Sprintf("%s: %d answered, %d recorded", id, l.revealed[id], len(page.Entries)))
+				}
+			}
 			v, err := h.app.audit.Verify(ctx)
 			require.NoError(t, err)
-			t.Logf("lost: %d of %d orders, %d of %d purges; trail intact: %v",
-				len(lostOrders), len(l.created), len(lostPurges), len(l.shipped), v.Intact)
+			t.Logf("lost: %d of %d orders, %d of %d purges; reveals %v, unrecorded %v; trail intact: %v",
+				len(lostOrders), len(l.created), len(lostPurges), len(l.shipped), statuses(l.reveals), unrecorded, v.Intact)
 
 			if wait != "" {
 				require.Empty(t, lostOrders, "orders answered 201 and lost")
 				require.Empty(t, lostPurges, "purges answered 200 and undone: PII came back")
+				require.Empty(t, unrecorded, "addresses revealed whose audit entries the failover lost")
 				_, last := refusedWindow(l.orders)
 				require.True(t, last.After(cut), "the partition must have refused changes")
+				_, lastReveal := refusedWindow(l.reveals)
+				require.True(t, lastReveal.After(cut), "the partition must have refused reveals")
 				require.True(t, v.Intact, "the anchor never moves past what replicas hold: %+v", v.Broken)
 				return
 			}

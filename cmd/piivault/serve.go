@@ -80,7 +80,7 @@ func cmdServe(ctx context.Context, e *env) error {
 			errc <- srv.Serve(ln)
 		}
 	}()
-	a.log.Info("piivault serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "",
+	a.log.Info("piivault serving", "addr", ln.Addr().String(), "tls", a.cfg.TLSCert != "", "public_url", a.cfg.PublicURL,
 		"retention", a.cfg.Retention.String(), "sweep_interval", a.cfg.SweepInterval.String())
 
 	select {
