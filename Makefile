@@ -8,6 +8,10 @@ CACHED_VAULT := $(CACHE_DIR)/vault-$(VAULT_VERSION)
 # A vault on PATH wins; otherwise the cached build of the official module.
 VAULT_BIN    := $(or $(shell command -v vault 2>/dev/null),$(CACHED_VAULT))
 BIN          := bin/piivault
+# The development tool (seed, benchmark): built beside piivault, never shipped.
+BENCH_BIN    := bin/piivault-bench
+# e.g. make bench BENCH_FLAGS='--due 10000 --stored 0' for a shorter run.
+BENCH_FLAGS  ?=
 FUZZTIME     ?= 10s
 
 export PIIVAULT_VAULT_BIN := $(VAULT_BIN)
@@ -20,10 +24,11 @@ help:
 	@echo "make run    - start Vault (dev), Redis and piivault on loopback with demo staff and a demo key"
 	@echo "make test   - every test, against real Vault and Redis (builds Vault once if missing)"
 	@echo "make bench  - piivault against the bare Vault+Redis pipeline; writes bench/results.json"
-	@echo "make build  - bin/piivault"
+	@echo "make build  - bin/piivault, bin/storefront and the development tool bin/piivault-bench (never shipped)"
 
 build:
 	go build -o $(BIN) ./cmd/piivault
+	go build -o $(BENCH_BIN) ./cmd/piivault-bench
 	go build -o bin/storefront ./examples/storefront
 
 # Vault is built from the official github.com/hashicorp/vault module when no
@@ -67,11 +72,11 @@ fuzz:
 run: build vault redis
 	@scripts/run.sh
 
-# Go benchmarks of the hot in-process paths, then the whole stack against
-# the bare Vault+Redis pipeline (writes bench/results.json).
+# Go benchmarks of the hot in-process paths, then the built bin/piivault
+# against the bare Vault+Redis pipeline (writes bench/results.json).
 bench: build vault redis
 	go test -run '^$$' -bench . -benchmem ./orders ./webhooks
-	$(BIN) bench
+	$(BENCH_BIN) run --piivault $(BIN) $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .run

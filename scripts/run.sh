@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make run: Vault (dev mode) + Redis (AOF on) + piivault, all on loopback,
 # with demo staff (one per role) and a demo storefront key. Ctrl-C stops all three.
+# SEED=N also stores N fake orders with the development tool bin/piivault-bench.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -80,6 +81,11 @@ PIIVAULT_URL="http://$LISTEN" STOREFRONT_API_KEY=$API_KEY STOREFRONT_PUBLISHABLE
 pids+=($!)
 wait_for storefront curl -sf "http://$SHOP_LISTEN/"
 
+if [ "${SEED:-0}" -gt 0 ]; then
+  echo "==> $SEED fake orders (bin/piivault-bench seed, as the demo shop)"
+  PIIVAULT_URL="http://$LISTEN" PIIVAULT_API_KEY=$API_KEY bin/piivault-bench seed --fake "$SEED" | sed 's/^/    /'
+fi
+
 read -r _ FPW FURL < <(grep '^demo-fulfillment ' "$RUN/demo-staff.txt")
 cat <<MSG
 
@@ -104,6 +110,9 @@ Try it:
   # the parcel ships: the PII is destroyed, the reference stays
   curl -s -X POST http://$LISTEN/v1/orders/ord_1001/shipped -H "Authorization: Bearer \$TOKEN"
   curl -s -i "http://$LISTEN/v1/orders/ord_1001/shipping?reason=label" -H "Authorization: Bearer \$TOKEN"
+
+Fake orders (development tool, never shipped; or SEED=100 make run):
+  PIIVAULT_URL=http://$LISTEN PIIVAULT_API_KEY=\$API_KEY bin/piivault-bench seed --fake 100
 
 Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz   Vault's audit log: $RUN/vault-audit.log
 Operator: bin/piivault blocks list | lockdown status | report retention | audit verify  (with $RUN/approle.env and REDIS_URL=$REDIS_URL)

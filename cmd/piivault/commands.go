@@ -54,19 +54,27 @@ func (e *env) operator(ctx context.Context) (*vault.Operator, *config, error) {
 	if cfg.VaultToken == "" {
 		return nil, nil, &configError{"VAULT_TOKEN", "this command needs a Vault operator token"}
 	}
-	vc, err := vault.NewOperator(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken),
-		TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, e.log)
+	vc, err := vault.NewOperator(ctx, cfg.vaultConfig(), e.log)
 	return vc, cfg, err
 }
 
-// serviceVault connects to Vault as the service (AppRole, else VAULT_TOKEN),
-// for CLI commands that seal or verify audit entries.
-func (e *env) serviceVault(ctx context.Context, cfg *config) (*vault.Client, error) {
-	if err := cfg.needVault(); err != nil {
-		return nil, err
+// serviceAuditLog is the set-up of the commands that act as the service
+// without its whole graph and keep the audit trail: the configuration, the
+// service's Vault identity (AppRole, else VAULT_TOKEN) to seal and verify
+// entries, and Redis. The caller closes the Redis client.
+func (e *env) serviceAuditLog(ctx context.Context) (*audit.Log, redis.UniversalClient, error) {
+	cfg, err := e.config()
+	if err != nil {
+		return nil, nil, err
 	}
-	return vault.New(ctx, vault.Config{Addr: cfg.VaultAddr, Token: string(cfg.VaultToken), RoleID: cfg.RoleID,
-		SecretID: string(cfg.SecretID), TransitMount: cfg.TransitMount, TransitKey: cfg.TransitKey}, e.log)
+	if err := cfg.needVault(); err != nil {
+		return nil, nil, err
+	}
+	vc, err := vault.New(ctx, cfg.vaultConfig(), e.log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return e.auditLog(ctx, cfg, vc)
 }
 
 // auditLog connects to Redis for commands that record operator actions;
@@ -288,15 +296,7 @@ func cmdClients(ctx context.Context, e *env) error {
 		return errors.New("clients: want add, revoke or list")
 	}
 	sub, args := e.args[0], e.args[1:]
-	cfg, err := e.config()
-	if err != nil {
-		return err
-	}
-	vc, err := e.serviceVault(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	log, rdb, err := e.auditLog(ctx, cfg, vc)
+	log, rdb, err := e.serviceAuditLog(ctx)
 	if err != nil {
 		return err
 	}
@@ -407,15 +407,7 @@ func cmdAudit(ctx context.Context, e *env) error {
 	if len(e.args) != 1 || e.args[0] != "verify" {
 		return errors.New("audit: want `audit verify`")
 	}
-	cfg, err := e.config()
-	if err != nil {
-		return err
-	}
-	vc, err := e.serviceVault(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	log, rdb, err := e.auditLog(ctx, cfg, vc)
+	log, rdb, err := e.serviceAuditLog(ctx)
 	if err != nil {
 		return err
 	}

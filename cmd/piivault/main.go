@@ -32,8 +32,6 @@ Service (environment as for serve):
   lockdown on|off|status        incident lockdown: refuse reveals and logins, revoke every staff token
   report retention [--json]     proof of retention: held PII by age, outlived orders, purges, keys
   export refs                   purchase references and the audit trail as JSON lines (no PII)
-  seed --fake N                 store N realistic fake orders (dev and load tests only)
-  bench [flags]                 measure piivault against the bare Vault+Redis pipeline
 
 Operator (VAULT_ADDR and VAULT_TOKEN of a Vault operator):
   setup [--approle-env] [--bind-cidrs CIDRs] [--audit-file PATH]
@@ -99,8 +97,6 @@ func realMain(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		"lockdown": cmdLockdown,
 		"report":   cmdReport,
 		"export":   cmdExport,
-		"seed":     cmdSeed,
-		"bench":    cmdBench,
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

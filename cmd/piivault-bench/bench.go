@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	rpprof "runtime/pprof"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/orders"
+	"piivault/purge"
+	"piivault/vault"
+	"piivault/webhooks"
+)
+
+// cmdRun: `run` measures a built piivault binary next to the bare pipeline
+// (one transit call and one Redis write per order) in the same run.
+func cmdRun(ctx context.Context, e *env) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	bin := fs.String("piivault", defaultPiivault(), "the piivault binary to measure")
+	perLevel := fs.Int("orders", 3000, "orders per concurrency level (each for piivault and for the bare pipeline)")
+	levelsFlag := fs.String("levels", "1,16,64", "ingest concurrency levels")
+	reveals := fs.Int("reveals", 1000, "reveals to time")
+	hooks := fs.Int("webhooks", 500, "shipping webhooks to time")
+	due := fs.Int("due", 100_000, "due orders the sweep purges (0: no sweep)")
+	stored := fs.Int("stored", 1_000_000, "not-yet-due orders stored beside them in the second sweep (0: no second sweep)")
+	out := fs.String("out", "bench/results.json", "where to write the results")
+	profiles := fs.String("profiles", "bench/profiles", "where to write CPU profiles of each phase (\"\": none)")
+	if done, err := e.parseFlags(fs); done || err != nil {
+		return err
+	}
+	var levels []int
+	for _, l := range strings.Split(*levelsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(l))
+		if err != nil || n < 1 || n > 1024 {
+			return errors.New("run: --levels wants numbers from 1 to 1024")
+		}
+		levels = append(levels, n)
+	}
+	if *perLevel < 1 || *reveals < 0 || *hooks < 0 || *due < 0 || *stored < 0 {
+		return errors.New("run: --orders wants a number above 0; --reveals, --webhooks, --due and --stored 0 or more")
+	}
+	path, err := filepath.Abs(*bin)
+	if err != nil {
+		return err
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(e.stderr, "bench: "+format+"\n", args...) }
+
+	st, err := startStack(ctx, path, e.getenv, say)
+	if err != nil {
+		return err
+	}
+	defer st.stop()
+	b, err := newBench(ctx, st, say, slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	if err != nil {
+		return err
+	}
+	defer b.rdb.Close()
+
+	b.res.When, b.res.Machine = time.Now().UTC(), machine()
+	b.res.Settings.OrdersPerLevel, b.res.Settings.Levels = *perLevel, levels
+	b.res.Settings.Due, b.res.Settings.Stored = *due, *stored
+	b.reqs = make([]orders.Request, *perLevel*len(levels))
+	b.bodies = make([][]byte, len(b.reqs))
+	for i := range b.reqs {
+		b.reqs[i] = fakeOrder("bench", i)
+		b.bodies[i], _ = json.Marshal(b.reqs[i])
+	}
+
+	if err := b.ingest(levels, *perLevel); err != nil {
+		return err
+	}
+	n := min(*reveals, len(b.reqs))
+	if err := b.reveal(n); err != nil {
+		return err
+	}
+	if err := b.webhooks(n, min(*hooks, len(b.reqs)-n)); err != nil {
+		return err
+	}
+	b.res.ServePeakRSSMiB = st.servePeakRSS()
+	if *profiles != "" {
+		if err := b.profile(*profiles, n); err != nil {
+			return err
+		}
+	}
+	if *due > 0 {
+		if err := b.purge(*due, *stored, *profiles); err != nil {
+			return err
+		}
+	}
+
+	printResults(e.stdout, &b.res)
+	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
+		return err
+	}
+	raw, _ := json.MarshalIndent(b.res, "", "  ")
+	return os.WriteFile(*out, append(raw, '\n'), 0o644)
+}
+
+// defaultPiivault is the piivault binary beside this one (bin/piivault
+// for bin/piivault-bench), else bin/piivault under the current directory.
+func defaultPiivault() string {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "piivault")
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
+			return p
+		}
+	}
+	return filepath.Join("bin", "piivault")
+}
+
+// bench is one run against a started stack: piivault over HTTP, and the
+// bare pipeline with the service's own Vault identity and Redis.
+type bench struct {
+	ctx    context.Context
+	say    func(string, ...any)
+	log    *slog.Logger
+	st     *stack
+	hc     *http.Client
+	svc    *vault.Client // the service AppRole, as serve uses it
+	rdb    *redis.Client
+	key    string // a storefront API key
+	token  string // a fulfillment member's token
+	reqs   []orders.Request
+	bodies [][]byte
+	res    results
+}
+
+func newBench(ctx context.Context, st *stack, say func(string, ...any), log *slog.Logger) (*bench, error) {
+	b := &bench{ctx: ctx, say: say, log: log, st: st,
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}}
+	var err error
+	if b.svc, err = vault.New(ctx, vault.Config{Addr: st.dev.VaultAddr, RoleID: st.roleID, SecretID: st.secretID}, log); err != nil {
+		return nil, err
+	}
+	say("piivault clients add, piivault staff add, login")
+	if b.key, err = st.addClient(ctx, "bench"); err != nil {
+		return nil, err
+	}
+	if b.token, err = st.staffToken(ctx, b.hc, "bench-fulfillment", "fulfillment"); err != nil {
+		return nil, err
+	}
+	b.rdb = redis.NewClient(&redis.Options{Addr: st.dev.RedisAddr, PoolSize: 256})
+	return b, nil
+}
+
+func (b *bench) post(path, token string, body []byte, want int, hdr map[string]string) error {
+	return expect(b.ctx, b.hc, "POST", b.st.base+path, token, body, want, hdr)
+}
+
+func (b *bench) revealStatus(id string, want int) error {
+	return expect(b.ctx, b.hc, "GET", b.st.base+"/v1/orders/"+id+"/shipping?reason=label", b.token, nil, want, nil)
+}
+
+// shipped is a signed shipping webhook for order id.
+func (b *bench) shipped(event, id string) error {
+	body := []byte(`{"event_id":"` + event + `","order_id":"` + id + `","status":"shipped"}`)
+	sig := webhooks.SignShipping(hookSecret, time.Now(), body)
+	return b.post("/v1/webhooks/shipping", "", body, http.StatusOK, map[string]string{"X-Piivault-Signature": sig})
+}
+
+// ingest: piivault over HTTP next to the bare pipeline (one transit encrypt
+// and one Redis write per order), at the same concurrency.
+func (b *bench) ingest(levels []int, perLevel int) error {
+	for li, c := range levels {
+		b.say("ingest at concurrency %d", c)
+		off := li * perLevel
+		bare, err := measure(perLevel, c, func(i int) error {
+			r := b.reqs[off+i]
+			plain, _ := json.Marshal(r.Shipping)
+			enc, err := b.svc.Encrypt(b.ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: []byte(r.OrderID)}})
+			if err != nil {
+				return err
+			}
+			return b.rdb.Set(b.ctx, "bare:"+r.OrderID, enc[0].Value, orders.MaxRetention).Err()
+		})
+		if err != nil {
+			return fmt.Errorf("bare ingest: %w", err)
+		}
+		pv, err := measure(perLevel, c, func(i int) error {
+			return b.post("/v1/orders", b.key, b.bodies[off+i], http.StatusCreated, nil)
+		})
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		b.res.Ingest = append(b.res.Ingest, ingestResult{c, pv, bare, pv.PerSecond / bare.PerSecond})
+	}
+	return nil
+}
+
+// reveal: the first n orders with a fulfillment token, next to a bare
+// transit decrypt with the same token.
+func (b *bench) reveal(n int) error {
+	b.say("reveal")
+	cts := make([]string, n)
+	for i := range cts {
+		cts[i], _ = b.rdb.Get(b.ctx, "bare:"+b.reqs[i].OrderID).Result()
+	}
+	var err error
+	if b.res.Reveal.Bare, err = measure(n, 16, func(i int) error {
+		_, err := b.svc.Decrypt(b.ctx, b.token, cts[i], []byte(b.reqs[i].OrderID))
+		return err
+	}); err != nil {
+		return fmt.Errorf("bare decrypt: %w", err)
+	}
+	if b.res.Reveal.Piivault, err = measure(n, 16, func(i int) error {
+		return b.revealStatus(b.reqs[i].OrderID, http.StatusOK)
+	}); err != nil {
+		return fmt.Errorf("reveal: %w", err)
+	}
+	return nil
+}
+
+// webhooks: w shipping webhooks for the orders after the first skip; the
+// webhook's answer is the moment the PII is gone, which each reveal after
+// it (410) proves.
+func (b *bench) webhooks(skip, w int) error {
+	b.say("shipping webhooks")
+	var err error
+	if b.res.WebhookToGone, err = measure(w, 16, func(i int) error {
+		id := b.reqs[skip+i].OrderID
+		return b.shipped("bench-"+id, id)
+	}); err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	for i := 0; i < w; i++ {
+		if err := b.revealStatus(b.reqs[skip+i].OrderID, http.StatusGone); err != nil {
+			return fmt.Errorf("after the shipping webhook: %w", err)
+		}
+	}
+	return nil
+}
+
+// profile runs each phase again, unmeasured, while serve's CPU profile
+// runs; reveals cycle through the first n orders (still held).
+func (b *bench) profile(dir string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	b.res.Profiles = map[string][]profileEntry{}
+	var next atomic.Int64
+	fresh := func() orders.Request { return fakeOrder("prof", int(next.Add(1))) }
+	phase := func(name string, c int, op func() error) error {
+		b.say("profiling %s", name)
+		top, err := profilePhase(b.ctx, b.hc, b.st.debug, filepath.Join(dir, name+".pprof"), c, op)
+		if err != nil {
+			return fmt.Errorf("profile %s: %w", name, err)
+		}
+		b.res.Profiles[name] = top
+		return nil
+	}
+
+	if err := phase("ingest_c64", 64, func() error {
+		body, _ := json.Marshal(fresh())
+		return b.post("/v1/orders", b.key, body, http.StatusCreated, nil)
+	}); err != nil {
+		return err
+	}
+	var ri atomic.Int64
+	if n > 0 {
+		if err := phase("reveal_c16", 16, func() error {
+			return b.revealStatus(b.reqs[int(ri.Add(1))%n].OrderID, http.StatusOK)
+		}); err != nil {
+			return err
+		}
+	}
+	held := make([]string, 4000)
+	if _, err := measure(len(held), 64, func(i int) error {
+		r := fresh()
+		held[i] = r.OrderID
+		body, _ := json.Marshal(r)
+		return b.post("/v1/orders", b.key, body, http.StatusCreated, nil)
+	}); err != nil {
+		return fmt.Errorf("orders for the webhook profile: %w", err)
+	}
+	var wi atomic.Int64
+	return phase("webhook_c16", 16, func() error {
+		i := int(wi.Add(1))
+		if i >= len(held) {
+			return nil // ran out of held orders: idle until the profile ends
+		}
+		return b.shipped("prof-"+held[i], held[i])
+	})
+}
+
+// purge: the sweep over due orders alone, then beside many not-due ones.
+// The orders go straight through the store (a one-second retention no
+// server accepts, at the store's speed) and the sweep runs in this
+// process with the service's identity, so its CPU profile is this
+// process's.
+func (b *bench) purge(due, stored int, profiles string) error {
+	batcher := orders.NewBatcher(b.svc, orders.BatchConfig{MaxItems: 128, MaxWait: 2 * time.Millisecond})
+	defer batcher.Close()
+	short, err := orders.NewStore(b.rdb, batcher, b.svc, orders.Config{Retention: time.Second})
+	if err != nil {
+		return err
+	}
+	long, err := orders.NewStore(b.rdb, batcher, b.svc, orders.Config{Retention: orders.MaxRetention})
+	if err != nil {
+		return err
+	}
+	purger := purge.NewPurger(short, audit.NewLog(b.rdb, b.svc, b.svc), b.log)
+	sweep := func() (int, float64, error) {
+		time.Sleep(1100 * time.Millisecond) // let the 1s retention pass
+		t := time.Now()
+		n, err := purger.Sweep(b.ctx)
+		return n, time.Since(t).Seconds(), err
+	}
+
+	b.say("seeding %d due orders", due)
+	seeded, err := seedStore(b.ctx, short, "due1", due, 128)
+	if err != nil {
+		return err
+	}
+	b.res.Purge.SeedPerSecond = seeded.PerSecond
+	b.say("sweeping %d due orders", due)
+	var prof bytes.Buffer
+	if profiles != "" {
+		if err := rpprof.StartCPUProfile(&prof); err != nil {
+			return err
+		}
+	}
+	b.res.Purge.PurgedDueOnly, b.res.Purge.DueOnlySeconds, err = sweep()
+	if profiles != "" {
+		rpprof.StopCPUProfile()
+		if werr := os.WriteFile(filepath.Join(profiles, "sweep.pprof"), prof.Bytes(), 0o644); werr != nil {
+			return werr
+		}
+		if b.res.Profiles == nil {
+			b.res.Profiles = map[string][]profileEntry{}
+		}
+		b.res.Profiles["sweep"], _ = topOf(prof.Bytes())
+	}
+	if err != nil {
+		return err
+	}
+	if stored > 0 {
+		b.say("seeding %d not-yet-due orders and %d due ones (this is the long part)", stored, due)
+		if _, err := seedStore(b.ctx, long, "held", stored, 128); err != nil {
+			return err
+		}
+		if _, err := seedStore(b.ctx, short, "due2", due, 128); err != nil {
+			return err
+		}
+		b.say("sweeping %d due orders beside %d stored", due, stored)
+		if b.res.Purge.PurgedWithStored, b.res.Purge.WithStoredSeconds, err = sweep(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
