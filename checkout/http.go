@@ -2,10 +2,9 @@ package checkout
 
 import (
 	"context"
-	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -17,9 +16,7 @@ import (
 
 // Store is the order store as the browser route uses it.
 type Store interface {
-	StoreNoting(ctx context.Context, req orders.Request, note []byte) (orders.Receipt, orders.StoreResult, error)
-	RecordNoted(ctx context.Context, rec orders.Recorder, orderID string, e audit.Entry, note []byte) error
-	RecordNote(ctx context.Context, rec orders.Recorder, orderID string, note []byte) error
+	StoreAudited(ctx context.Context, req orders.Request, e audit.Entry) (orders.Receipt, orders.StoreResult, error)
 }
 
 // Keys checks publishable keys against the request's origin.
@@ -37,7 +34,7 @@ type Limiter interface {
 type Handler struct {
 	sessions *Sessions
 	store    Store
-	audit    orders.Recorder
+	log      *slog.Logger
 	keys     Keys
 	perIP    Limiter // nil: off
 	perSess  Limiter // nil: off
@@ -45,8 +42,8 @@ type Handler struct {
 }
 
 // NewHandler builds a Handler.
-func NewHandler(s *Sessions, store Store, rec orders.Recorder, keys Keys, perIP, perSession Limiter, writeErr func(*gin.Context, error)) *Handler {
-	return &Handler{sessions: s, store: store, audit: rec, keys: keys, perIP: perIP, perSess: perSession, write: writeErr}
+func NewHandler(s *Sessions, store Store, keys Keys, perIP, perSession Limiter, writeErr func(*gin.Context, error), log *slog.Logger) *Handler {
+	return &Handler{sessions: s, store: store, keys: keys, perIP: perIP, perSess: perSession, write: writeErr, log: log}
 }
 
 // OpenSession handles POST /v1/checkout/sessions {"order_id","payment_ref"}
@@ -175,14 +172,9 @@ func (h *Handler) Shipping(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
-	e := audit.Entry{Time: time.Now().UTC(), Actor: "client:" + client, Action: audit.ActionStore, OrderID: req.OrderID,
-		IP: c.ClientIP(), Event: audit.NewEventID(), Detail: map[string]string{"collected": "browser", "session": st.SessionID}}
-	note, _ := json.Marshal(e)
-	rcpt, res, err := h.store.StoreNoting(ctx, req, note)
-	if res == orders.Tombstoned {
-		_ = h.store.RecordNote(ctx, h.audit, req.OrderID, rcpt.Note)
-	}
-	if err != nil {
+	rcpt, res, err := h.store.StoreAudited(ctx, req, audit.Entry{Actor: "client:" + client, IP: c.ClientIP(),
+		Detail: map[string]string{"collected": "browser", "session": st.SessionID}})
+	if err = orders.LogDeferred(h.log, req.OrderID, err); err != nil {
 		if apperr.Is(err, apperr.VaultUnavailable) || apperr.Is(err, apperr.StoreUnavailable) {
 			h.sessions.giveBack(ctx, body.ClientSecret, st, ttl)
 		}
@@ -194,7 +186,6 @@ func (h *Handler) Shipping(c *gin.Context) {
 		c.JSON(http.StatusOK, answer)
 		return
 	}
-	_ = h.store.RecordNoted(ctx, h.audit, req.OrderID, e, note)
 	c.JSON(http.StatusCreated, answer)
 }
 

@@ -183,26 +183,58 @@ func (h *Handler) Register(r gin.IRouter, mw ...gin.HandlerFunc) {
 	g.POST("/login", h.login)
 	g.POST("/logout", h.authed(nil, h.logout))
 
+	for _, p := range h.pageTable() {
+		if p.get != nil {
+			g.GET(p.path, h.authed(p.roles, p.get))
+		}
+		if p.post != nil {
+			g.POST(p.path, h.authed(p.roles, p.post))
+		}
+	}
+}
+
+// page is one console page: its path under /console, its navigation label
+// ("" for none), the roles that may use it, and its GET and POST handlers
+// (either may be nil).
+type page struct {
+	path, label string
+	roles       []string
+	get, post   gin.HandlerFunc
+}
+
+// pageTable is every signed-in page, in navigation order: one table drives
+// both the routes and each role's navigation.
+func (h *Handler) pageTable() []page {
 	ful, sup, adm, aud := web.RoleFulfillment, web.RoleSupport, web.RoleAdmin, web.RoleAuditor
-	g.GET("/queue", h.authed([]string{ful, adm}, h.queue))
-	g.GET("/lookup", h.authed([]string{ful, sup}, h.lookup))
-	g.GET("/orders/:id", h.authed([]string{ful, sup, adm}, h.order))
-	g.POST("/orders/:id/reveal", h.authed([]string{ful, sup}, h.reveal))
-	g.POST("/orders/:id/shipped", h.authed([]string{ful}, h.shipped))
-	g.POST("/orders/:id/delete", h.authed([]string{sup, adm}, h.deletePII))
-	g.POST("/labels", h.authed([]string{ful}, h.labels))
-	g.GET("/deletions", h.authed([]string{sup, adm}, h.deletions))
-	g.POST("/deletions", h.authed([]string{sup, adm}, h.deletionRequest))
-	g.GET("/access", h.authed([]string{sup, adm}, h.accessForm))
-	g.POST("/access", h.authed([]string{sup, adm}, h.accessReport))
-	g.GET("/audit", h.authed([]string{aud, adm}, h.audit))
-	g.GET("/retention", h.authed([]string{aud, adm}, h.retention))
-	g.GET("/scope", h.authed([]string{aud, adm}, h.scope))
-	g.GET("/blocks", h.authed([]string{adm}, h.blocks))
-	g.POST("/blocks/lift", h.authed([]string{adm}, h.liftBlock))
-	g.GET("/lockdown", h.authed([]string{adm}, h.lockdownPage))
-	g.POST("/lockdown", h.authed([]string{adm}, h.setLockdown))
-	g.GET("/staff", h.authed([]string{adm}, h.staff))
+	return []page{
+		{"/queue", "Queue", []string{ful, adm}, h.queue, nil},
+		{"/lookup", "Look up", []string{ful, sup}, h.lookup, nil},
+		{"/orders/:id", "", []string{ful, sup, adm}, h.order, nil},
+		{"/orders/:id/reveal", "", []string{ful, sup}, nil, h.reveal},
+		{"/orders/:id/shipped", "", []string{ful}, nil, h.shipped},
+		{"/orders/:id/delete", "", []string{sup, adm}, nil, h.deletePII},
+		{"/labels", "", []string{ful}, nil, h.labels},
+		{"/deletions", "Deletions", []string{sup, adm}, h.deletions, h.deletionRequest},
+		{"/access", "Access reports", []string{sup, adm}, h.accessForm, h.accessReport},
+		{"/audit", "Audit trail", []string{aud, adm}, h.audit, nil},
+		{"/retention", "Retention", []string{aud, adm}, h.retention, nil},
+		{"/scope", "Breach scope", []string{aud, adm}, h.scope, nil},
+		{"/blocks", "Blocks", []string{adm}, h.blocks, nil},
+		{"/blocks/lift", "", []string{adm}, nil, h.liftBlock},
+		{"/lockdown", "Lockdown", []string{adm}, h.lockdownPage, h.setLockdown},
+		{"/staff", "Staff", []string{adm}, h.staff, nil},
+	}
+}
+
+// navFor is role's navigation, from the page table.
+func (h *Handler) navFor(role string) []navItem {
+	var out []navItem
+	for _, p := range h.pageTable() {
+		if p.label != "" && slices.Contains(p.roles, role) {
+			out = append(out, navItem{Href: "/console" + p.path, Label: p.label})
+		}
+	}
+	return out
 }
 
 // headers: a strict CSP and nothing cached, framed or sniffed.
@@ -231,19 +263,6 @@ type view struct {
 type navItem struct {
 	Href, Label string
 	Active      bool
-}
-
-var navByRole = map[string][]navItem{
-	web.RoleFulfillment: {{Href: "/console/queue", Label: "Queue"}, {Href: "/console/lookup", Label: "Look up"}},
-	web.RoleSupport: {{Href: "/console/lookup", Label: "Look up"}, {Href: "/console/deletions", Label: "Deletions"},
-		{Href: "/console/access", Label: "Access reports"}},
-	web.RoleAuditor: {{Href: "/console/audit", Label: "Audit trail"}, {Href: "/console/retention", Label: "Retention"},
-		{Href: "/console/scope", Label: "Breach scope"}},
-	web.RoleAdmin: {{Href: "/console/queue", Label: "Queue"}, {Href: "/console/deletions", Label: "Deletions"},
-		{Href: "/console/access", Label: "Access reports"}, {Href: "/console/audit", Label: "Audit trail"},
-		{Href: "/console/retention", Label: "Retention"}, {Href: "/console/scope", Label: "Breach scope"},
-		{Href: "/console/blocks", Label: "Blocks"}, {Href: "/console/lockdown", Label: "Lockdown"},
-		{Href: "/console/staff", Label: "Staff"}},
 }
 
 const principalKey = "console.principal"
@@ -308,7 +327,7 @@ func principal(c *gin.Context) (web.Principal, session) {
 func (h *Handler) render(c *gin.Context, status int, page, title string, data any) {
 	p, sess := principal(c)
 	v := view{Title: title, P: p, CSRF: sess.CSRF, Data: data, Flash: flashes[c.Query("done")]}
-	for _, n := range navByRole[p.Role] {
+	for _, n := range h.navFor(p.Role) {
 		n.Active = strings.HasPrefix(c.Request.URL.Path, n.Href)
 		v.Nav = append(v.Nav, n)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -23,7 +22,7 @@ import (
 // home sends each role to its first page.
 func (h *Handler) home(c *gin.Context) {
 	p, _ := principal(c)
-	c.Redirect(http.StatusSeeOther, navByRole[p.Role][0].Href)
+	c.Redirect(http.StatusSeeOther, h.navFor(p.Role)[0].Href)
 }
 
 type loginView struct {
@@ -92,15 +91,10 @@ type queueView struct {
 
 // queue lists held orders oldest first, 50 a page, no PII.
 func (h *Handler) queue(c *gin.Context) {
-	afterMS, afterID := time.Now().UnixMilli(), ""
-	if v := c.Query("after"); v != "" {
-		ms, id, ok := strings.Cut(v, ":")
-		n, err := strconv.ParseInt(ms, 10, 64)
-		if !ok || err != nil {
-			h.fail(c, &apperr.Error{Code: apperr.Validation, Message: "that page link is not valid", Fields: []string{"after"}})
-			return
-		}
-		afterMS, afterID = n, id
+	afterMS, afterID, err := orders.ParseQueueCursor(c.Query("after"), time.Now())
+	if err != nil {
+		h.fail(c, err)
+		return
 	}
 	const limit = 50
 	items, err := h.Store.Oldest(c.Request.Context(), afterMS, afterID, limit)
@@ -110,8 +104,7 @@ func (h *Handler) queue(c *gin.Context) {
 	}
 	v := queueView{Orders: items, First: c.Query("after") == ""}
 	if len(items) == limit {
-		last := items[len(items)-1]
-		v.Next = strconv.FormatInt(last.ExpiresAt.UnixMilli(), 10) + ":" + last.OrderID
+		v.Next = orders.QueueCursor(items[len(items)-1])
 	}
 	h.render(c, http.StatusOK, "queue", "Fulfillment queue", v)
 }

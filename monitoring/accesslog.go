@@ -8,6 +8,7 @@
 //	piivault:{mon}:fail:<ip>       string  failed and in-flight authentications in the current window (TTL)
 //	piivault:{mon}:loginaudit:<ip> string  set when this window's failed-login audit entry is written (TTL)
 //	piivault:{mon}:reveal:<user>   string  reveals in the current hour (TTL)
+//	piivault:{mon}:badsig:<provider> string bad webhook signatures in the current window (TTL), for the alert
 //	piivault:{rl}:<limit>:<who>    string  requests in the current rate-limit window (TTL)
 package monitoring
 

@@ -10,7 +10,6 @@ package purge
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -19,13 +18,12 @@ import (
 	"piivault/orders"
 )
 
-// Store is what purging needs from the order store.
+// Store is what purging needs from the order store. Its audited writes
+// record every purge (orders.StoreAudited and friends hold the protocol).
 type Store interface {
-	PurgePaidNoting(ctx context.Context, orderID, reason string, payments []string, note []byte) (bool, error)
-	PurgeMany(ctx context.Context, ids []string, reason string, notes [][]byte) ([]int, error)
-	AckNotes(ctx context.Context, notes []orders.Note) error
-	Notes(ctx context.Context, limit int) ([]orders.Note, error)
-	AckNote(ctx context.Context, n orders.Note) error
+	PurgeAudited(ctx context.Context, orderID, reason string, payments []string, e audit.Entry) (bool, error)
+	PurgeManyAudited(ctx context.Context, ids []string, reason, actor string) ([]int, error)
+	DrainOutbox(ctx context.Context, olderThan time.Time) (int, error)
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
 	DueEach(ctx context.Context, t time.Time, perShard int) ([]orders.Held, bool, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
@@ -70,54 +68,21 @@ func (p *Purger) Purge(ctx context.Context, actor, ip, orderID, reason string) (
 // payments, else orders.ErrOtherPayment and nothing changes. The store
 // compares them in the purge's own atomic step.
 func (p *Purger) PurgePaid(ctx context.Context, actor, ip, orderID, reason string, payments []string) (bool, error) {
-	e := audit.Entry{Time: p.now().UTC(), Actor: actor, Action: audit.ActionPurge, OrderID: orderID, IP: ip,
-		Detail: map[string]string{"reason": reason}, Event: audit.NewEventID()}
-	note, err := json.Marshal(e)
-	if err != nil {
-		return false, fmt.Errorf("purge note: %w", err)
-	}
-	done, err := p.store.PurgePaidNoting(ctx, orderID, reason, payments, note)
-	if err != nil {
+	done, err := p.store.PurgeAudited(ctx, orderID, reason, payments, audit.Entry{Actor: actor, IP: ip})
+	if err = orders.LogDeferred(p.log, orderID, err); err != nil {
 		return false, err
 	}
 	if done {
 		purged.WithLabelValues(reason).Inc()
-		if err := p.audit.Record(ctx, e); err != nil {
-			p.log.Error("purge audit deferred to the outbox", "order_id", orderID, "err", err)
-		} else if err := p.store.AckNote(ctx, orders.OrderNote(orderID, note)); err != nil {
-			p.log.Warn("purge outbox note not removed; it may be recorded twice", "order_id", orderID, "err", err)
-		}
 	}
 	return done, nil
 }
 
-// DrainOutbox records purges whose audit entry could not be written at the
-// time (older than the grace period) and removes their notes.
+// DrainOutbox records the audit entries of changes whose entry could not
+// be written at the time and are older than the grace period (so it does
+// not race a write recording its own entry now).
 func (p *Purger) DrainOutbox(ctx context.Context) (int, error) {
-	notes, err := p.store.Notes(ctx, 200)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	for _, note := range notes {
-		var e audit.Entry
-		if err := json.Unmarshal(note.Body, &e); err != nil {
-			p.log.Error("unreadable purge outbox note dropped")
-			_ = p.store.AckNote(ctx, note)
-			continue
-		}
-		if p.now().Sub(e.Time) < p.outboxGrace {
-			continue
-		}
-		if err := p.audit.Record(ctx, e); err != nil {
-			return n, err
-		}
-		if err := p.store.AckNote(ctx, note); err != nil {
-			return n, err
-		}
-		n++
-	}
-	return n, nil
+	return p.store.DrainOutbox(ctx, p.now().Add(-p.outboxGrace))
 }
 
 // SweepBatch is how many due orders one step of a sweep takes from each
@@ -162,46 +127,28 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 }
 
 // purgeBatch purges orders for reason as the system, in one pipelined
-// step. The audit records travel with the purges (the outbox), so if the
-// trail fails here they are recorded by the next drain.
+// step, each with its audit entry (appended as one group; if the trail
+// fails they wait in the outbox for the next drain).
 func (p *Purger) purgeBatch(ctx context.Context, due []orders.Held, reason string) (int, error) {
 	if len(due) == 0 {
 		return 0, nil
 	}
 	ids := make([]string, len(due))
-	entries := make([]audit.Entry, len(due))
-	notes := make([][]byte, len(due))
-	now := p.now().UTC()
 	for i, h := range due {
 		ids[i] = h.OrderID
-		entries[i] = audit.Entry{Time: now, Actor: "system", Action: audit.ActionPurge, OrderID: h.OrderID,
-			Detail: map[string]string{"reason": reason}, Event: audit.NewEventID()}
-		var err error
-		if notes[i], err = json.Marshal(entries[i]); err != nil {
-			return 0, fmt.Errorf("purge note: %w", err)
-		}
 	}
-	res, err := p.store.PurgeMany(ctx, ids, reason, notes)
-	if err != nil {
+	res, err := p.store.PurgeManyAudited(ctx, ids, reason, "system")
+	if err = orders.LogDeferred(p.log, "", err); err != nil {
 		return 0, err
 	}
-	var done []audit.Entry
-	var acks []orders.Note
-	for i, r := range res {
+	n := 0
+	for _, r := range res {
 		if r == 1 {
-			done = append(done, entries[i])
-			acks = append(acks, orders.OrderNote(ids[i], notes[i]))
+			n++
 		}
 	}
-	purged.WithLabelValues(reason).Add(float64(len(done)))
-	if err := p.audit.RecordAll(ctx, done); err != nil {
-		p.log.Error("sweep audit deferred to the outbox", slog.Int("entries", len(done)), "err", err)
-		return len(done), nil
-	}
-	if err := p.store.AckNotes(ctx, acks); err != nil {
-		p.log.Warn("sweep outbox notes not removed; they may be recorded twice", "err", err)
-	}
-	return len(done), nil
+	purged.WithLabelValues(reason).Add(float64(n))
+	return n, nil
 }
 
 // observe refreshes the backlog and age gauges.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/stripe/stripe-go/v76"
@@ -164,15 +163,8 @@ func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.Checkou
 	a := ship.Address
 	req.Shipping.Address = orders.Address{Line1: a.Line1, Line2: a.Line2, City: a.City,
 		State: a.State, PostalCode: a.PostalCode, Country: a.Country}
-	e := audit.Entry{Time: time.Now().UTC(), Actor: "webhook:stripe", Action: audit.ActionStore, OrderID: req.OrderID, IP: ip,
-		Event: audit.NewEventID()}
-	note, _ := json.Marshal(e)
-	rcpt, res, err := h.orders.StoreNoting(ctx, req, note)
-	if res == orders.Tombstoned {
-		if err := h.orders.RecordNote(ctx, h.audit, req.OrderID, rcpt.Note); err != nil {
-			h.log.Warn("early event purge audit", "order_id", req.OrderID, "err", err)
-		}
-	}
+	_, res, err := h.orders.StoreAudited(ctx, req, audit.Entry{Actor: "webhook:stripe", IP: ip})
+	err = orders.LogDeferred(h.log, req.OrderID, err)
 	switch {
 	case apperr.Is(err, apperr.Validation):
 		h.log.Warn("stripe checkout session not stored: invalid order", "fields", apperr.Fields(err))
@@ -189,9 +181,6 @@ func (h *Handler) storeCheckout(ctx context.Context, ip string, s stripe.Checkou
 		return "", err
 	case res == orders.Duplicate:
 		return "duplicate", nil
-	}
-	if err := h.orders.RecordNoted(ctx, h.audit, req.OrderID, e, note); err != nil {
-		h.log.Warn("stripe order store audit", "order_id", req.OrderID, "err", err)
 	}
 	return "stored", nil
 }

@@ -46,12 +46,12 @@ func raceOrder(id, payment string) orders.Request {
 func TestStripeEventCannotPurgeAnOrderStoredByAnotherPaymentMidEvent(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
-	require.NoError(t, err)
 	trail := audit.NewLog(env.Redis, env.Service, env.Service)
+	store, err := orders.NewStore(env.Redis, env.Service, env.Service, trail, orders.Config{Retention: time.Hour})
+	require.NoError(t, err)
 	stored := false
 	racing := interleaved{Store: store, beforeTombstone: func() {
-		_, _, err := store.Store(ctx, raceOrder("ord-race", "pi_other"))
+		_, _, err := store.StoreAudited(ctx, raceOrder("ord-race", "pi_other"), audit.Entry{Actor: "client:shop"})
 		require.NoError(t, err)
 		stored = true
 	}}
@@ -68,7 +68,7 @@ func TestStripeEventCannotPurgeAnOrderStoredByAnotherPaymentMidEvent(t *testing.
 	require.Nil(t, ref.PurgeReason)
 
 	// The same event for an order its own payment stored purges it.
-	_, _, err = store.Store(ctx, raceOrder("ord-own", "pi_event"))
+	_, _, err = store.StoreAudited(ctx, raceOrder("ord-own", "pi_event"), audit.Entry{Actor: "client:shop"})
 	require.NoError(t, err)
 	outcome, err = h.stripePurge(ctx, "127.0.0.1", "ord-own", []string{"pi_event", "cs_event"}, orders.ReasonCanceled)
 	require.NoError(t, err)
@@ -84,16 +84,17 @@ func TestStripeEventCannotPurgeAnOrderStoredByAnotherPaymentMidEvent(t *testing.
 func TestPurgePaidRefusesAnotherPaymentAndChangesNothing(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	store, err := orders.NewStore(env.Redis, env.Service, env.Service, orders.Config{Retention: time.Hour})
+	store, err := orders.NewStore(env.Redis, env.Service, env.Service, audit.NewLog(env.Redis, env.Service, env.Service),
+		orders.Config{Retention: time.Hour})
 	require.NoError(t, err)
-	_, _, err = store.Store(ctx, raceOrder("ord-paid", "pi_a"))
+	_, _, err = store.StoreAudited(ctx, raceOrder("ord-paid", "pi_a"), audit.Entry{Actor: "client:shop"})
 	require.NoError(t, err)
 	before := dumpKeys(t, env)
-	done, err := store.PurgePaidNoting(ctx, "ord-paid", orders.ReasonRefunded, []string{"pi_b"}, []byte("note"))
+	done, err := store.PurgeAudited(ctx, "ord-paid", orders.ReasonRefunded, []string{"pi_b"}, audit.Entry{Actor: "webhook:stripe"})
 	require.ErrorIs(t, err, orders.ErrOtherPayment)
 	require.False(t, done)
 	require.Equal(t, before, dumpKeys(t, env), "nothing changed in Redis")
-	done, err = store.PurgePaidNoting(ctx, "ord-paid", orders.ReasonRefunded, []string{"pi_b", "pi_a"}, nil)
+	done, err = store.PurgeAudited(ctx, "ord-paid", orders.ReasonRefunded, []string{"pi_b", "pi_a"}, audit.Entry{Actor: "webhook:stripe"})
 	require.NoError(t, err)
 	require.True(t, done)
 }

@@ -61,9 +61,7 @@ type Secrets struct {
 // Orders is what webhooks need from the order store.
 type Orders interface {
 	Get(ctx context.Context, orderID string) (orders.Reference, error)
-	StoreNoting(ctx context.Context, req orders.Request, note []byte) (orders.Receipt, orders.StoreResult, error)
-	RecordNoted(ctx context.Context, rec orders.Recorder, orderID string, e audit.Entry, note []byte) error
-	RecordNote(ctx context.Context, rec orders.Recorder, orderID string, note []byte) error
+	StoreAudited(ctx context.Context, req orders.Request, e audit.Entry) (orders.Receipt, orders.StoreResult, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
 	FindByPaymentRef(ctx context.Context, ref string) ([]string, error)
 	FindByShop(ctx context.Context, domain string) ([]string, error)

@@ -304,15 +304,16 @@ func (b *bench) profile(dir string, n int) error {
 func (b *bench) purge(due, stored int, profiles string) error {
 	batcher := orders.NewBatcher(b.svc, orders.BatchConfig{MaxItems: 128, MaxWait: 2 * time.Millisecond})
 	defer batcher.Close()
-	short, err := orders.NewStore(b.rdb, batcher, b.svc, orders.Config{Retention: time.Second})
+	trail := audit.NewLog(b.rdb, b.svc, b.svc)
+	short, err := orders.NewStore(b.rdb, batcher, b.svc, trail, orders.Config{Retention: time.Second})
 	if err != nil {
 		return err
 	}
-	long, err := orders.NewStore(b.rdb, batcher, b.svc, orders.Config{Retention: orders.MaxRetention})
+	long, err := orders.NewStore(b.rdb, batcher, b.svc, trail, orders.Config{Retention: orders.MaxRetention})
 	if err != nil {
 		return err
 	}
-	purger := purge.NewPurger(short, audit.NewLog(b.rdb, b.svc, b.svc), b.log)
+	purger := purge.NewPurger(short, trail, b.log)
 	sweep := func() (int, float64, error) {
 		time.Sleep(1100 * time.Millisecond) // let the 1s retention pass
 		t := time.Now()

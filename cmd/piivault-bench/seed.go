@@ -14,6 +14,7 @@ import (
 
 	"github.com/brianvoe/gofakeit/v7"
 
+	"piivault/audit"
 	"piivault/orders"
 )
 
@@ -43,12 +44,13 @@ func fakeOrder(prefix string, i int) orders.Request {
 	}
 }
 
-// seedStore stores n fake orders straight through store, c at a time. The
+// seedStore stores n fake orders straight through store (audited like any
+// store, as actor "bench"), c at a time. The
 // benchmark's sweep needs this: a million orders at the store's speed, with
 // a one-second retention no server would accept. It stops at the first error.
 func seedStore(ctx context.Context, store *orders.Store, prefix string, n, c int) (latency, error) {
 	return measure(n, c, func(i int) error {
-		_, _, err := store.Store(ctx, fakeOrder(prefix, i))
+		_, _, err := store.StoreAudited(ctx, fakeOrder(prefix, i), audit.Entry{Actor: "bench"})
 		return err
 	})
 }

@@ -52,6 +52,7 @@ type app struct {
 	vault     *vault.Client
 	batcher   *orders.Batcher
 	store     *orders.Store
+	revealer  *orders.Revealer
 	audit     *audit.Log
 	replicas  *replication.Waiter // nil unless PIIVAULT_REDIS_WAIT > 0
 	clients   *clients.Registry
@@ -85,13 +86,11 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	if cfg.BatchSize > 1 {
 		sealer = a.batcher
 	}
-	a.store, err = orders.NewStore(rdb, sealer, vc, orders.Config{Retention: cfg.Retention})
+	a.replicas = replication.New(rdb, cfg.RedisWait, 0)
+	a.audit = newAuditLog(rdb, vc, a.replicas)
+	a.store, err = orders.NewStore(rdb, sealer, vc, a.audit, orders.Config{Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
-	}
-	a.audit = audit.NewLog(rdb, vc, vc)
-	if a.replicas = replication.New(rdb, cfg.RedisWait, 0); a.replicas != nil {
-		a.audit.AnchorAfterReplicas(a.replicas)
 	}
 	a.clients = clients.NewRegistry(rdb)
 	a.staff = staff.NewService(vc, rdb)
@@ -103,6 +102,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.purger = purge.NewPurger(a.store, a.audit, log)
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
 	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.store, a.alerter, log)
+	a.revealer = orders.NewRevealer(a.store, a.monitor, a.lockdown, log)
 	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
@@ -162,11 +162,11 @@ func (a *app) handler() (*gin.Engine, error) {
 	if err != nil {
 		return nil, fmt.Errorf("console key: %w", err)
 	}
-	ordersHTTP := orders.NewHandler(a.store, a.audit, a.monitor, a.lockdown, write, a.log)
+	ordersHTTP := orders.NewHandler(a.store, a.revealer, write, a.log)
 	staffHTTP := staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write)
 	con, err := console.New(console.Deps{Log: a.log, Key: key, HTTPS: a.cfg.httpsOnly(), PublicOrigin: a.cfg.publicHTTPS(),
 		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle,
-		Staff: staffHTTP, Auth: a.staff, Orders: ordersHTTP, Store: a.store, Purger: a.purger, Deletions: a.deletions,
+		Staff: staffHTTP, Auth: a.staff, Orders: a.revealer, Store: a.store, Purger: a.purger, Deletions: a.deletions,
 		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
@@ -187,10 +187,10 @@ func (a *app) handler() (*gin.Engine, error) {
 		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
 		StaffHTTP: staffHTTP,
 		Console:   con,
-		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.audit, a.clients,
+		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.clients,
 			monitoring.NewLimiter(a.redis, "checkout-ip", 30, time.Minute),
-			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write),
-		Compliance: compliance.NewHandler(a.reports, a.lockdown, ordersHTTP, write),
+			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write, a.log),
+		Compliance: compliance.NewHandler(a.reports, a.lockdown, a.revealer, write),
 		Lockdown:   a.lockdown,
 		Audit:      audit.NewHandler(a.audit, write),
 		Blocks:     monitoring.NewHandler(a.monitor, write),
@@ -207,6 +207,16 @@ func (a *app) handler() (*gin.Engine, error) {
 		HTTPS:          a.cfg.httpsOnly(),
 		AccessLog:      a.access,
 	})
+}
+
+// newAuditLog is the trail sealed and anchored by vc; with replicas (nil:
+// PIIVAULT_REDIS_WAIT is 0) its anchor waits for them.
+func newAuditLog(rdb redis.UniversalClient, vc *vault.Client, replicas *replication.Waiter) *audit.Log {
+	var opts []audit.Option
+	if replicas != nil {
+		opts = append(opts, audit.AnchorAfterReplicas(replicas))
+	}
+	return audit.NewLog(rdb, vc, vc, opts...)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

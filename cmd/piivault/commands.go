@@ -85,11 +85,7 @@ func (e *env) auditLog(ctx context.Context, cfg *config, vc *vault.Client) (*aud
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
 	}
-	l := audit.NewLog(rdb, vc, vc)
-	if w := replication.New(rdb, cfg.RedisWait, 0); w != nil {
-		l.AnchorAfterReplicas(w)
-	}
-	return l, rdb, nil
+	return newAuditLog(rdb, vc, replication.New(rdb, cfg.RedisWait, 0)), rdb, nil
 }
 
 // record appends an operator action to the trail and moves the anchor in

@@ -199,10 +199,10 @@ func TestRedisDownMeans503(t *testing.T) {
 func TestPurchaseReferenceSurvivesPurge(t *testing.T) {
 	h := newHarness(t, nil, nil)
 	h.storeOrder("ord-p")
-	done, err := h.app.store.Purge(context.Background(), "ord-p", orders.ReasonShipped)
+	done, err := h.app.purger.Purge(context.Background(), "system", "", "ord-p", orders.ReasonShipped)
 	require.NoError(t, err)
 	require.True(t, done)
-	again, err := h.app.store.Purge(context.Background(), "ord-p", orders.ReasonShipped)
+	again, err := h.app.purger.Purge(context.Background(), "system", "", "ord-p", orders.ReasonShipped)
 	require.NoError(t, err)
 	require.False(t, again, "purge is idempotent")
 	ref := h.call("GET", "/v1/orders/ord-p", h.apiKey, nil)

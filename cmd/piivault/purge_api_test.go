@@ -212,7 +212,7 @@ func TestKeyTrimmingShredsOldCiphertextButNeverAHeldOrders(t *testing.T) {
 	_, err = env.Root.Client().Decrypt(ctx, env.RootToken, oldCT, []byte("ord-v1"))
 	require.NoError(t, err)
 
-	_, err = h.app.store.Purge(ctx, "ord-v1", "shipped")
+	_, err = h.app.purger.Purge(ctx, "system", "", "ord-v1", "shipped")
 	require.NoError(t, err)
 	rs, err = h.app.shredder.Run(ctx, false)
 	require.NoError(t, err)

@@ -70,20 +70,25 @@ func StartRedisCluster(n int) (*Cluster, error) {
 		c.Stop()
 		return nil, fmt.Errorf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	probe := redis.NewClient(&redis.Options{Addr: c.Addrs[0], MaxRetries: -1})
-	defer probe.Close()
-	if err := waitFor(20*time.Second, func() error {
-		info, err := probe.ClusterInfo(context.Background()).Result()
+	// Every node must see the whole cluster up (each learns the slot map on
+	// its own): a client may ask any of them first.
+	for _, a := range c.Addrs {
+		probe := redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1})
+		err := waitFor(20*time.Second, func() error {
+			info, err := probe.ClusterInfo(context.Background()).Result()
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(info, "cluster_state:ok") {
+				return errors.New("cluster not ok yet at " + a)
+			}
+			return nil
+		})
+		probe.Close()
 		if err != nil {
-			return err
+			c.Stop()
+			return nil, err
 		}
-		if !strings.Contains(info, "cluster_state:ok") {
-			return errors.New("cluster not ok yet")
-		}
-		return nil
-	}); err != nil {
-		c.Stop()
-		return nil, err
 	}
 	c.URL = "redis+cluster://" + c.Addrs[0]
 	for i, a := range c.Addrs[1:] {

@@ -8,6 +8,10 @@
 // and sends WAIT right behind it in one pipeline (one connection): the
 // replication stream is ordered, so a replica that has the barrier has
 // every write the request finished before it.
+//
+//	piivault:{wait}:barrier      string  the barrier written before WAIT on a single Redis (or Sentinel's primary)
+//	piivault:{w<i>}:wait         string  the same on a Cluster, one per master: <i> is found so that the key's
+//	                                     slot is served by that master (no MOVED)
 package replication
 
 import (

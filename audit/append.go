@@ -1,0 +1,342 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/internal/apperr"
+	"piivault/internal/writes"
+	"piivault/vault"
+)
+
+// Log is the audit trail in Redis.
+type Log struct {
+	rdb     redis.UniversalClient
+	sealer  Sealer
+	anchor  AnchorStore // nil: no anchor (tests of the chain alone)
+	now     func() time.Time
+	timeout time.Duration
+
+	// Group commit: Record queues its entry and waits for it, bounded by
+	// its own context; a flusher goroutine (started while the queue is not
+	// empty) appends up to maxGroup entries per script call, chained in
+	// order, and hands each caller its own result.
+	mu       sync.Mutex
+	queue    []*pending
+	flushing bool
+
+	// cached is the head this process last wrote (used by the flusher only):
+	// appending onto it saves a read; the script refuses it if another
+	// instance has moved the head since, and then the head is read again.
+	cached    string
+	cachedSeq int64
+
+	// latest is the newest entry this process appended, for the anchor.
+	latest  vault.Anchor
+	anchorC chan struct{}
+	// anchored and anchorVer are the anchor this process last read or
+	// wrote and its KV version (guarded by anchorMu): the next write
+	// goes check-and-set on that version without reading it again; if
+	// another instance moved it, the write fails and it is read afresh.
+	anchorMu  sync.Mutex
+	anchored  vault.Anchor
+	anchorVer int
+
+	// replicas, when set, must hold an entry before it is anchored: an
+	// anchor ahead of what a promoted replica holds would be a false alarm.
+	replicas Replicas
+}
+
+// Replicas waits until Redis replicas hold every write made so far
+// (PIIVAULT_REDIS_WAIT).
+type Replicas interface {
+	Wait(ctx context.Context) error
+}
+
+// Option configures a Log.
+type Option func(*Log)
+
+// AnchorAfterReplicas makes the anchor wait for r before it moves, so that
+// with PIIVAULT_REDIS_WAIT a failover never leaves the anchor ahead of the
+// trail. A nil r changes nothing.
+func AnchorAfterReplicas(r Replicas) Option {
+	return func(l *Log) {
+		if r != nil {
+			l.replicas = r
+		}
+	}
+}
+
+type pending struct {
+	e     Entry
+	done  chan error
+	taken bool // in a group being appended (guarded by Log.mu)
+}
+
+// maxGroup bounds the entries appended by one script call.
+const maxGroup = 256
+
+// NewLog builds a Log that seals entries with sealer and anchors the trail
+// in anchor (nil for none).
+func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore, opts ...Option) *Log {
+	l := &Log{rdb: rdb, sealer: sealer, anchor: anchor, now: time.Now, timeout: 3 * time.Second,
+		anchorC: make(chan struct{}, 1)}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// appendScript appends the entries only if the head is still the one the
+// caller chained onto (else false: the caller re-chains and retries), and
+// only if none of their events is in the trail already (else the list of
+// 1-based positions of those entries: the caller drops them and retries).
+// KEYS: log, head, event keys...  ARGV: genesis head, expected head, new
+// head, event-key count, then for each entry its event-key index (0: none)
+// and its JSON.
+var appendScript = redis.NewScript(`
+local head = redis.call('GET', KEYS[2]) or ARGV[1]
+if head ~= ARGV[2] then return false end
+local dups = {}
+local n = 0
+for i = 5, #ARGV, 2 do
+  n = n + 1
+  local k = tonumber(ARGV[i])
+  if k > 0 and redis.call('EXISTS', KEYS[2 + k]) == 1 then dups[#dups + 1] = n end
+end
+if #dups > 0 then return {'dup', unpack(dups)} end
+local ids = {}
+for i = 5, #ARGV, 2 do
+  local k = tonumber(ARGV[i])
+  if k > 0 then redis.call('SET', KEYS[2 + k], '1', 'PX', ARGV[4]) end
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[i + 1])
+end
+redis.call('SET', KEYS[2], ARGV[3])
+return ids
+`)
+
+// Record appends e to the trail. It fails (StoreUnavailable) rather than
+// losing an entry; callers that reveal PII must not reveal without it.
+// It waits for its own entry's group at most as long as ctx allows: an
+// entry not yet sent when ctx ends is withdrawn; one already sent may
+// still land (its Event, when set, keeps a later retry from writing it
+// twice). An entry that already has a time (recorded late from an outbox)
+// keeps it.
+func (l *Log) Record(ctx context.Context, e Entry) error {
+	return l.RecordAll(ctx, []Entry{e})
+}
+
+// RecordAll appends entries together (one group commit for all of them,
+// in order) and returns the first error. Like Record, it waits no longer
+// than ctx allows.
+func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	// Marked before the append: an entry that may have landed is one the
+	// answer must wait for, whatever the request's method.
+	writes.Mark(ctx)
+	ps := make([]*pending, len(entries))
+	l.mu.Lock()
+	for i, e := range entries {
+		if e.Time.IsZero() {
+			e.Time = l.now().UTC()
+		}
+		ps[i] = &pending{e: e, done: make(chan error, 1)}
+	}
+	l.queue = append(l.queue, ps...)
+	if !l.flushing {
+		l.flushing = true
+		go l.flush()
+	}
+	l.mu.Unlock()
+	var first error
+	for _, p := range ps {
+		select {
+		case err := <-p.done:
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			l.mu.Lock()
+			for _, q := range ps {
+				if i := slices.Index(l.queue, q); i >= 0 && !q.taken {
+					l.queue = slices.Delete(l.queue, i, i+1)
+				}
+			}
+			l.mu.Unlock()
+			return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+		}
+	}
+	return first
+}
+
+// flush appends queued entries, a group at a time, until the queue is empty.
+func (l *Log) flush() {
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.flushing = false
+			l.mu.Unlock()
+			return
+		}
+		n := min(len(l.queue), maxGroup)
+		group := slices.Clone(l.queue[:n])
+		l.queue = slices.Delete(l.queue, 0, n)
+		for _, g := range group {
+			g.taken = true
+		}
+		l.mu.Unlock()
+		l.appendGroup(group)
+	}
+}
+
+// appendGroup chains and appends entries in one round trip, retrying when
+// another instance moved the head first, and answers every entry's caller.
+func (l *Log) appendGroup(group []*pending) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	for attempt := 0; attempt < 50 && len(group) > 0; attempt++ {
+		ids, dups, err := l.tryAppend(ctx, group, attempt > 0)
+		switch {
+		case err != nil:
+			for _, g := range group {
+				g.done <- err
+			}
+			return
+		case dups != nil:
+			// Already in the trail: done, and left out of this chain.
+			kept := group[:0]
+			for i, g := range group {
+				if slices.Contains(dups, i+1) {
+					g.done <- nil
+				} else {
+					kept = append(kept, g)
+				}
+			}
+			group = kept
+		case ids == nil:
+			// another instance appended first: chain onto theirs
+		default:
+			last := group[len(group)-1].e
+			l.mu.Lock()
+			l.latest = vault.Anchor{Seq: last.Seq, Hash: last.Hash, ID: ids[len(ids)-1]}
+			l.mu.Unlock()
+			select {
+			case l.anchorC <- struct{}{}:
+			default:
+			}
+			for _, g := range group {
+				g.done <- nil
+			}
+			return
+		}
+	}
+	for _, g := range group {
+		g.done <- apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
+	}
+}
+
+// tryAppend makes one attempt. It returns the new stream ids; or dups, the
+// 1-based positions of entries whose event is in the trail already; or
+// neither when the head moved.
+func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids []string, dups []int, err error) {
+	head, seq := l.cached, l.cachedSeq
+	if head == "" || reread {
+		if head, seq, err = l.head(ctx); err != nil {
+			return nil, nil, err
+		}
+	}
+	keys := []string{logKey, headKey}
+	args := []any{headValue(0, genesis), headValue(seq, head), "", eventMemory.Milliseconds()}
+	prev := head
+	hashes := make([][]byte, len(group))
+	for i, g := range group {
+		seq++
+		g.e.Prev, g.e.Seq, g.e.Seal = prev, seq, ""
+		g.e.Hash = g.e.digest()
+		prev = g.e.Hash
+		hashes[i] = []byte(g.e.Hash)
+	}
+	seals, err := l.sealer.Seal(ctx, hashes)
+	if err != nil {
+		return nil, nil, fmt.Errorf("seal audit entries: %w", err)
+	}
+	for i, g := range group {
+		if seals[i].Err != nil {
+			return nil, nil, fmt.Errorf("seal audit entry: %w", seals[i].Err)
+		}
+		g.e.Seal = seals[i].Value
+		body, err := json.Marshal(g.e)
+		if err != nil {
+			return nil, nil, fmt.Errorf("audit entry: %w", err)
+		}
+		k := 0
+		if g.e.Event != "" {
+			keys = append(keys, eventPrefix+g.e.Event)
+			k = len(keys) - 2
+		}
+		args = append(args, k, body)
+	}
+	args[2] = headValue(seq, prev)
+	res, err := appendScript.Run(ctx, l.rdb, keys, args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		l.cached = ""
+		return nil, nil, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	if len(res) > 0 && res[0] == "dup" {
+		for _, v := range res[1:] {
+			if n, ok := v.(int64); ok {
+				dups = append(dups, int(n))
+			}
+		}
+		return nil, dups, nil
+	}
+	l.cached, l.cachedSeq = prev, seq
+	if len(res) != len(group) {
+		return nil, nil, fmt.Errorf("audit: %d ids for %d entries", len(res), len(group))
+	}
+	for _, v := range res {
+		id, _ := v.(string)
+		ids = append(ids, id)
+	}
+	return ids, nil, nil
+}
+
+// head returns the newest entry's hash and sequence number, from the head
+// key: the stream itself may have been tampered with, the head moves only here.
+func (l *Log) head(ctx context.Context) (string, int64, error) {
+	hash, seq, _, err := l.readHead(ctx)
+	return hash, seq, err
+}
+
+// readHead is head that also says whether the head key exists.
+func (l *Log) readHead(ctx context.Context) (string, int64, bool, error) {
+	v, err := l.rdb.Get(ctx, headKey).Result()
+	if errors.Is(err, redis.Nil) {
+		return genesis, 0, false, nil
+	}
+	if err != nil {
+		return "", 0, false, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+	}
+	seqStr, hash, ok := strings.Cut(v, ":")
+	seq, perr := strconv.ParseInt(seqStr, 10, 64)
+	if !ok || perr != nil {
+		return "", 0, true, fmt.Errorf("audit head %q is malformed", v)
+	}
+	return hash, seq, true, nil
+}
+
+func headValue(seq int64, hash string) string { return strconv.FormatInt(seq, 10) + ":" + hash }

@@ -1,0 +1,156 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/internal/apperr"
+)
+
+func decode(m redis.XMessage) (Entry, error) {
+	raw, _ := m.Values["entry"].(string)
+	var e Entry
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return Entry{ID: m.ID}, fmt.Errorf("audit entry %s: %w", m.ID, err)
+	}
+	e.ID = m.ID
+	return e, nil
+}
+
+// Filter selects entries for List.
+type Filter struct {
+	Actor   string
+	OrderID string
+	Action  string
+	Since   time.Time
+	Until   time.Time
+	After   string // stream id cursor: entries strictly after it
+	Limit   int
+}
+
+// Page is one page of entries and the cursor for the next.
+type Page struct {
+	Entries []Entry `json:"entries"`
+	Next    string  `json:"next,omitempty"`
+}
+
+// validate refuses what Redis would (a malformed cursor, a time outside
+// what stream ids hold) with a Validation error naming the fields.
+func (f Filter) validate() error {
+	var bad []string
+	for _, t := range []struct {
+		name string
+		t    time.Time
+	}{{"since", f.Since}, {"until", f.Until}} {
+		if !t.t.IsZero() && !validTime(t.t) {
+			bad = append(bad, t.name)
+		}
+	}
+	if f.After != "" && !ValidCursor(f.After) {
+		bad = append(bad, "after")
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return &apperr.Error{Code: apperr.Validation, Fields: bad, Message: "invalid query parameters: " +
+		strings.Join(bad, ", ") + " (since/until: RFC 3339 from 1970; after: a cursor from this trail)"}
+}
+
+// ValidCursor reports whether after is a Redis stream id ("<ms>-<seq>",
+// both unsigned 64-bit numbers): the shape of a page cursor.
+func ValidCursor(after string) bool {
+	ms, seq, ok := strings.Cut(after, "-")
+	_, err1 := strconv.ParseUint(ms, 10, 64)
+	_, err2 := strconv.ParseUint(seq, 10, 64)
+	return ok && err1 == nil && err2 == nil
+}
+
+// validTime is a since/until the trail can hold: from 1970 (stream ids
+// are Unix milliseconds) to 9999.
+func validTime(t time.Time) bool { return t.Year() >= 1970 && t.Year() <= 9999 }
+
+// List returns entries oldest first, filtered, paginated by stream id.
+func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
+	if err := f.validate(); err != nil {
+		return Page{}, err
+	}
+	if f.Limit <= 0 || f.Limit > 500 {
+		f.Limit = 100
+	}
+	start := "-"
+	if !f.Since.IsZero() {
+		start = strconv.FormatInt(f.Since.UnixMilli(), 10)
+	}
+	if f.After != "" {
+		start = "(" + f.After
+	}
+	end := "+"
+	if !f.Until.IsZero() {
+		end = strconv.FormatInt(f.Until.UnixMilli(), 10)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var page Page
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, end, 500).Result()
+		if err != nil {
+			return Page{}, apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		for _, m := range msgs {
+			e, err := decode(m)
+			if err != nil {
+				return Page{}, err
+			}
+			if (f.Actor != "" && e.Actor != f.Actor) || (f.OrderID != "" && e.OrderID != f.OrderID) ||
+				(f.Action != "" && e.Action != f.Action) {
+				continue
+			}
+			page.Entries = append(page.Entries, e)
+			if len(page.Entries) == f.Limit {
+				page.Next = e.ID
+				return page, nil
+			}
+		}
+		if len(msgs) < 500 {
+			return page, nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}
+
+// Each calls fn with every entry from since to until (zero: unbounded),
+// oldest first, reading a page at a time.
+func (l *Log) Each(ctx context.Context, since, until time.Time, fn func(Entry) error) error {
+	start, end := "-", "+"
+	if !since.IsZero() {
+		start = strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	if !until.IsZero() {
+		end = strconv.FormatInt(until.UnixMilli(), 10)
+	}
+	for {
+		msgs, err := l.rdb.XRangeN(ctx, logKey, start, end, verifyPage).Result()
+		if err != nil {
+			return apperr.Wrap(apperr.StoreUnavailable, err, "the audit trail is unavailable")
+		}
+		for _, m := range msgs {
+			e, err := decode(m)
+			if err != nil {
+				return err
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if len(msgs) < verifyPage {
+			return nil
+		}
+		start = "(" + msgs[len(msgs)-1].ID
+	}
+}

@@ -1,0 +1,140 @@
+package orders
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"piivault/audit"
+)
+
+// Nothing changes without its audit entry: this file is the one place that
+// holds the rule. Every store and purge goes through StoreAudited,
+// PurgeAudited or PurgeManyAudited, which run the whole protocol:
+//
+//  1. the change and its audit entry (as an outbox note) are written by one
+//     atomic script: there is never a change without its note;
+//  2. the entry is appended to the audit trail;
+//  3. the note is removed.
+//
+// A crash or a trail outage after step 1 leaves the note, and the sweep
+// records it (DrainOutbox) with its original time; after step 2, the note's
+// event id keeps the drain from writing the entry twice. Only step 1 can
+// fail a write: a failure of 2 or 3 is a DeferredError, which says the
+// change was made and its entry will follow. Callers log it and answer as
+// for success.
+
+// DeferredError says a change was made but its audit entry could not be
+// appended now: it waits in the outbox, and the next sweep records it.
+type DeferredError struct{ Err error }
+
+func (e *DeferredError) Error() string { return "audit entry deferred to the outbox: " + e.Err.Error() }
+func (e *DeferredError) Unwrap() error { return e.Err }
+
+// LogDeferred logs err if it is a *DeferredError (the change was made; its
+// entry waits in the outbox) and returns nil then; any other error is
+// returned as it is. Callers of the audited writes pass their error here.
+func LogDeferred(log *slog.Logger, orderID string, err error) error {
+	var d *DeferredError
+	if errors.As(err, &d) {
+		log.Warn("audit entry deferred to the outbox; the sweep records it", "order_id", orderID, "err", d.Err)
+		return nil
+	}
+	return err
+}
+
+// stamped gives e its time and event id (the drain's guard against writing
+// it twice) when the caller did not.
+func (s *Store) stamped(e audit.Entry) audit.Entry {
+	if e.Time.IsZero() {
+		e.Time = s.now().UTC()
+	}
+	if e.Event == "" {
+		e.Event = audit.NewEventID()
+	}
+	return e
+}
+
+// StoreAudited stores req (see storeNoting for the results) with its audit
+// entry e, whose actor and IP the caller sets; the action and order are
+// filled in. A request refused because an event for the order came first
+// (Tombstoned) records that event's purge instead. The error is a
+// *DeferredError when the order was stored and only its entry waits.
+func (s *Store) StoreAudited(ctx context.Context, req Request, e audit.Entry) (Receipt, StoreResult, error) {
+	e.Action, e.OrderID = audit.ActionStore, req.OrderID
+	e = s.stamped(e)
+	note, err := json.Marshal(e)
+	if err != nil {
+		return Receipt{}, 0, fmt.Errorf("audit note: %w", err)
+	}
+	rcpt, res, err := s.storeNoting(ctx, req, note)
+	switch {
+	case res == Tombstoned:
+		// The early event's purge, whose note the script wrote: recorded
+		// now, or by the sweep. The caller's answer is the refusal.
+		_ = s.recordNote(ctx, req.OrderID, rcpt.Note)
+		return rcpt, res, err
+	case err != nil || res != Created:
+		return rcpt, res, err
+	}
+	return rcpt, res, s.recordNoted(ctx, req.OrderID, e, note)
+}
+
+// PurgeAudited destroys an order's PII for reason (see purgeNoting; with
+// payments, only an order stored with one of them) with its audit entry e,
+// whose actor and IP the caller sets. It returns true when this call
+// purged it; the error is a *DeferredError when it did and only its entry
+// waits.
+func (s *Store) PurgeAudited(ctx context.Context, orderID, reason string, payments []string, e audit.Entry) (bool, error) {
+	e.Action, e.OrderID = audit.ActionPurge, orderID
+	e.Detail = map[string]string{"reason": reason}
+	e = s.stamped(e)
+	note, err := json.Marshal(e)
+	if err != nil {
+		return false, fmt.Errorf("audit note: %w", err)
+	}
+	done, err := s.purgeNoting(ctx, orderID, reason, payments, note)
+	if err != nil || !done {
+		return done, err
+	}
+	return true, s.recordNoted(ctx, orderID, e, note)
+}
+
+// PurgeManyAudited purges several orders for reason as actor in a few
+// round trips (see purgeMany), each with its own audit entry, appended as
+// one group. It returns, per order, 1 purged now, 0 already purged, -1
+// unknown; the error is a *DeferredError when the purges were made and
+// only their entries wait.
+func (s *Store) PurgeManyAudited(ctx context.Context, ids []string, reason, actor string) ([]int, error) {
+	entries := make([]audit.Entry, len(ids))
+	notes := make([][]byte, len(ids))
+	for i, id := range ids {
+		entries[i] = s.stamped(audit.Entry{Actor: actor, Action: audit.ActionPurge, OrderID: id,
+			Detail: map[string]string{"reason": reason}})
+		var err error
+		if notes[i], err = json.Marshal(entries[i]); err != nil {
+			return nil, fmt.Errorf("audit note: %w", err)
+		}
+	}
+	res, err := s.purgeMany(ctx, ids, reason, notes)
+	if err != nil {
+		return nil, err
+	}
+	var done []audit.Entry
+	var acks []Note
+	for i, r := range res {
+		if r == 1 {
+			done = append(done, entries[i])
+			acks = append(acks, orderNote(ids[i], notes[i]))
+		}
+	}
+	if err := s.trail.RecordAll(ctx, done); err != nil {
+		return res, &DeferredError{Err: err}
+	}
+	if err := s.ackNotes(ctx, acks); err != nil {
+		return res, &DeferredError{Err: fmt.Errorf("outbox notes not removed (the sweep sees they are in the trail): %w", err)}
+	}
+	return res, nil
+}

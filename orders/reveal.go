@@ -1,0 +1,143 @@
+package orders
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/internal/apperr"
+	"piivault/vault"
+)
+
+// goneError is the answer to a read of purged PII; it carries the reason.
+func goneError(ref Reference) *apperr.Error {
+	reason := ReasonRetention
+	if ref.PurgeReason != nil {
+		reason = *ref.PurgeReason
+	}
+	e := apperr.New(apperr.Gone, "the shipping data of this order was purged")
+	e.Detail = map[string]any{"purge_reason": reason}
+	if ref.PurgedAt != nil {
+		e.Detail["purged_at"] = ref.PurgedAt
+	}
+	return e
+}
+
+// Reveal decrypts an order's shipping block with the caller's own Vault
+// token: the full block, or with masked the masked copy (the only one a
+// support token can open: Vault refuses it the full one). Purged or
+// expired → Gone (with the reason); unknown → NotFound; a token without
+// the decrypt policy → Forbidden (Vault's own refusal).
+func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) (Shipping, error) {
+	if !ValidOrderID(orderID) {
+		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
+	}
+	field, decrypt := "ct", s.opener.Decrypt
+	if masked {
+		field, decrypt = "mct", s.opener.DecryptMasked
+	}
+	// The reference and the ciphertext in one round trip.
+	k := keysOf(orderID)
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	refCmd := pipe.HGetAll(rctx, k.ref)
+	ctCmd := pipe.HGet(rctx, k.pii, field)
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+		return Shipping{}, storeErr(err)
+	}
+	if len(refCmd.Val()) == 0 {
+		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
+	}
+	ref := parseRef(refCmd.Val())
+	if ref.Status != StatusHeld {
+		return Shipping{}, goneError(ref)
+	}
+	ct := ctCmd.Val()
+	if ct == "" {
+		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
+	}
+	plain, err := decrypt(ctx, token, ct, []byte(orderID))
+	if err != nil {
+		if apperr.Is(err, apperr.Gone) {
+			return Shipping{}, goneError(ref)
+		}
+		return Shipping{}, err
+	}
+	var env envelope
+	if err := json.Unmarshal(plain, &env); err != nil {
+		return Shipping{}, fmt.Errorf("decode envelope: %w", err)
+	}
+	return env.Shipping, nil
+}
+
+// Label is one order of a pick-list: its shipping block or why not.
+type Label struct {
+	OrderID  string
+	Shipping Shipping
+	Err      error
+}
+
+// RevealMany decrypts the full shipping blocks of several orders in one
+// Vault call with the caller's own token. Unknown, purged or expired orders
+// come back with their error (NotFound, Gone with the reason); only a
+// failure of the whole call (Vault, Redis, a token without decrypt) is an
+// error of RevealMany.
+func (s *Store) RevealMany(ctx context.Context, ids []string, token string) ([]Label, error) {
+	out := make([]Label, len(ids))
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	refs := make([]*redis.MapStringStringCmd, len(ids))
+	cts := make([]*redis.StringCmd, len(ids))
+	for i, id := range ids {
+		out[i].OrderID = id
+		if !ValidOrderID(id) {
+			continue
+		}
+		k := keysOf(id)
+		refs[i], cts[i] = pipe.HGetAll(rctx, k.ref), pipe.HGet(rctx, k.pii, "ct")
+	}
+	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, storeErr(err)
+	}
+	var batch []vault.Ciphertext
+	var at []int
+	for i := range ids {
+		if refs[i] == nil || len(refs[i].Val()) == 0 {
+			out[i].Err = apperr.New(apperr.NotFound, "no such order")
+			continue
+		}
+		ref := parseRef(refs[i].Val())
+		if ref.Status != StatusHeld || cts[i].Val() == "" {
+			out[i].Err = goneError(ref)
+			continue
+		}
+		batch = append(batch, vault.Ciphertext{Ciphertext: cts[i].Val(), AssociatedData: []byte(ids[i])})
+		at = append(at, i)
+	}
+	if len(batch) == 0 {
+		return out, nil
+	}
+	res, err := s.opener.DecryptBatch(ctx, token, batch)
+	if err != nil {
+		return nil, err
+	}
+	for j, r := range res {
+		i := at[j]
+		if r.Err != nil {
+			out[i].Err = r.Err
+			continue
+		}
+		var env envelope
+		if err := json.Unmarshal([]byte(r.Value), &env); err != nil {
+			out[i].Err = fmt.Errorf("decode envelope: %w", err)
+			continue
+		}
+		out[i].Shipping = env.Shipping
+	}
+	return out, nil
+}

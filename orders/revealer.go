@@ -1,0 +1,221 @@
+package orders
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Revealer reveals held orders to staff: the one place where shipping PII
+// is decrypted for a person, whatever asks (the API, the console, an
+// access report's copy, a label purchase). Every reveal gives a reason,
+// is refused in a lockdown, decrypts with the member's own Vault token
+// (the masked copy for every role but fulfillment), counts toward the
+// member's hourly limit and is audited before anything is returned.
+type Revealer struct {
+	store    *Store
+	trail    Trail
+	watch    RevealWatcher
+	lockdown Lockdown
+	log      *slog.Logger
+}
+
+// NewRevealer builds a Revealer; its reveals are recorded in the store's trail.
+func NewRevealer(store *Store, watch RevealWatcher, lockdown Lockdown, log *slog.Logger) *Revealer {
+	return &Revealer{store: store, trail: store.trail, watch: watch, lockdown: lockdown, log: log}
+}
+
+// RevealWatcher is told about every reveal (the intrusion monitor); a
+// pick-list reserves its reveals first and gives back what it did not use.
+type RevealWatcher interface {
+	Revealed(ctx context.Context, username, ip string)
+	ReserveReveals(ctx context.Context, username string, n int) error
+	ReleaseReveals(ctx context.Context, username string, n int)
+}
+
+// Lockdown says whether reveals are refused for an incident.
+type Lockdown interface {
+	Check(ctx context.Context) error
+}
+
+// RevealReasons are the purposes a reveal may give (SPEC.md). Codes only:
+// free text would invite PII into the audit trail.
+var RevealReasons = []string{"label", "delivery_issue", "customer_contact", "address_check", "fraud_review"}
+
+// ValidReason reports whether r is one of RevealReasons.
+func ValidReason(r string) bool { return slices.Contains(RevealReasons, r) }
+
+// Reveal is one reveal, for the API and the console alike: a reason code is
+// required, a lockdown refuses it, the caller's own token decrypts (the
+// masked copy for every role but fulfillment), and the reveal is audited
+// before anything is returned. view is "full" or "masked".
+func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason string) (Shipping, string, error) {
+	if !ValidReason(reason) {
+		return Shipping{}, "", &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
+			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")}
+	}
+	if err := r.lockdown.Check(ctx); err != nil {
+		return Shipping{}, "", err
+	}
+	masked := p.Role != web.RoleFulfillment
+	ship, err := r.store.Reveal(ctx, id, p.Token.Reveal(), masked)
+	if err != nil {
+		return Shipping{}, "", unverifiedRefusal(p, err)
+	}
+	view := "full"
+	if masked {
+		view = "masked"
+	}
+	if err := r.trail.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
+		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
+		return Shipping{}, "", err
+	}
+	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason); err != nil {
+		r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
+	}
+	reveals.WithLabelValues(p.Role).Inc()
+	r.watch.Revealed(ctx, p.Name, ip)
+	return ship, view, nil
+}
+
+// unverifiedRefusal turns Vault's refusal of a decrypt into 401 when the
+// token was not looked up on this request: the role's policy decrypts, so
+// a refusal means the token was revoked or its member disabled or removed.
+func unverifiedRefusal(p web.Principal, err error) error {
+	if p.Unverified && apperr.Is(err, apperr.Forbidden) {
+		return apperr.Wrap(apperr.Unauthorized, err, "invalid or expired token")
+	}
+	return err
+}
+
+// MaxLabels is the most orders one pick-list may reveal.
+const MaxLabels = 100
+
+// LabelResult is one order of a pick-list answer.
+type LabelResult struct {
+	OrderID  string           `json:"order_id"`
+	Shipping *Shipping        `json:"shipping,omitempty"`
+	Error    *web.ErrorDetail `json:"error,omitempty"`
+}
+
+// PickList reveals each order's full shipping block, decrypted in one
+// batched Vault call with the caller's own token, or a per-order error
+// (unknown, purged). Every revealed order is one audit entry, written
+// before the answer, and counts against the caller's hourly reveal limit;
+// a list that would cross it is refused whole.
+func (r *Revealer) PickList(ctx context.Context, p web.Principal, ip string, ids []string, reason string) ([]LabelResult, error) {
+	var bad []string
+	if n := len(ids); n == 0 || n > MaxLabels {
+		bad = append(bad, "order_ids")
+	}
+	if !ValidReason(reason) {
+		bad = append(bad, "reason")
+	}
+	if len(bad) > 0 {
+		return nil, &apperr.Error{Code: apperr.Validation, Fields: bad, Message: fmt.Sprintf(
+			"order_ids: 1 to %d ids; reason: one of %s", MaxLabels, strings.Join(RevealReasons, ", "))}
+	}
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	if err := r.lockdown.Check(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.watch.ReserveReveals(ctx, p.Name, len(ids)); err != nil {
+		return nil, err
+	}
+	labels, err := r.store.RevealMany(ctx, ids, p.Token.Reveal())
+	if err != nil {
+		r.watch.ReleaseReveals(ctx, p.Name, len(ids))
+		return nil, unverifiedRefusal(p, err)
+	}
+	labelBatches.Inc()
+	var revealed []string
+	var entries []audit.Entry
+	out := make([]LabelResult, len(labels))
+	for i, l := range labels {
+		out[i].OrderID = l.OrderID
+		if l.Err != nil {
+			d := web.DetailOf(l.Err)
+			out[i].Error = &d
+			continue
+		}
+		out[i].Shipping = &labels[i].Shipping
+		revealed = append(revealed, l.OrderID)
+		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: ip,
+			Detail: map[string]string{"role": p.Role, "view": "full", "reason": reason, "via": "labels"}})
+	}
+	r.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
+	labelItems.Observe(float64(len(revealed)))
+	if err := r.trail.RecordAll(ctx, entries); err != nil {
+		return nil, err
+	}
+	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, reason); err != nil {
+		r.log.Warn("label reveals not kept for the access report", "orders", len(revealed), "err", err)
+	}
+	reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	return out, nil
+}
+
+// ReasonAccessRequest is the reveal reason of an access report's copy: a
+// purpose piivault itself names, never one a caller may give.
+const ReasonAccessRequest = "access_request"
+
+// RevealCopies reveals held orders for a customer's access report (the
+// copy of the data, Art. 15): a reveal in every respect, like a pick-list.
+// A lockdown refuses it; each order counts against the caller's hourly
+// reveal limit (a report that would cross it is refused whole); the
+// caller's own token decrypts (the masked copy for every role but
+// fulfillment); every decrypted order is one audit entry with reason
+// access_request, written before anything is returned, and is kept in the
+// order's reveal list. Orders that are gone or unknown are left out; when
+// Vault refuses the caller's token an order (a role without decrypt),
+// denied is true and that order has no copy.
+func (r *Revealer) RevealCopies(ctx context.Context, p web.Principal, ip string, ids []string) (copies map[string]Shipping, denied bool, err error) {
+	if len(ids) == 0 {
+		return nil, false, nil
+	}
+	if err := r.lockdown.Check(ctx); err != nil {
+		return nil, false, err
+	}
+	if err := r.watch.ReserveReveals(ctx, p.Name, len(ids)); err != nil {
+		return nil, false, err
+	}
+	masked := p.Role != web.RoleFulfillment
+	view := "full"
+	if masked {
+		view = "masked"
+	}
+	copies = map[string]Shipping{}
+	var entries []audit.Entry
+	var revealed []string
+	for _, id := range ids {
+		ship, err := r.store.Reveal(ctx, id, p.Token.Reveal(), masked)
+		switch {
+		case err == nil:
+			copies[id] = ship
+			revealed = append(revealed, id)
+			entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id, IP: ip,
+				Detail: map[string]string{"role": p.Role, "view": view, "reason": ReasonAccessRequest, "via": "access_report"}})
+		case apperr.Is(err, apperr.Gone), apperr.Is(err, apperr.NotFound):
+		case apperr.Is(err, apperr.Forbidden) && !p.Unverified:
+			denied = true
+		default:
+			r.watch.ReleaseReveals(ctx, p.Name, len(ids))
+			return nil, false, unverifiedRefusal(p, err)
+		}
+	}
+	r.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
+	if err := r.trail.RecordAll(ctx, entries); err != nil {
+		return nil, false, err
+	}
+	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, ReasonAccessRequest); err != nil {
+		r.log.Warn("access report reveals not kept for the access report", "orders", len(revealed), "err", err)
+	}
+	reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	return copies, denied, nil
+}
