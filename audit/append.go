@@ -54,6 +54,11 @@ type Log struct {
 	// replicas, when set, must hold an entry before it is anchored: an
 	// anchor ahead of what a promoted replica holds would be a false alarm.
 	replicas Replicas
+
+	// archive is the directory of sealed segments ("" for none), each of
+	// at most segmentMax entries.
+	archive    string
+	segmentMax int
 }
 
 // Replicas waits until Redis replicas hold every write made so far
@@ -89,7 +94,7 @@ const maxGroup = 256
 // in anchor (nil for none).
 func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore, opts ...Option) *Log {
 	l := &Log{rdb: rdb, sealer: sealer, anchor: anchor, now: time.Now, timeout: 3 * time.Second,
-		anchorC: make(chan struct{}, 1)}
+		anchorC: make(chan struct{}, 1), segmentMax: SegmentEntries}
 	for _, o := range opts {
 		o(l)
 	}

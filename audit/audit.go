@@ -75,6 +75,9 @@ const (
 	ActionLockdown        = "lockdown"
 	ActionAccessRequest   = "access_request"
 	ActionExport          = "export.refs"
+	// ActionAuditSegmentsDeleted records archived segments deleted after
+	// PIIVAULT_AUDIT_KEEP: where the trail now legitimately begins.
+	ActionAuditSegmentsDeleted = "audit.segments_deleted"
 )
 
 // Entry is one audit event.

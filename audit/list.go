@@ -38,6 +38,10 @@ type Filter struct {
 type Page struct {
 	Entries []Entry `json:"entries"`
 	Next    string  `json:"next,omitempty"`
+	// HotFrom is when the entries still in Redis begin, when older ones
+	// were archived: a page never reaches past it (audit verify, and
+	// reports, read the archive too).
+	HotFrom *time.Time `json:"hot_window_starts,omitempty"`
 }
 
 // validate refuses what Redis would (a malformed cursor, a time outside
@@ -75,11 +79,31 @@ func ValidCursor(after string) bool {
 // are Unix milliseconds) to 9999.
 func validTime(t time.Time) bool { return t.Year() >= 1970 && t.Year() <= 9999 }
 
-// List returns entries oldest first, filtered, paginated by stream id.
+// List returns entries oldest first, filtered, paginated by stream id,
+// from the entries in Redis; when older ones were archived, the page says
+// where the hot window starts.
 func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
 	if err := f.validate(); err != nil {
 		return Page{}, err
 	}
+	page, err := l.list(ctx, f)
+	if err != nil || l.archive == "" {
+		return page, err
+	}
+	if segs, err := l.segments(); err != nil || len(segs) == 0 {
+		return page, err
+	}
+	hot, err := l.HotStart(ctx)
+	if err != nil {
+		return page, err
+	}
+	if !hot.IsZero() {
+		page.HotFrom = &hot
+	}
+	return page, nil
+}
+
+func (l *Log) list(ctx context.Context, f Filter) (Page, error) {
 	if f.Limit <= 0 || f.Limit > 500 {
 		f.Limit = 100
 	}
@@ -127,6 +151,34 @@ func (l *Log) List(ctx context.Context, f Filter) (Page, error) {
 // Each calls fn with every entry from since to until (zero: unbounded),
 // oldest first, reading a page at a time.
 func (l *Log) Each(ctx context.Context, since, until time.Time, fn func(Entry) error) error {
+	// The archived segments first (their entries in the window), then the
+	// stream past what they hold.
+	segs, err := l.segments()
+	if err != nil {
+		return err
+	}
+	var archived int64
+	for _, sg := range segs {
+		if sg.headerReadError != nil {
+			return fmt.Errorf("audit segment %s: %w", sg.name, sg.headerReadError)
+		}
+		archived = sg.header.LastSeq
+		if (!since.IsZero() && sg.header.LastTime.Before(since)) || (!until.IsZero() && sg.header.FirstTime.After(until)) {
+			continue
+		}
+		err := l.eachSegmentEntry(sg.name, func(_ int, e Entry, err error) error {
+			if err != nil {
+				return fmt.Errorf("audit segment %s: %w", sg.name, err)
+			}
+			if (!since.IsZero() && e.Time.Before(since)) || (!until.IsZero() && e.Time.After(until)) {
+				return nil
+			}
+			return fn(e)
+		})
+		if err != nil {
+			return err
+		}
+	}
 	start, end := "-", "+"
 	if !since.IsZero() {
 		start = strconv.FormatInt(since.UnixMilli(), 10)
@@ -143,6 +195,9 @@ func (l *Log) Each(ctx context.Context, since, until time.Time, fn func(Entry) e
 			e, err := decode(m)
 			if err != nil {
 				return err
+			}
+			if e.Seq <= archived {
+				continue // archived, not yet trimmed: already given
 			}
 			if err := fn(e); err != nil {
 				return err

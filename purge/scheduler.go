@@ -72,31 +72,35 @@ func (l *redisLock) Unlock(ctx context.Context) error {
 	return unlockScript.Run(ctx, l.rdb, []string{l.key}, l.token, max(keep, 0)).Err()
 }
 
-// Schedule runs the retention sweep every sweepEvery and the key shredder
-// every hour (it rotates once a day), one instance at a time. It returns
-// when ctx ends.
-func Schedule(ctx context.Context, p *Purger, s *Shredder, locker gocron.Locker, sweepEvery time.Duration, log *slog.Logger) error {
+// Job is another periodic job the scheduler runs under its lease (the
+// audit trail's archiver).
+type Job struct {
+	Name  string
+	Every time.Duration
+	Run   func(context.Context) error
+}
+
+// Schedule runs the retention sweep every sweepEvery, the key shredder
+// every hour (it rotates once a day) and the extra jobs, each on one
+// instance at a time. It returns when ctx ends.
+func Schedule(ctx context.Context, p *Purger, s *Shredder, locker gocron.Locker, sweepEvery time.Duration, log *slog.Logger, extra ...Job) error {
 	sched, err := gocron.NewScheduler(gocron.WithDistributedLocker(locker))
 	if err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
-	jobs := []struct {
-		name  string
-		every time.Duration
-		run   func(context.Context) error
-	}{
+	jobs := append([]Job{
 		{"retention-sweep", sweepEvery, func(ctx context.Context) error { _, err := p.Sweep(ctx); return err }},
 		{"key-shred", time.Hour, func(ctx context.Context) error { _, err := s.Run(ctx, false); return err }},
-	}
+	}, extra...)
 	for _, j := range jobs {
-		_, err := sched.NewJob(gocron.DurationJob(j.every), gocron.NewTask(func(ctx context.Context) {
-			if err := j.run(ctx); err != nil {
-				log.Error("scheduled job failed", "job", j.name, "err", err)
+		_, err := sched.NewJob(gocron.DurationJob(j.Every), gocron.NewTask(func(ctx context.Context) {
+			if err := j.Run(ctx); err != nil {
+				log.Error("scheduled job failed", "job", j.Name, "err", err)
 			}
-		}), gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule),
+		}), gocron.WithName(j.Name), gocron.WithSingletonMode(gocron.LimitModeReschedule),
 			gocron.WithStartAt(gocron.WithStartImmediately()))
 		if err != nil {
-			return fmt.Errorf("schedule %s: %w", j.name, err)
+			return fmt.Errorf("schedule %s: %w", j.Name, err)
 		}
 	}
 	sched.Start()

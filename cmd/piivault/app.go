@@ -87,7 +87,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		sealer = a.batcher
 	}
 	a.replicas = replication.New(rdb, cfg.RedisWait, 0)
-	a.audit = newAuditLog(rdb, vc, a.replicas)
+	a.audit = newAuditLog(rdb, vc, a.replicas, cfg.AuditArchive)
 	a.store, err = orders.NewStore(rdb, sealer, vc, a.audit, orders.Config{Retention: cfg.Retention})
 	if err != nil {
 		return nil, err
@@ -209,12 +209,37 @@ func (a *app) handler() (*gin.Engine, error) {
 	})
 }
 
+// auditJobs is the audit trail's archiver, on the sweep's schedule, when
+// PIIVAULT_AUDIT_ARCHIVE is set. Without it the trail stays whole in
+// Redis, and start-up says so in one line once entries are due.
+func (a *app) auditJobs() []purge.Job {
+	if a.cfg.AuditArchive == "" {
+		if hot, err := a.audit.HotStart(context.Background()); err == nil && !hot.IsZero() && time.Since(hot) > a.cfg.AuditHot {
+			a.log.Error("PIIVAULT_AUDIT_ARCHIVE is not set: audit entries older than PIIVAULT_AUDIT_HOT stay in Redis until it is",
+				"oldest", hot, "hot", a.cfg.AuditHot.String())
+		}
+		return nil
+	}
+	return []purge.Job{{Name: "audit-archive", Every: a.cfg.SweepInterval, Run: func(ctx context.Context) error {
+		res, deleted, err := a.audit.LifeCycle(ctx, time.Now(), a.cfg.AuditHot, a.cfg.AuditKeep)
+		if res.Entries > 0 || deleted > 0 {
+			a.log.Info("audit archive", slog.Int("entries", res.Entries), slog.Int("segments", res.Segments),
+				slog.Int("deleted_segments", deleted))
+		}
+		return err
+	}}}
+}
+
 // newAuditLog is the trail sealed and anchored by vc; with replicas (nil:
-// PIIVAULT_REDIS_WAIT is 0) its anchor waits for them.
-func newAuditLog(rdb redis.UniversalClient, vc *vault.Client, replicas *replication.Waiter) *audit.Log {
+// PIIVAULT_REDIS_WAIT is 0) its anchor waits for them; with archive
+// (PIIVAULT_AUDIT_ARCHIVE), its older entries live in sealed segments there.
+func newAuditLog(rdb redis.UniversalClient, vc *vault.Client, replicas *replication.Waiter, archive string) *audit.Log {
 	var opts []audit.Option
 	if replicas != nil {
 		opts = append(opts, audit.AnchorAfterReplicas(replicas))
+	}
+	if archive != "" {
+		opts = append(opts, audit.WithArchive(archive))
 	}
 	return audit.NewLog(rdb, vc, vc, opts...)
 }

@@ -85,7 +85,7 @@ func (e *env) auditLog(ctx context.Context, cfg *config, vc *vault.Client) (*aud
 		rdb.Close()
 		return nil, nil, fmt.Errorf("redis at REDIS_URL is unavailable (the change would go unaudited): %w", err)
 	}
-	return newAuditLog(rdb, vc, replication.New(rdb, cfg.RedisWait, 0)), rdb, nil
+	return newAuditLog(rdb, vc, replication.New(rdb, cfg.RedisWait, 0), cfg.AuditArchive), rdb, nil
 }
 
 // record appends an operator action to the trail and moves the anchor in
@@ -400,23 +400,53 @@ func cmdKeys(ctx context.Context, e *env) error {
 }
 
 func cmdAudit(ctx context.Context, e *env) error {
-	if len(e.args) != 1 || e.args[0] != "verify" {
-		return errors.New("audit: want `audit verify`")
+	if len(e.args) != 1 || (e.args[0] != "verify" && e.args[0] != "archive") {
+		return errors.New("audit: want `audit verify` or `audit archive`")
 	}
 	log, rdb, err := e.serviceAuditLog(ctx)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
+	if e.args[0] == "archive" {
+		return auditArchive(ctx, e, log)
+	}
 	v, err := log.Verify(ctx)
 	if err != nil {
 		return err
 	}
 	if v.Intact {
-		fmt.Fprintf(e.stdout, "audit trail intact: %d entries\n", v.Entries)
+		fmt.Fprintf(e.stdout, "audit trail intact: %d entries (%d archived segments)\n", v.Entries, v.Segments)
+		if v.Begins != nil {
+			fmt.Fprintf(e.stdout, "it begins at entry %d: %s\n", v.Begins.Seq, v.Begins.Reason)
+		}
 		return nil
 	}
-	return fmt.Errorf("audit trail broken at entry %d (id %s): %s", v.Broken.Seq, v.Broken.ID, v.Broken.Reason)
+	where := "id " + v.Broken.ID
+	if v.Broken.Segment != "" {
+		where = "archived segment " + v.Broken.Segment
+	}
+	return fmt.Errorf("audit trail broken at entry %d (%s): %s", v.Broken.Seq, where, v.Broken.Reason)
+}
+
+// auditArchive moves the entries older than PIIVAULT_AUDIT_HOT to sealed
+// segments in PIIVAULT_AUDIT_ARCHIVE now, and deletes the segments older
+// than PIIVAULT_AUDIT_KEEP (what serve's scheduler does on every sweep).
+func auditArchive(ctx context.Context, e *env, log *audit.Log) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	if cfg.AuditArchive == "" {
+		return errors.New("audit archive: PIIVAULT_AUDIT_ARCHIVE is not set (the directory for sealed segments)")
+	}
+	res, deleted, err := log.LifeCycle(ctx, time.Now(), cfg.AuditHot, cfg.AuditKeep)
+	if err != nil {
+		return fmt.Errorf("audit archive: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "archived %d entries in %d segments to %s; trimmed %d from Redis; deleted %d segments past PIIVAULT_AUDIT_KEEP\n",
+		res.Entries, res.Segments, cfg.AuditArchive, res.Trimmed, deleted)
+	return nil
 }
 
 // cmdBlocks lists and lifts IP blocks straight in Redis, as the service:

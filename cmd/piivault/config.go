@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -56,10 +57,15 @@ type config struct {
 	ClientRate     int
 	LoginRate      int
 	KeyRotation    time.Duration
-	BatchSize      int
-	BatchWait      time.Duration
-	AccessLogMax   int64
-	RedisWait      int // replicas an acknowledged change waits for (WAIT)
+	// The audit trail's life cycle: entries in Redis (hot), older ones in
+	// sealed segments in AuditArchive, deleted after AuditKeep.
+	AuditHot     time.Duration
+	AuditArchive string
+	AuditKeep    time.Duration
+	BatchSize    int
+	BatchWait    time.Duration
+	AccessLogMax int64
+	RedisWait    int // replicas an acknowledged change waits for (WAIT)
 }
 
 // configError names the variable at fault; start-up prints it as one line.
@@ -140,6 +146,21 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.BatchWait, err = duration(getenv, "PIIVAULT_BATCH_WAIT", 2*time.Millisecond, 0, time.Second); err != nil {
 		return nil, err
+	}
+	const decade = 10 * 365 * 24 * time.Hour
+	if c.AuditHot, err = duration(getenv, "PIIVAULT_AUDIT_HOT", 720*time.Hour, time.Minute, decade); err != nil {
+		return nil, err
+	}
+	if c.AuditKeep, err = duration(getenv, "PIIVAULT_AUDIT_KEEP", 9504*time.Hour, time.Minute, decade); err != nil {
+		return nil, err
+	}
+	if c.AuditKeep < c.AuditHot {
+		return nil, &configError{"PIIVAULT_AUDIT_KEEP", fmt.Sprintf("%s is shorter than PIIVAULT_AUDIT_HOT (%s): the archive would delete what Redis still holds", c.AuditKeep, c.AuditHot)}
+	}
+	if c.AuditArchive = strings.TrimSpace(getenv("PIIVAULT_AUDIT_ARCHIVE")); c.AuditArchive != "" {
+		if fi, err := os.Stat(c.AuditArchive); err != nil || !fi.IsDir() {
+			return nil, &configError{"PIIVAULT_AUDIT_ARCHIVE", fmt.Sprintf("%q is not an existing directory", c.AuditArchive)}
+		}
 	}
 	for _, o := range splitList(getenv("PIIVAULT_ALLOWED_ORIGINS")) {
 		u, err := url.Parse(o)

@@ -21,7 +21,8 @@ Service (environment as for serve):
   serve                         run the API, webhooks and purge scheduler
   purge                         run one retention sweep now and print the count
   keys rotate                   rotate the transit key and retire versions past retention
-  audit verify                  check the audit trail's hash chain
+  audit verify                  check the audit trail's hash chain, archived segments included
+  audit archive                 move entries older than PIIVAULT_AUDIT_HOT to sealed segments now
   clients add NAME [--origin URL ...] [--json]
                                 make a storefront API key (shown once), and with --origin a
                                 publishable key for the browser checkout on those origins

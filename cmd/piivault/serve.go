@@ -59,7 +59,7 @@ func cmdServe(ctx context.Context, e *env) error {
 		func() { a.runBackground(bg) },
 		func() {
 			locker := purge.NewRedisLocker(a.redis, 10*time.Minute, a.cfg.SweepInterval/2)
-			if err := purge.Schedule(bg, a.purger, a.shredder, locker, a.cfg.SweepInterval, a.log); err != nil {
+			if err := purge.Schedule(bg, a.purger, a.shredder, locker, a.cfg.SweepInterval, a.log, a.auditJobs()...); err != nil {
 				a.log.Error("scheduler stopped", "err", err)
 			}
 		},
