@@ -39,6 +39,7 @@ func cmdRun(ctx context.Context, e *env) error {
 	stored := fs.Int("stored", 1_000_000, "not-yet-due orders stored beside them in the second sweep (0: no second sweep)")
 	out := fs.String("out", "bench/results.json", "where to write the results")
 	profiles := fs.String("profiles", "bench/profiles", "where to write CPU profiles of each phase (\"\": none)")
+	memOrders := fs.Int("memory", 2000, "orders stored, before anything else, to measure Redis memory and keys per held order (0: skip)")
 	if done, err := e.parseFlags(fs); done || err != nil {
 		return err
 	}
@@ -50,7 +51,7 @@ func cmdRun(ctx context.Context, e *env) error {
 		}
 		levels = append(levels, n)
 	}
-	if *perLevel < 1 || *reveals < 0 || *hooks < 0 || *due < 0 || *stored < 0 {
+	if *perLevel < 1 || *reveals < 0 || *hooks < 0 || *due < 0 || *stored < 0 || *memOrders < 0 {
 		return errors.New("run: --orders wants a number above 0; --reveals, --webhooks, --due and --stored 0 or more")
 	}
 	path, err := filepath.Abs(*bin)
@@ -80,6 +81,11 @@ func cmdRun(ctx context.Context, e *env) error {
 		b.bodies[i], _ = json.Marshal(b.reqs[i])
 	}
 
+	if *memOrders > 0 {
+		if err := b.memory(*memOrders); err != nil {
+			return err
+		}
+	}
 	if err := b.ingest(levels, *perLevel); err != nil {
 		return err
 	}
@@ -170,6 +176,60 @@ func (b *bench) shipped(event, id string) error {
 	body := []byte(`{"event_id":"` + event + `","order_id":"` + id + `","status":"shipped"}`)
 	sig := webhooks.SignShipping(hookSecret, time.Now(), body)
 	return b.post("/v1/webhooks/shipping", "", body, http.StatusOK, map[string]string{"X-Piivault-Signature": sig})
+}
+
+// memory: Redis memory and keys per held order, in its own run on the
+// empty store before any other phase (so no bare-pipeline keys count):
+// INFO used_memory and DBSIZE before and after storing n orders through
+// the API, divided by n. The audit stream's share is measured apart
+// (MEMORY USAGE), since PIIVAULT_AUDIT_HOT, not the order, bounds it.
+func (b *bench) memory(n int) error {
+	b.say("memory: storing %d orders", n)
+	used := func() (int64, int64, int64, int64, error) {
+		info, err := b.rdb.Info(b.ctx, "memory").Result()
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		var mem int64
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+				mem, _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+		keys, err := b.rdb.DBSize(b.ctx).Result()
+		if err != nil {
+			return 0, 0, 0, 0, err
+		}
+		trail, _ := b.rdb.MemoryUsage(b.ctx, "piivault:{audit}:log", 0).Result()
+		access, _ := b.rdb.MemoryUsage(b.ctx, "piivault:{access}:log", 0).Result()
+		return mem, keys, trail, access, nil
+	}
+	mem0, keys0, trail0, access0, err := used()
+	if err != nil {
+		return err
+	}
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i], _ = json.Marshal(fakeOrder("mem", i))
+	}
+	if _, err := measure(n, 16, func(i int) error {
+		return b.post("/v1/orders", b.key, bodies[i], http.StatusCreated, nil)
+	}); err != nil {
+		return fmt.Errorf("memory: %w", err)
+	}
+	time.Sleep(500 * time.Millisecond) // the access log's writer catches up
+	mem1, keys1, trail1, access1, err := used()
+	if err != nil {
+		return err
+	}
+	m := &b.res.Memory
+	m.Orders = n
+	m.BytesPerOrder = float64(mem1-mem0) / float64(n)
+	m.KeysPerOrder = float64(keys1-keys0) / float64(n)
+	m.AuditBytesPerOrder = float64(trail1-trail0) / float64(n)
+	m.AccessLogBytesPerOrder = float64(access1-access0) / float64(n)
+	m.OrderBytesPerOrder = m.BytesPerOrder - m.AuditBytesPerOrder - m.AccessLogBytesPerOrder
+	return nil
 }
 
 // ingest: piivault over HTTP next to the bare pipeline (one transit encrypt

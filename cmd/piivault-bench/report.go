@@ -33,6 +33,16 @@ type results struct {
 		PurgedWithStored  int     `json:"purged_with_stored"`
 	} `json:"purge"`
 	ServePeakRSSMiB float64 `json:"serve_peak_rss_mib"`
+	// Memory is Redis's cost of a held order (goal: 2 KB or less).
+	Memory struct {
+		Orders             int     `json:"orders"`
+		BytesPerOrder      float64 `json:"redis_bytes_per_held_order"`
+		OrderBytesPerOrder float64 `json:"order_keys_bytes_per_held_order"`
+		AuditBytesPerOrder float64 `json:"audit_stream_bytes_per_held_order"`
+		// The request's access log line (capped by count, not per order).
+		AccessLogBytesPerOrder float64 `json:"access_log_bytes_per_held_order"`
+		KeysPerOrder           float64 `json:"redis_keys_per_held_order"`
+	} `json:"memory"`
 	// Profiles holds the top functions (flat CPU share) of each phase.
 	Profiles map[string][]profileEntry `json:"profiles,omitempty"`
 }
@@ -55,6 +65,10 @@ func printResults(w io.Writer, r *results) {
 	fmt.Fprintf(w, "%-28s %12.0f %9.2f %9.2f   %12.0f %9.2f %9.2f   (bare: transit decrypt)\n", "reveal (concurrency 16)",
 		r.Reveal.Piivault.PerSecond, r.Reveal.Piivault.P50ms, r.Reveal.Piivault.P99ms, r.Reveal.Bare.PerSecond, r.Reveal.Bare.P50ms, r.Reveal.Bare.P99ms)
 	fmt.Fprintf(w, "%-28s %12.0f %9.2f %9.2f\n", "webhook → PII gone (c=16)", r.WebhookToGone.PerSecond, r.WebhookToGone.P50ms, r.WebhookToGone.P99ms)
+	if r.Memory.Orders > 0 {
+		fmt.Fprintf(w, "\nRedis per held order (%d stored): %.0f bytes (%.0f the order's keys, %.0f its audit entry, %.0f its request's access line), %.2f keys   goal <= 2048 bytes\n",
+			r.Memory.Orders, r.Memory.BytesPerOrder, r.Memory.OrderBytesPerOrder, r.Memory.AuditBytesPerOrder, r.Memory.AccessLogBytesPerOrder, r.Memory.KeysPerOrder)
+	}
 	if r.Settings.Due > 0 {
 		fmt.Fprintf(w, "\nsweep of %d due orders:              %7.2f s (%d purged)\n", r.Settings.Due, r.Purge.DueOnlySeconds, r.Purge.PurgedDueOnly)
 		if r.Settings.Stored > 0 {
