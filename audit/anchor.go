@@ -85,6 +85,11 @@ func (l *Log) Anchor(ctx context.Context) error {
 		}
 		if cur.Seq > 0 {
 			e, ok, err := l.entryAt(ctx, cur.ID)
+			if err == nil && !ok {
+				// An idle trail's newest entry moves to the archive once
+				// it is older than the hot window: still the trail's.
+				e, ok, err = l.archivedEntry(cur.Seq)
+			}
 			if err != nil {
 				return err
 			}

@@ -120,7 +120,7 @@ func (l *Log) list(ctx context.Context, f Filter) (Page, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	var page Page
+	page := Page{Entries: []Entry{}} // an empty page is [], never null
 	for {
 		msgs, err := l.rdb.XRangeN(ctx, logKey, start, end, 500).Result()
 		if err != nil {

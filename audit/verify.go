@@ -137,7 +137,7 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 		}
 		v.Segments++
 	}
-	start := "-"
+	start, streamed := "-", false
 	for w.seq < headSeq {
 		msgs, err := l.rdb.XRangeN(ctx, logKey, start, "+", verifyPage).Result()
 		if err != nil {
@@ -148,21 +148,27 @@ func (l *Log) Verify(ctx context.Context) (Verification, error) {
 		}
 		entries := make([]Entry, 0, len(msgs))
 		ids := make([]string, 0, len(msgs))
+		pos := w.seq // the seq the entries of this page follow
 		for _, m := range msgs {
 			e, err := decode(m)
 			if err != nil {
 				return brk(m.ID, e.Seq, "entry is not valid JSON")
 			}
-			if w.started && e.Seq <= w.seq {
-				// Archived already, not yet trimmed (an archive run died in
-				// between): the copy on disk was checked.
+			if !streamed && v.Segments > 0 && e.Seq <= w.seq {
+				// The oldest entries of the stream, archived already and not
+				// yet trimmed (an archive run died in between): the copy on
+				// disk was checked. Anywhere else an old seq is a break.
 				if e.Seq == w.seq && e.Hash != w.prev {
 					return brk(m.ID, e.Seq, "entry differs from its archived copy")
 				}
 				start = "(" + m.ID
 				continue
 			}
-			if e.Seq > headSeq {
+			streamed = true
+			if !w.started && len(entries) == 0 {
+				pos = e.Seq - 1 // the walk begins here (see walk.check)
+			}
+			if int64(len(entries)) >= headSeq-pos {
 				break // beyond the head read first: the next run's
 			}
 			entries, ids = append(entries, e), append(ids, m.ID)

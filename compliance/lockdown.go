@@ -78,8 +78,17 @@ func NewLockdown(rdb redis.UniversalClient, revoker TokenRevoker, rec Recorder, 
 var ErrLockedDown = apperr.New(apperr.LockedDown, "piivault is locked down for an incident: reveals and logins are refused until an operator lifts it")
 
 // Status reads the lockdown state; it is read on every reveal and login, so
-// a change holds on every instance at once.
+// a change holds on every instance at once. Each read sets the
+// piivault_lockdown gauge (serve also reads it every minute).
 func (l *Lockdown) Status(ctx context.Context) (LockdownState, error) {
+	s, err := l.status(ctx)
+	if err == nil {
+		observeLockdown(s)
+	}
+	return s, err
+}
+
+func (l *Lockdown) status(ctx context.Context) (LockdownState, error) {
 	var s LockdownState
 	b, err := l.rdb.Get(ctx, lockdownKey).Bytes()
 	if errors.Is(err, redis.Nil) {
@@ -121,6 +130,7 @@ func (l *Lockdown) Set(ctx context.Context, on bool, actor, ip string) (Lockdown
 	if err := l.rdb.Set(ctx, lockdownKey, b, 0).Err(); err != nil {
 		return LockdownState{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
+	observeLockdown(s)
 	detail := map[string]string{"on": fmt.Sprint(on)}
 	var revokeErr error
 	if on {

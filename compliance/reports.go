@@ -408,6 +408,7 @@ func (r *Reports) Retention(ctx context.Context) (Retention, error) {
 	if rep.Outlived, err = r.store.Overdue(ctx, now.Add(-2*r.sweep-time.Minute)); err != nil {
 		return rep, err
 	}
+	rep.PurgesByDay = []DayPurges{} // none is [], never null
 	byDay := map[string]map[string]int{}
 	if err := r.trail.Each(ctx, now.Add(-limit), time.Time{}, func(e audit.Entry) error {
 		if e.Action == audit.ActionPurge {

@@ -107,6 +107,7 @@ type Deps struct {
 	Key       []byte // 32 bytes: seals session cookies
 	HTTPS     bool   // browsers reach piivault over HTTPS only: the session cookie is Secure
 	Idle      time.Duration
+	Now       func() time.Time // the clock of the idle limit (time.Now when nil); tests move it
 	Staff     Staff
 	Auth      Authenticator
 	Orders    Orders
@@ -148,6 +149,9 @@ func New(d Deps) (*Handler, error) {
 	}
 	if d.Idle <= 0 {
 		d.Idle = 15 * time.Minute
+	}
+	if d.Now == nil {
+		d.Now = time.Now
 	}
 	proxies, err := parseProxies(d.TrustedProxies)
 	if err != nil {
@@ -279,7 +283,7 @@ func (h *Handler) authed(roles []string, next gin.HandlerFunc) gin.HandlerFunc {
 		if err == nil {
 			sess, err = h.seal.open(raw)
 		}
-		now := time.Now()
+		now := h.Now()
 		if err != nil || now.Unix()-sess.Seen > int64(h.Idle/time.Second) || now.Unix() >= sess.Expires {
 			h.clearCookie(c)
 			c.Redirect(http.StatusSeeOther, "/console/login")

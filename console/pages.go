@@ -64,7 +64,7 @@ func (h *Handler) login(c *gin.Context) {
 		h.render(c, web.Status(d.Code), "login", "Sign in", loginView{Username: user, Message: msg})
 		return
 	}
-	now := time.Now()
+	now := h.Now()
 	if err := h.setCookie(c, session{Token: sess.Token, CSRF: randomToken(), Seen: now.Unix(), Expires: sess.ExpiresAt.Unix()}); err != nil {
 		h.fail(c, err)
 		return

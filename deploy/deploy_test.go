@@ -23,6 +23,17 @@ const (
 	kubernetesSum    = "h1:WQdDvYJazkmkwSncgNwGvVtaCt4TYXIU3wSMRgvp3MI="
 )
 
+// The Prometheus Operator's kinds (PrometheusRule, PodMonitor) are custom
+// resources, so no Kubernetes document describes them: their schemas come
+// from the operator's own CustomResourceDefinitions (the openAPIV3Schema
+// the API server itself would enforce), in its module, fetched and pinned
+// the same way.
+const (
+	operatorModule = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+	operatorSum    = "h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s="
+	operatorGroup  = "monitoring.coreos.com"
+)
+
 // TestKubernetesManifestsValidate runs kubeconform (a Go tool of this
 // module) in strict mode over deploy/kubernetes: unknown fields, wrong
 // types and missing required fields fail.
@@ -37,7 +48,7 @@ func TestKubernetesManifestsValidate(t *testing.T) {
 	for _, d := range docs {
 		kinds[d.Kind] = true
 	}
-	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap"} {
+	for _, k := range []string{"Deployment", "Service", "PodDisruptionBudget", "NetworkPolicy", "ConfigMap", "PrometheusRule", "PodMonitor"} {
 		require.True(t, kinds[k], "deploy/kubernetes has a %s", k)
 	}
 }
@@ -102,6 +113,24 @@ func TestProbesAndPolicyMatchTheService(t *testing.T) {
 	require.Equal(t, "http", c.Ports[0].Name)
 	require.True(t, strings.HasSuffix(cm.Data["PIIVAULT_LISTEN"], fmt.Sprintf(":%d", c.Ports[0].ContainerPort)),
 		"piivault listens on the container port")
+	require.Equal(t, "metrics", c.Ports[1].Name)
+	require.True(t, strings.HasSuffix(cm.Data["PIIVAULT_METRICS_LISTEN"], fmt.Sprintf(":%d", c.Ports[1].ContainerPort)),
+		"piivault serves /metrics on the metrics container port")
+	var pm struct {
+		Spec struct {
+			Selector struct {
+				MatchLabels map[string]string `json:"matchLabels"`
+			} `json:"selector"`
+			Endpoints []struct {
+				Port string `json:"port"`
+				Path string `json:"path"`
+			} `json:"podMetricsEndpoints"`
+		} `json:"spec"`
+	}
+	decodeFile(t, "kubernetes/podmonitor.yaml", &pm)
+	require.Equal(t, dep.Spec.Template.Metadata.Labels, pm.Spec.Selector.MatchLabels)
+	require.Equal(t, "metrics", pm.Spec.Endpoints[0].Port)
+	require.Equal(t, "/metrics", pm.Spec.Endpoints[0].Path)
 
 	var pdb struct {
 		Spec struct {
@@ -127,7 +156,10 @@ func TestProbesAndPolicyMatchTheService(t *testing.T) {
 			} `json:"podSelector"`
 			PolicyTypes []string `json:"policyTypes"`
 			Ingress     []struct {
-				From []peer `json:"from"`
+				From  []peer `json:"from"`
+				Ports []struct {
+					Port int `json:"port"`
+				} `json:"ports"`
 			} `json:"ingress"`
 			Egress []struct {
 				To []peer `json:"to"`
@@ -137,10 +169,14 @@ func TestProbesAndPolicyMatchTheService(t *testing.T) {
 	decodeFile(t, "kubernetes/networkpolicy.yaml", &np)
 	require.Equal(t, dep.Spec.Template.Metadata.Labels, np.Spec.PodSelector.MatchLabels)
 	require.ElementsMatch(t, []string{"Ingress", "Egress"}, np.Spec.PolicyTypes, "both directions are closed by default")
-	var from, to []string
+	var to []string
+	from := map[string][]int{} // namespace → the ports it may reach
 	for _, r := range np.Spec.Ingress {
 		for _, p := range r.From {
-			from = append(from, p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+			ns := p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"]
+			for _, port := range r.Ports {
+				from[ns] = append(from[ns], port.Port)
+			}
 		}
 	}
 	for _, r := range np.Spec.Egress {
@@ -148,7 +184,10 @@ func TestProbesAndPolicyMatchTheService(t *testing.T) {
 			to = append(to, p.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
 		}
 	}
-	require.Equal(t, []string{"ingress-nginx"}, from)
+	require.Equal(t, map[string][]int{
+		"ingress-nginx": {c.Ports[0].ContainerPort}, // the API only
+		"monitoring":    {c.Ports[1].ContainerPort}, // /metrics only
+	}, from)
 	require.ElementsMatch(t, []string{"vault", "redis", "kube-system"}, to)
 }
 
@@ -255,6 +294,10 @@ func schemaDir(t *testing.T, dir string) string {
 	out := t.TempDir()
 	for _, tm := range manifests(t, dir) {
 		group, version, found := strings.Cut(tm.APIVersion, "/")
+		if group == operatorGroup {
+			crdSchema(t, out, tm.Kind, version)
+			continue
+		}
 		doc := "apis__" + group + "__" + version + "_openapi.json"
 		suffix := "-" + strings.Split(group, ".")[0] + "-" + version
 		if !found {
@@ -314,18 +357,66 @@ func strict(v any) {
 	}
 }
 
+// crdSchema writes the strict JSON schema of the Prometheus Operator's
+// kind at version into dir, named as kubeconform looks it up, from the
+// operator's own CustomResourceDefinition.
+func crdSchema(t *testing.T, dir, kind, version string) {
+	t.Helper()
+	crds, err := filepath.Glob(filepath.Join(moduleSource(t, operatorModule, operatorSum),
+		"example", "prometheus-operator-crd", operatorGroup+"_*.yaml"))
+	require.NoError(t, err)
+	for _, f := range crds {
+		var crd struct {
+			Spec struct {
+				Group string `json:"group"`
+				Names struct {
+					Kind string `json:"kind"`
+				} `json:"names"`
+				Versions []struct {
+					Name   string `json:"name"`
+					Schema struct {
+						OpenAPIV3Schema map[string]any `json:"openAPIV3Schema"`
+					} `json:"schema"`
+				} `json:"versions"`
+			} `json:"spec"`
+		}
+		decodeFile(t, f, &crd)
+		if crd.Spec.Group != operatorGroup || crd.Spec.Names.Kind != kind {
+			continue
+		}
+		for _, v := range crd.Spec.Versions {
+			if v.Name == version {
+				strict(v.Schema.OpenAPIV3Schema)
+				body, err := json.Marshal(v.Schema.OpenAPIV3Schema)
+				require.NoError(t, err)
+				file := strings.ToLower(kind) + "-" + strings.Split(operatorGroup, ".")[0] + "-" + version + ".json"
+				require.NoError(t, os.WriteFile(filepath.Join(dir, file), body, 0o600))
+				return
+			}
+		}
+	}
+	t.Fatalf("no CustomResourceDefinition for %s/%s %s in %s", operatorGroup, version, kind, operatorModule)
+}
+
 // kubernetesSource downloads the pinned Kubernetes module (its api/
 // folder holds the API's OpenAPI documents) and checks its hash.
 func kubernetesSource(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", kubernetesModule)
+	return moduleSource(t, kubernetesModule, kubernetesSum)
+}
+
+// moduleSource downloads module@version through the Go module proxy and
+// returns its directory, after checking its go.sum hash against sum.
+func moduleSource(t *testing.T, module, sum string) string {
+	t.Helper()
+	cmd := exec.Command("go", "mod", "download", "-json", module)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
 	raw, err := cmd.Output()
-	require.NoError(t, err, "go mod download %s", kubernetesModule)
+	require.NoError(t, err, "go mod download %s", module)
 	var mod struct{ Dir, Sum, Error string }
 	require.NoError(t, json.Unmarshal(raw, &mod))
 	require.Empty(t, mod.Error)
-	require.Equal(t, kubernetesSum, mod.Sum, "the Kubernetes module's hash changed")
+	require.Equal(t, sum, mod.Sum, "the hash of %s changed", module)
 	return mod.Dir
 }

@@ -1,5 +1,9 @@
 // Package deploy holds deployment examples for piivault serve: a systemd
-// unit (systemd/) and Kubernetes manifests (kubernetes/). It has no code;
-// its tests check the examples with systemd's own analyzer and with
-// kubeconform against the Kubernetes API's published schemas.
+// unit (systemd/), Kubernetes manifests (kubernetes/, with a PodMonitor and
+// a PrometheusRule for the Prometheus Operator), Prometheus alert rules
+// with their promtool tests (prometheus/) and a Grafana dashboard
+// (grafana/). It has no code; its tests check the examples with systemd's
+// own analyzer, with kubeconform against the Kubernetes API's published
+// schemas and the Prometheus Operator's CRDs, with promtool, and hold every
+// PromQL expression to the metrics piivault exports.
 package deploy

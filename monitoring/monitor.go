@@ -67,6 +67,7 @@ type Monitor struct {
 	log     *slog.Logger
 	limits  Thresholds
 	timeout time.Duration
+	now     func() time.Time // when blocks start and end; tests move it
 }
 
 // NewMonitor builds a Monitor.
@@ -74,7 +75,7 @@ func NewMonitor(rdb redis.UniversalClient, rec Recorder, staff Suspender, alerts
 	if limits.BlockFor <= 0 {
 		limits.BlockFor = DefaultThresholds.BlockFor
 	}
-	return &Monitor{rdb: rdb, audit: rec, staff: staff, alerts: alerts, limits: limits, log: log, timeout: 2 * time.Second}
+	return &Monitor{rdb: rdb, audit: rec, staff: staff, alerts: alerts, limits: limits, log: log, timeout: 2 * time.Second, now: time.Now}
 }
 
 // Block is one blocked IP.
@@ -233,6 +234,7 @@ func (m *Monitor) Revealed(ctx context.Context, username, ip string) {
 		m.log.Error("monitor: suspend failed", "err", err)
 		return
 	}
+	staffSuspended.Inc()
 	reason := fmt.Sprintf("more than %d reveals within an hour", m.limits.RevealsPerHour)
 	_ = m.audit.Record(ctx, audit.Entry{Actor: "system", Action: audit.ActionStaffSuspend, IP: ip,
 		Detail: map[string]string{"staff": username, "reason": reason}})
@@ -299,7 +301,7 @@ func (m *Monitor) BlockIP(ctx context.Context, actor, ip, reason string) error {
 	if net.ParseIP(ip) == nil {
 		return apperr.New(apperr.Validation, "not an IP address")
 	}
-	now := time.Now().UTC()
+	now := m.now().UTC()
 	b := Block{IP: ip, Reason: reason, At: now, Expires: now.Add(m.limits.BlockFor)}
 	body, _ := json.Marshal(b)
 	n, err := blockScript.Run(ctx, m.rdb, []string{blocksKey, blocksUntil}, ip, now.UnixMilli(),
@@ -349,7 +351,7 @@ func (m *Monitor) Blocked(ctx context.Context, ip string) (bool, error) {
 	if err != nil {
 		return false, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	return int64(until) > time.Now().UnixMilli(), nil
+	return int64(until) > m.now().UnixMilli(), nil
 }
 
 // Blocks lists the blocks in force.
@@ -358,7 +360,7 @@ func (m *Monitor) Blocks(ctx context.Context) ([]Block, error) {
 	if err != nil {
 		return nil, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	now := time.Now()
+	now := m.now()
 	out := make([]Block, 0, len(all))
 	for _, v := range all {
 		var b Block
@@ -371,7 +373,7 @@ func (m *Monitor) Blocks(ctx context.Context) ([]Block, error) {
 }
 
 func (m *Monitor) refreshGauge(ctx context.Context) {
-	if n, err := m.rdb.ZCount(ctx, blocksUntil, strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf").Result(); err == nil {
+	if n, err := m.rdb.ZCount(ctx, blocksUntil, strconv.FormatInt(m.now().UnixMilli(), 10), "+inf").Result(); err == nil {
 		blocksActive.Set(float64(n))
 	}
 }

@@ -149,6 +149,9 @@ func (h *Handler) Queue(c *gin.Context) {
 		h.write(c, err)
 		return
 	}
+	if items == nil {
+		items = []Held{} // an empty queue is [], as documented, never null
+	}
 	resp := gin.H{"orders": items}
 	if len(items) == limit {
 		resp["next"] = QueueCursor(items[len(items)-1])

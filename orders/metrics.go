@@ -9,8 +9,8 @@ import (
 // process-wide). Labels are closed sets: roles, never names or ids.
 var (
 	reveals = promauto.NewCounterVec(prometheus.CounterOpts{
-		Name: "piivault_reveals_total", Help: "Shipping blocks revealed, by staff role.",
-	}, []string{"role"})
+		Name: "piivault_reveals_total", Help: "Shipping blocks revealed, by staff role and reason code.",
+	}, []string{"role", "reason"})
 	labelBatches = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "piivault_label_batch_decrypts_total", Help: "Label pick-lists decrypted in one batched Vault call.",
 	})

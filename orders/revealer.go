@@ -79,7 +79,7 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason); err != nil {
 		r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
 	}
-	reveals.WithLabelValues(p.Role).Inc()
+	reveals.WithLabelValues(p.Role, reason).Inc()
 	r.watch.Revealed(ctx, p.Name, ip)
 	return ship, view, nil
 }
@@ -157,7 +157,7 @@ func (r *Revealer) PickList(ctx context.Context, p web.Principal, ip string, ids
 	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, reason); err != nil {
 		r.log.Warn("label reveals not kept for the access report", "orders", len(revealed), "err", err)
 	}
-	reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	reveals.WithLabelValues(p.Role, reason).Add(float64(len(revealed)))
 	return out, nil
 }
 
@@ -216,6 +216,6 @@ func (r *Revealer) RevealCopies(ctx context.Context, p web.Principal, ip string,
 	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, ReasonAccessRequest); err != nil {
 		r.log.Warn("access report reveals not kept for the access report", "orders", len(revealed), "err", err)
 	}
-	reveals.WithLabelValues(p.Role).Add(float64(len(revealed)))
+	reveals.WithLabelValues(p.Role, ReasonAccessRequest).Add(float64(len(revealed)))
 	return copies, denied, nil
 }

@@ -24,6 +24,7 @@ type Store interface {
 	PurgeAudited(ctx context.Context, orderID, reason string, payments []string, e audit.Entry) (bool, error)
 	PurgeManyAudited(ctx context.Context, ids []string, reason, actor string) ([]int, error)
 	DrainOutbox(ctx context.Context, olderThan time.Time) (int, error)
+	DeferAudit(ctx context.Context, e audit.Entry) error
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
 	DueEach(ctx context.Context, t time.Time, perShard int) ([]orders.Held, bool, error)
 	FindByEmail(ctx context.Context, email string) ([]string, error)
@@ -114,14 +115,15 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 		n, err := p.purgeBatch(ctx, due, orders.ReasonRetention)
 		total += n
 		if err != nil {
-			p.observe(ctx)
+			p.Observe(ctx)
 			return total, fmt.Errorf("sweep: %w", err)
 		}
 		if !more {
 			break
 		}
 	}
-	p.observe(ctx)
+	p.Observe(ctx)
+	sweepLastSuccess.Set(float64(time.Now().Unix()))
 	p.log.Info("retention sweep", slog.Int("purged", total), slog.Duration("took", time.Since(start)))
 	return total, nil
 }
@@ -151,8 +153,12 @@ func (p *Purger) purgeBatch(ctx context.Context, due []orders.Held, reason strin
 	return n, nil
 }
 
-// observe refreshes the backlog and age gauges.
-func (p *Purger) observe(ctx context.Context) {
+// Observe refreshes the held-order gauges (held, oldest held age against
+// the retention, due backlog). The sweep does after each run; serve also
+// runs it every minute on every instance, so each reports current figures
+// whichever instance holds the sweep's lease.
+func (p *Purger) Observe(ctx context.Context) {
+	retention.Set(p.store.Retention().Seconds())
 	if due, err := p.store.Due(ctx, p.now(), SweepBatch); err == nil {
 		dueBacklog.Set(float64(len(due)))
 	}

@@ -88,6 +88,7 @@ func Schedule(ctx context.Context, p *Purger, s *Shredder, locker gocron.Locker,
 	if err != nil {
 		return fmt.Errorf("scheduler: %w", err)
 	}
+	sweepInterval.Set(sweepEvery.Seconds())
 	jobs := append([]Job{
 		{"retention-sweep", sweepEvery, func(ctx context.Context) error { _, err := p.Sweep(ctx); return err }},
 		{"key-shred", time.Hour, func(ctx context.Context) error { _, err := s.Run(ctx, false); return err }},

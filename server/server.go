@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 
+	"piivault/api"
 	"piivault/audit"
 	"piivault/checkout"
 	"piivault/compliance"
@@ -81,6 +82,9 @@ type Deps struct {
 	HTTPS          bool // browsers reach piivault over HTTPS only (its own TLS or an https PIIVAULT_PUBLIC_URL): HSTS
 	AccessLog      *monitoring.AccessStore
 	Replicas       Replicas // nil: answers do not wait for Redis replicas
+	// MetricsElsewhere: /metrics has its own listener
+	// (PIIVAULT_METRICS_LISTEN), so this router answers it 404.
+	MetricsElsewhere bool
 }
 
 const (
@@ -115,7 +119,9 @@ func New(d Deps) (*gin.Engine, error) {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.ready)
-	r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	if !d.MetricsElsewhere {
+		r.GET("/metrics", gin.WrapH(promhttp.Handler()))
+	}
 	r.GET("/checkout.js", d.Checkout.Script)
 
 	client := s.auth(true, d.Staff.Authenticate)
@@ -126,6 +132,8 @@ func New(d Deps) (*gin.Engine, error) {
 	// events that purge. Every other /v1 route refuses blocked IPs.
 	hooks := r.Group("/v1/webhooks")
 	v1 := r.Group("/v1", s.notBlocked)
+
+	v1.GET("/openapi.json", api.Serve) // public, cacheable: the API document itself
 
 	// Storefront
 	v1.POST("/orders", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Orders.Create)

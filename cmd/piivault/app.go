@@ -65,6 +65,9 @@ type app struct {
 	shredder  *purge.Shredder
 	lockdown  *compliance.Lockdown
 	reports   *compliance.Reports
+	// now is the console's clock (time.Now when nil): tests move it past
+	// the idle limit instead of waiting it out.
+	now func() time.Time
 }
 
 // newApp connects to Redis and Vault (the service identity) and builds the
@@ -81,6 +84,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 	a := &app{cfg: cfg, log: log, redis: rdb, vault: vc}
+	b := readBuildInfo() // what `piivault version` prints
+	monitoring.SetBuildInfo(b.Version, b.GoVersion, b.Commit)
 	a.batcher = orders.NewBatcher(vc, orders.BatchConfig{MaxItems: cfg.BatchSize, MaxWait: cfg.BatchWait})
 	var sealer orders.Sealer = vc
 	if cfg.BatchSize > 1 {
@@ -113,7 +118,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 
 // runBackground runs the app's background loops until ctx ends: Vault
 // token renewal, alert delivery, keeping access lines in Redis and the
-// audit trail's anchor in Vault.
+// audit trail's anchor in Vault, checking the trail's newest entries
+// against that anchor, and the gauges every instance reports.
 func (a *app) runBackground(ctx context.Context) {
 	anchor := func(ctx context.Context) {
 		a.audit.RunAnchor(ctx, a.log, func(text string) { a.alerter.Notify("audit_trail_diverged", text) })
@@ -128,7 +134,7 @@ func (a *app) runBackground(ctx context.Context) {
 		}
 	}
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor, forget} {
+	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor, forget, a.watchAudit, a.observe} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
@@ -165,7 +171,7 @@ func (a *app) handler() (*gin.Engine, error) {
 	ordersHTTP := orders.NewHandler(a.store, a.revealer, write, a.log)
 	staffHTTP := staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write)
 	con, err := console.New(console.Deps{Log: a.log, Key: key, HTTPS: a.cfg.httpsOnly(), PublicOrigin: a.cfg.publicHTTPS(),
-		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle,
+		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle, Now: a.now,
 		Staff: staffHTTP, Auth: a.staff, Orders: a.revealer, Store: a.store, Purger: a.purger, Deletions: a.deletions,
 		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault})
 	if err != nil {
@@ -200,12 +206,13 @@ func (a *app) handler() (*gin.Engine, error) {
 			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
 			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter, Reports: a.reports,
 		}),
-		LoginLimit:     loginLimit,
-		ClientLimit:    clientLimit,
-		TrustedProxies: a.cfg.TrustedProxies,
-		AllowedOrigins: a.cfg.AllowedOrigins,
-		HTTPS:          a.cfg.httpsOnly(),
-		AccessLog:      a.access,
+		LoginLimit:       loginLimit,
+		ClientLimit:      clientLimit,
+		TrustedProxies:   a.cfg.TrustedProxies,
+		AllowedOrigins:   a.cfg.AllowedOrigins,
+		HTTPS:            a.cfg.httpsOnly(),
+		AccessLog:        a.access,
+		MetricsElsewhere: a.cfg.MetricsListen != "",
 	})
 }
 

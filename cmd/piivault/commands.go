@@ -23,7 +23,10 @@ import (
 )
 
 // parse parses flags that may stand before and after one positional NAME
-// and refuses anything left over.
+// and refuses anything left over. The commands no longer use it (cobra
+// parses their flags, see cli.go); it stays while
+// TestParseTakesFlagsAroundTheName in config_test.go tests it, and goes
+// with that test.
 func parse(fs *flag.FlagSet, args []string, wantName bool) (string, error) {
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
@@ -59,14 +62,10 @@ func (e *env) operator(ctx context.Context) (*vault.Operator, *config, error) {
 }
 
 // serviceAuditLog is the set-up of the commands that act as the service
-// without its whole graph and keep the audit trail: the configuration, the
-// service's Vault identity (AppRole, else VAULT_TOKEN) to seal and verify
-// entries, and Redis. The caller closes the Redis client.
-func (e *env) serviceAuditLog(ctx context.Context) (*audit.Log, redis.UniversalClient, error) {
-	cfg, err := e.config()
-	if err != nil {
-		return nil, nil, err
-	}
+// without its whole graph and keep the audit trail: with cfg, the service's
+// Vault identity (AppRole, else VAULT_TOKEN) to seal and verify entries,
+// and Redis. The caller closes the Redis client.
+func (e *env) serviceAuditLog(ctx context.Context, cfg *config) (*audit.Log, redis.UniversalClient, error) {
 	if err := cfg.needVault(); err != nil {
 		return nil, nil, err
 	}
@@ -100,15 +99,15 @@ func (e *env) record(ctx context.Context, l *audit.Log, en audit.Entry) error {
 	return nil
 }
 
-func cmdSetup(ctx context.Context, e *env) error {
-	fs := flag.NewFlagSet("setup", flag.ContinueOnError)
-	approle := fs.Bool("approle-env", false, "also print PIIVAULT_VAULT_ROLE_ID/SECRET_ID for serve, as env lines")
-	bind := fs.String("bind-cidrs", "", "comma-separated CIDRs the service AppRole may be used from (e.g. 10.0.4.0/24)")
-	auditFile := fs.String("audit-file", "", "enable Vault's file audit device writing to this path (on the Vault server)")
-	if _, err := parse(fs, e.args, false); err != nil {
-		return fmt.Errorf("setup: %w", err)
-	}
-	cidrs := splitList(*bind)
+// setupOptions are setup's flags.
+type setupOptions struct {
+	approleEnv bool
+	bindCIDRs  string
+	auditFile  string
+}
+
+func cmdSetup(ctx context.Context, e *env, o setupOptions) error {
+	cidrs := splitList(o.bindCIDRs)
 	for _, c := range cidrs {
 		if _, _, err := net.ParseCIDR(c); err != nil {
 			return fmt.Errorf("setup: --bind-cidrs: %q is not a CIDR", c)
@@ -118,9 +117,9 @@ func cmdSetup(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	report, err := vc.Setup(ctx, vault.SetupOptions{BindCIDRs: cidrs, AuditFile: *auditFile})
+	report, err := vc.Setup(ctx, vault.SetupOptions{BindCIDRs: cidrs, AuditFile: o.auditFile})
 	out := e.stdout
-	if *approle {
+	if o.approleEnv {
 		out = e.stderr // stdout carries only the env lines
 	}
 	for _, s := range report.Steps {
@@ -129,7 +128,7 @@ func cmdSetup(ctx context.Context, e *env) error {
 	if err != nil {
 		return err
 	}
-	if *approle {
+	if o.approleEnv {
 		role, sec, err := vc.AppRoleCredentials(ctx)
 		if err != nil {
 			return err
@@ -139,227 +138,237 @@ func cmdSetup(ctx context.Context, e *env) error {
 	return nil
 }
 
-func cmdStaff(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return errors.New("staff: want add, remove, list, unlock or unsuspend")
+// staffAddOptions are `staff add`'s flags.
+type staffAddOptions struct {
+	role          string
+	asJSON        bool
+	passwordStdin bool
+}
+
+func cmdStaffAdd(ctx context.Context, e *env, name string, o staffAddOptions) error {
+	if !staff.ValidUsername(name) {
+		return errors.New("staff add: NAME must be 2-32 of a-z 0-9 . _ - starting with a letter")
 	}
-	sub, args := e.args[0], e.args[1:]
+	if !staff.ValidRole(o.role) {
+		return errors.New("staff add: --role must be fulfillment, support, admin or auditor")
+	}
 	vc, cfg, err := e.operator(ctx)
 	if err != nil {
 		return err
 	}
-	switch sub {
-	case "add":
-		fs := flag.NewFlagSet("staff add", flag.ContinueOnError)
-		role := fs.String("role", "", "fulfillment, support, admin or auditor")
-		asJSON := fs.Bool("json", false, "print {username, role, password, totp_url}")
-		fromStdin := fs.Bool("password-stdin", false, "read the initial password from stdin")
-		name, err := parse(fs, args, true)
-		if err != nil {
-			return fmt.Errorf("staff add: %w", err)
+	var password string
+	if o.passwordStdin {
+		line, err := bufio.NewReader(e.stdin).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("staff add: read password: %w", err)
 		}
-		if !staff.ValidUsername(name) {
-			return errors.New("staff add: NAME must be 2-32 of a-z 0-9 . _ - starting with a letter")
-		}
-		if !staff.ValidRole(*role) {
-			return errors.New("staff add: --role must be fulfillment, support, admin or auditor")
-		}
-		var password string
-		if *fromStdin {
-			line, err := bufio.NewReader(e.stdin).ReadString('\n')
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("staff add: read password: %w", err)
-			}
-			password = strings.TrimRight(line, "\r\n")
-		} else if password, err = vc.GeneratePassword(ctx); err != nil {
-			return err
-		}
-		if err := staff.CheckPassword(password); err != nil {
-			return fmt.Errorf("staff add: %s", err.(*apperr.Error).Message)
-		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		enr, err := vc.CreateStaff(ctx, name, *role, password)
-		if err != nil {
-			return fmt.Errorf("staff add: %w", err)
-		}
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffAdd,
-			Detail: map[string]string{"staff": name, "role": *role}}); err != nil {
-			return fmt.Errorf("staff add: created, but not audited: %w", err)
-		}
-		if *asJSON {
-			return json.NewEncoder(e.stdout).Encode(map[string]string{
-				"username": name, "role": *role, "password": password, "totp_url": enr.TOTPURL})
-		}
-		fmt.Fprintf(e.stdout, "Staff member %s (%s) created.\n", name, *role)
-		if !*fromStdin {
-			fmt.Fprintf(e.stdout, "Initial password (shown once): %s\n", password)
-		}
-		fmt.Fprintf(e.stdout, "Enrol this TOTP URL in an authenticator app (shown once):\n%s\n", enr.TOTPURL)
-		return nil
-	case "remove":
-		name, err := parse(flag.NewFlagSet("staff remove", flag.ContinueOnError), args, true)
-		if err != nil {
-			return fmt.Errorf("staff remove: %w", err)
-		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		if err := vc.RemoveStaff(ctx, name); err != nil {
-			return fmt.Errorf("staff remove: %w", err)
-		}
-		_ = staff.NewService(vc.Client(), rdb).ForgetSuspension(ctx, name)
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
-			Detail: map[string]string{"staff": name}}); err != nil {
-			return fmt.Errorf("staff remove: removed, but not audited: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Staff member %s removed; every token they held is revoked.\n", name)
-		return nil
-	case "list":
-		fs := flag.NewFlagSet("staff list", flag.ContinueOnError)
-		asJSON := fs.Bool("json", false, "print JSON")
-		if _, err := parse(fs, args, false); err != nil {
-			return fmt.Errorf("staff list: %w", err)
-		}
-		members, err := vc.ListStaff(ctx)
-		if err != nil {
-			return fmt.Errorf("staff list: %w", err)
-		}
-		if *asJSON {
-			if members == nil {
-				members = []vault.StaffMember{}
-			}
-			return json.NewEncoder(e.stdout).Encode(members)
-		}
-		fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", "USERNAME", "ROLE", "CREATED")
-		for _, m := range members {
-			created := "-"
-			if !m.Created.IsZero() {
-				created = m.Created.Format(time.RFC3339)
-			}
-			fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", m.Name, m.Role, created)
-		}
-		return nil
-	case "unlock":
-		name, err := parse(flag.NewFlagSet("staff unlock", flag.ContinueOnError), args, true)
-		if err != nil {
-			return fmt.Errorf("staff unlock: %w", err)
-		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		if err := vc.UnlockStaff(ctx, name); err != nil {
-			return fmt.Errorf("staff unlock: %w", userErr(err))
-		}
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnlock,
-			Detail: map[string]string{"staff": name}}); err != nil {
-			return fmt.Errorf("staff unlock: lifted, but not audited: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Vault's lockout of %s lifted.\n", name)
-		return nil
-	case "unsuspend":
-		name, err := parse(flag.NewFlagSet("staff unsuspend", flag.ContinueOnError), args, true)
-		if err != nil {
-			return fmt.Errorf("staff unsuspend: %w", err)
-		}
-		log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-		if err != nil {
-			return err
-		}
-		defer rdb.Close()
-		if err := staff.NewService(vc.Client(), rdb).Unsuspend(ctx, name); err != nil {
-			return fmt.Errorf("staff unsuspend: %w", userErr(err))
-		}
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
-			Detail: map[string]string{"staff": name}}); err != nil {
-			return fmt.Errorf("staff unsuspend: lifted, but not audited: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Suspension of %s lifted.\n", name)
-		return nil
+		password = strings.TrimRight(line, "\r\n")
+	} else if password, err = vc.GeneratePassword(ctx); err != nil {
+		return err
 	}
-	return fmt.Errorf("staff: unknown subcommand %q", sub)
+	if err := staff.CheckPassword(password); err != nil {
+		return fmt.Errorf("staff add: %s", err.(*apperr.Error).Message)
+	}
+	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	enr, err := vc.CreateStaff(ctx, name, o.role, password)
+	if err != nil {
+		return fmt.Errorf("staff add: %w", err)
+	}
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffAdd,
+		Detail: map[string]string{"staff": name, "role": o.role}}); err != nil {
+		return fmt.Errorf("staff add: created, but not audited: %w", err)
+	}
+	if o.asJSON {
+		return json.NewEncoder(e.stdout).Encode(map[string]string{
+			"username": name, "role": o.role, "password": password, "totp_url": enr.TOTPURL})
+	}
+	fmt.Fprintf(e.stdout, "Staff member %s (%s) created.\n", name, o.role)
+	if !o.passwordStdin {
+		fmt.Fprintf(e.stdout, "Initial password (shown once): %s\n", password)
+	}
+	fmt.Fprintf(e.stdout, "Enrol this TOTP URL in an authenticator app (shown once):\n%s\n", enr.TOTPURL)
+	return nil
 }
 
-func cmdClients(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return errors.New("clients: want add, revoke or list")
+func cmdStaffRemove(ctx context.Context, e *env, name string) error {
+	vc, cfg, err := e.operator(ctx)
+	if err != nil {
+		return err
 	}
-	sub, args := e.args[0], e.args[1:]
-	log, rdb, err := e.serviceAuditLog(ctx)
+	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := vc.RemoveStaff(ctx, name); err != nil {
+		return fmt.Errorf("staff remove: %w", err)
+	}
+	_ = staff.NewService(vc.Client(), rdb).ForgetSuspension(ctx, name)
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
+		Detail: map[string]string{"staff": name}}); err != nil {
+		return fmt.Errorf("staff remove: removed, but not audited: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Staff member %s removed; every token they held is revoked.\n", name)
+	return nil
+}
+
+func cmdStaffList(ctx context.Context, e *env, asJSON bool) error {
+	vc, _, err := e.operator(ctx)
+	if err != nil {
+		return err
+	}
+	members, err := vc.ListStaff(ctx)
+	if err != nil {
+		return fmt.Errorf("staff list: %w", err)
+	}
+	if asJSON {
+		if members == nil {
+			members = []vault.StaffMember{}
+		}
+		return json.NewEncoder(e.stdout).Encode(members)
+	}
+	fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", "USERNAME", "ROLE", "CREATED")
+	for _, m := range members {
+		created := "-"
+		if !m.Created.IsZero() {
+			created = m.Created.Format(time.RFC3339)
+		}
+		fmt.Fprintf(e.stdout, "%-24s %-12s %s\n", m.Name, m.Role, created)
+	}
+	return nil
+}
+
+func cmdStaffUnlock(ctx context.Context, e *env, name string) error {
+	vc, cfg, err := e.operator(ctx)
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := vc.UnlockStaff(ctx, name); err != nil {
+		return fmt.Errorf("staff unlock: %w", userErr(err))
+	}
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnlock,
+		Detail: map[string]string{"staff": name}}); err != nil {
+		return fmt.Errorf("staff unlock: lifted, but not audited: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Vault's lockout of %s lifted.\n", name)
+	return nil
+}
+
+func cmdStaffUnsuspend(ctx context.Context, e *env, name string) error {
+	vc, cfg, err := e.operator(ctx)
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := staff.NewService(vc.Client(), rdb).Unsuspend(ctx, name); err != nil {
+		return fmt.Errorf("staff unsuspend: %w", userErr(err))
+	}
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
+		Detail: map[string]string{"staff": name}}); err != nil {
+		return fmt.Errorf("staff unsuspend: lifted, but not audited: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Suspension of %s lifted.\n", name)
+	return nil
+}
+
+// clientsAddOptions are `clients add`'s flags.
+type clientsAddOptions struct {
+	origins []string
+	asJSON  bool
+}
+
+func cmdClientsAdd(ctx context.Context, e *env, name string, o clientsAddOptions) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.serviceAuditLog(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
 	reg := clients.NewRegistry(rdb)
-	switch sub {
-	case "add":
-		fs := flag.NewFlagSet("clients add", flag.ContinueOnError)
-		asJSON := fs.Bool("json", false, "print {name, api_key}")
-		var origins listFlag
-		fs.Var(&origins, "origin", "an origin the browser checkout runs on (repeat for more); mints a publishable key")
-		name, err := parse(fs, args, true)
-		if err != nil {
-			return fmt.Errorf("clients add: %w", err)
-		}
-		keys, err := reg.AddWithOrigins(ctx, name, origins)
-		if err != nil {
-			return fmt.Errorf("clients add: %w", userErr(err))
-		}
-		key := keys.APIKey
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
-			Detail: map[string]string{"client": name}}); err != nil {
-			_ = reg.Revoke(ctx, name)
-			return fmt.Errorf("clients add: not audited, key withdrawn: %w", err)
-		}
-		if *asJSON {
-			out := map[string]any{"name": name, "api_key": key}
-			if keys.PublishableKey != "" {
-				out["publishable_key"], out["origins"] = keys.PublishableKey, []string(origins)
-			}
-			return json.NewEncoder(e.stdout).Encode(out)
-		}
-		fmt.Fprintf(e.stdout, "Client %s created. API key (shown once, keep it secret):\n%s\n", name, key)
-		if keys.PublishableKey != "" {
-			fmt.Fprintf(e.stdout, "Publishable key for the browser checkout on %s (not a secret):\n%s\n",
-				strings.Join(origins, ", "), keys.PublishableKey)
-		}
-		return nil
-	case "revoke":
-		name, err := parse(flag.NewFlagSet("clients revoke", flag.ContinueOnError), args, true)
-		if err != nil {
-			return fmt.Errorf("clients revoke: %w", err)
-		}
-		if err := reg.Revoke(ctx, name); err != nil {
-			return fmt.Errorf("clients revoke: %w", userErr(err))
-		}
-		if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientRevoke,
-			Detail: map[string]string{"client": name}}); err != nil {
-			return fmt.Errorf("clients revoke: revoked, but not audited: %w", err)
-		}
-		fmt.Fprintf(e.stdout, "Client %s revoked.\n", name)
-		return nil
-	case "list":
-		cs, err := reg.List(ctx)
-		if err != nil {
-			return err
-		}
-		for _, c := range cs {
-			if len(c.Origins) == 0 {
-				fmt.Fprintln(e.stdout, c.Name)
-				continue
-			}
-			fmt.Fprintf(e.stdout, "%s  origins: %s\n", c.Name, strings.Join(c.Origins, ", "))
-		}
-		return nil
+	keys, err := reg.AddWithOrigins(ctx, name, o.origins)
+	if err != nil {
+		return fmt.Errorf("clients add: %w", userErr(err))
 	}
-	return fmt.Errorf("clients: unknown subcommand %q", sub)
+	key := keys.APIKey
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientAdd,
+		Detail: map[string]string{"client": name}}); err != nil {
+		_ = reg.Revoke(ctx, name)
+		return fmt.Errorf("clients add: not audited, key withdrawn: %w", err)
+	}
+	if o.asJSON {
+		out := map[string]any{"name": name, "api_key": key}
+		if keys.PublishableKey != "" {
+			out["publishable_key"], out["origins"] = keys.PublishableKey, o.origins
+		}
+		return json.NewEncoder(e.stdout).Encode(out)
+	}
+	fmt.Fprintf(e.stdout, "Client %s created. API key (shown once, keep it secret):\n%s\n", name, key)
+	if keys.PublishableKey != "" {
+		fmt.Fprintf(e.stdout, "Publishable key for the browser checkout on %s (not a secret):\n%s\n",
+			strings.Join(o.origins, ", "), keys.PublishableKey)
+	}
+	return nil
+}
+
+func cmdClientsRevoke(ctx context.Context, e *env, name string) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	log, rdb, err := e.serviceAuditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	if err := clients.NewRegistry(rdb).Revoke(ctx, name); err != nil {
+		return fmt.Errorf("clients revoke: %w", userErr(err))
+	}
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionClientRevoke,
+		Detail: map[string]string{"client": name}}); err != nil {
+		return fmt.Errorf("clients revoke: revoked, but not audited: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "Client %s revoked.\n", name)
+	return nil
+}
+
+func cmdClientsList(ctx context.Context, e *env) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
+	}
+	_, rdb, err := e.serviceAuditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	cs, err := clients.NewRegistry(rdb).List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs {
+		if len(c.Origins) == 0 {
+			fmt.Fprintln(e.stdout, c.Name)
+			continue
+		}
+		fmt.Fprintf(e.stdout, "%s  origins: %s\n", c.Name, strings.Join(c.Origins, ", "))
+	}
+	return nil
 }
 
 // userErr shows an apperr's client-safe message rather than its code dump.
@@ -382,10 +391,7 @@ func cmdPurge(ctx context.Context, e *env) error {
 	return err
 }
 
-func cmdKeys(ctx context.Context, e *env) error {
-	if len(e.args) != 1 || e.args[0] != "rotate" {
-		return errors.New("keys: want `keys rotate`")
-	}
+func cmdKeysRotate(ctx context.Context, e *env) error {
 	a, err := e.service(ctx)
 	if err != nil {
 		return err
@@ -399,18 +405,16 @@ func cmdKeys(ctx context.Context, e *env) error {
 	return err
 }
 
-func cmdAudit(ctx context.Context, e *env) error {
-	if len(e.args) != 1 || (e.args[0] != "verify" && e.args[0] != "archive") {
-		return errors.New("audit: want `audit verify` or `audit archive`")
+func cmdAuditVerify(ctx context.Context, e *env) error {
+	cfg, err := e.config()
+	if err != nil {
+		return err
 	}
-	log, rdb, err := e.serviceAuditLog(ctx)
+	log, rdb, err := e.serviceAuditLog(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	if e.args[0] == "archive" {
-		return auditArchive(ctx, e, log)
-	}
 	v, err := log.Verify(ctx)
 	if err != nil {
 		return err
@@ -429,10 +433,10 @@ func cmdAudit(ctx context.Context, e *env) error {
 	return fmt.Errorf("audit trail broken at entry %d (%s): %s", v.Broken.Seq, where, v.Broken.Reason)
 }
 
-// auditArchive moves the entries older than PIIVAULT_AUDIT_HOT to sealed
+// cmdAuditArchive moves the entries older than PIIVAULT_AUDIT_HOT to sealed
 // segments in PIIVAULT_AUDIT_ARCHIVE now, and deletes the segments older
 // than PIIVAULT_AUDIT_KEEP (what serve's scheduler does on every sweep).
-func auditArchive(ctx context.Context, e *env, log *audit.Log) error {
+func cmdAuditArchive(ctx context.Context, e *env) error {
 	cfg, err := e.config()
 	if err != nil {
 		return err
@@ -440,6 +444,11 @@ func auditArchive(ctx context.Context, e *env, log *audit.Log) error {
 	if cfg.AuditArchive == "" {
 		return errors.New("audit archive: PIIVAULT_AUDIT_ARCHIVE is not set (the directory for sealed segments)")
 	}
+	log, rdb, err := e.serviceAuditLog(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
 	res, deleted, err := log.LifeCycle(ctx, time.Now(), cfg.AuditHot, cfg.AuditKeep)
 	if err != nil {
 		return fmt.Errorf("audit archive: %w", err)
@@ -449,60 +458,45 @@ func auditArchive(ctx context.Context, e *env, log *audit.Log) error {
 	return nil
 }
 
-// cmdBlocks lists and lifts IP blocks straight in Redis, as the service:
-// an operator can always lift a block, with no admin login and from any
-// address, even when every admin's IP is the one blocked.
-func cmdBlocks(ctx context.Context, e *env) error {
-	if len(e.args) == 0 {
-		return errors.New("blocks: want list or lift IP")
-	}
-	sub, args := e.args[0], e.args[1:]
+// cmdBlocksList and cmdBlocksLift list and lift IP blocks straight in
+// Redis, as the service: an operator can always lift a block, with no admin
+// login and from any address, even when every admin's IP is the one
+// blocked.
+func cmdBlocksList(ctx context.Context, e *env, asJSON bool) error {
 	a, err := e.service(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	switch sub {
-	case "list":
-		fs := flag.NewFlagSet("blocks list", flag.ContinueOnError)
-		asJSON := fs.Bool("json", false, "print JSON")
-		if _, err := parse(fs, args, false); err != nil {
-			return fmt.Errorf("blocks list: %w", err)
-		}
-		bs, err := a.monitor.Blocks(ctx)
-		if err != nil {
-			return fmt.Errorf("blocks list: %w", userErr(err))
-		}
-		if *asJSON {
-			return json.NewEncoder(e.stdout).Encode(bs)
-		}
-		fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", "IP", "BLOCKED", "EXPIRES", "REASON")
-		for _, b := range bs {
-			fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", b.IP, b.At.Format(time.RFC3339), b.Expires.Format(time.RFC3339), b.Reason)
-		}
-		return nil
-	case "lift":
-		ip, err := parse(flag.NewFlagSet("blocks lift", flag.ContinueOnError), args, true)
-		if err != nil {
-			return fmt.Errorf("blocks lift: %w", err)
-		}
-		if net.ParseIP(ip) == nil {
-			return fmt.Errorf("blocks lift: %q is not an IP address", ip)
-		}
-		if err := a.monitor.Unblock(ctx, "operator", ip, ""); err != nil {
-			return fmt.Errorf("blocks lift: %w", userErr(err))
-		}
-		if err := a.audit.Anchor(ctx); err != nil {
-			e.log.Warn("audit anchor not advanced", "err", err)
-		}
-		fmt.Fprintf(e.stdout, "Block of %s lifted.\n", ip)
-		return nil
+	bs, err := a.monitor.Blocks(ctx)
+	if err != nil {
+		return fmt.Errorf("blocks list: %w", userErr(err))
 	}
-	return fmt.Errorf("blocks: unknown subcommand %q", sub)
+	if asJSON {
+		return json.NewEncoder(e.stdout).Encode(bs)
+	}
+	fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", "IP", "BLOCKED", "EXPIRES", "REASON")
+	for _, b := range bs {
+		fmt.Fprintf(e.stdout, "%-40s %-21s %-21s %s\n", b.IP, b.At.Format(time.RFC3339), b.Expires.Format(time.RFC3339), b.Reason)
+	}
+	return nil
 }
 
-// listFlag collects a repeated flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+func cmdBlocksLift(ctx context.Context, e *env, ip string) error {
+	if net.ParseIP(ip) == nil {
+		return fmt.Errorf("blocks lift: %q is not an IP address", ip)
+	}
+	a, err := e.service(ctx)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	if err := a.monitor.Unblock(ctx, "operator", ip, ""); err != nil {
+		return fmt.Errorf("blocks lift: %w", userErr(err))
+	}
+	if err := a.audit.Anchor(ctx); err != nil {
+		e.log.Warn("audit anchor not advanced", "err", err)
+	}
+	fmt.Fprintf(e.stdout, "Block of %s lifted.\n", ip)
+	return nil
+}

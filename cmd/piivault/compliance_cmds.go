@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 
 	"piivault/audit"
@@ -13,17 +11,14 @@ import (
 // cmdLockdown: `lockdown on|off|status`, as the service (the lockdown
 // revokes staff tokens with the service's Vault identity), recorded as the
 // operator's. It is also the way out of a lockdown: no staff can log in
-// while it is on.
-func cmdLockdown(ctx context.Context, e *env) error {
-	if len(e.args) != 1 {
-		return errors.New("lockdown: want on, off or status")
-	}
+// while it is on. The caller has checked action is one of the three.
+func cmdLockdown(ctx context.Context, e *env, action string) error {
 	a, err := e.service(ctx)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	switch e.args[0] {
+	switch action {
 	case "status":
 		s, err := a.lockdown.Status(ctx)
 		if err != nil {
@@ -37,13 +32,13 @@ func cmdLockdown(ctx context.Context, e *env) error {
 			s.ChangedAt.Format("2006-01-02 15:04:05Z07:00"), s.By)
 		return nil
 	case "on", "off":
-		on := e.args[0] == "on"
+		on := action == "on"
 		_, err := a.lockdown.Set(ctx, on, "operator", "")
 		if aerr := a.audit.Anchor(ctx); aerr != nil {
 			e.log.Warn("audit anchor not advanced", "err", aerr)
 		}
 		if err != nil {
-			return fmt.Errorf("lockdown %s: %w", e.args[0], userErr(err))
+			return fmt.Errorf("lockdown %s: %w", action, userErr(err))
 		}
 		if on {
 			fmt.Fprintln(e.stdout, "Lockdown ON: every staff token is revoked; reveals and logins answer 423 until `piivault lockdown off`.")
@@ -52,19 +47,11 @@ func cmdLockdown(ctx context.Context, e *env) error {
 		}
 		return nil
 	}
-	return fmt.Errorf("lockdown: unknown subcommand %q", e.args[0])
+	return fmt.Errorf("lockdown: unknown subcommand %q", action)
 }
 
-// cmdReport: `report retention [--json]`.
-func cmdReport(ctx context.Context, e *env) error {
-	if len(e.args) == 0 || e.args[0] != "retention" {
-		return errors.New("report: want `report retention`")
-	}
-	fs := flag.NewFlagSet("report retention", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parse(fs, e.args[1:], false); err != nil {
-		return fmt.Errorf("report retention: %w", err)
-	}
+// cmdReportRetention: `report retention [--json]`.
+func cmdReportRetention(ctx context.Context, e *env, asJSON bool) error {
 	a, err := e.service(ctx)
 	if err != nil {
 		return err
@@ -74,7 +61,7 @@ func cmdReport(ctx context.Context, e *env) error {
 	if err != nil {
 		return fmt.Errorf("report retention: %w", userErr(err))
 	}
-	if *asJSON {
+	if asJSON {
 		return json.NewEncoder(e.stdout).Encode(r)
 	}
 	w := e.stdout
@@ -113,12 +100,9 @@ func orDash(s string) string {
 	return s
 }
 
-// cmdExport: `export refs` writes the references and the audit trail as
-// JSON lines to stdout, and records that it did.
-func cmdExport(ctx context.Context, e *env) error {
-	if len(e.args) != 1 || e.args[0] != "refs" {
-		return errors.New("export: want `export refs`")
-	}
+// cmdExportRefs: `export refs` writes the references and the audit trail
+// as JSON lines to stdout, and records that it did.
+func cmdExportRefs(ctx context.Context, e *env) error {
 	a, err := e.service(ctx)
 	if err != nil {
 		return err

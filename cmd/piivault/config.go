@@ -18,11 +18,17 @@ import (
 	"piivault/vault"
 )
 
-// secret is a configuration value that never prints.
+// secret is a configuration value that never prints: not through fmt
+// (any verb, %#v included), JSON (so neither through slog's JSON handler,
+// which marshals a struct attribute with encoding/json), nor slog.
+// TestWholeConfigNeverPrintsASecret holds it to that.
 type secret string
 
-func (secret) String() string       { return "[REDACTED]" }
-func (secret) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+func (secret) String() string               { return "[REDACTED]" }
+func (secret) GoString() string             { return "[REDACTED]" }
+func (secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte("[REDACTED]")) }
+func (secret) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
+func (secret) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
 
 // config is piivault's whole configuration, read from the environment once.
 type config struct {
@@ -31,10 +37,8 @@ type config struct {
 	VaultToken     secret
 	RoleID         string
 	SecretID       secret
-	RedisURL       string
-	redisOpts      *redis.Options         // a single Redis (redis://, rediss://)
-	redisCluster   *redis.ClusterOptions  // a Redis Cluster (redis+cluster://, rediss+cluster://)
-	redisFailover  *redis.FailoverOptions // Redis with Sentinel (redis+sentinel://, rediss+sentinel://)
+	RedisURL       secret // may carry the Redis password
+	redisParsed           // REDIS_URL parsed (it holds the password: never printed)
 	TransitMount   string
 	TransitKey     string
 	Retention      time.Duration
@@ -53,6 +57,7 @@ type config struct {
 	SweepInterval  time.Duration
 	ConsoleIdle    time.Duration
 	DebugListen    string // pprof, loopback only; "" is off
+	MetricsListen  string // /metrics on a listener of its own; "" serves it on the API's
 	RevealLimit    int
 	ClientRate     int
 	LoginRate      int
@@ -68,6 +73,21 @@ type config struct {
 	RedisWait    int // replicas an acknowledged change waits for (WAIT)
 }
 
+// redisParsed is REDIS_URL parsed into the client's options, one of the
+// three set. The options carry the password, so the whole prints as
+// [REDACTED] whichever way the config is printed or marshalled.
+type redisParsed struct {
+	redisOpts     *redis.Options         // a single Redis (redis://, rediss://)
+	redisCluster  *redis.ClusterOptions  // a Redis Cluster (redis+cluster://, rediss+cluster://)
+	redisFailover *redis.FailoverOptions // Redis with Sentinel (redis+sentinel://, rediss+sentinel://)
+}
+
+func (redisParsed) String() string               { return "[REDACTED]" }
+func (redisParsed) GoString() string             { return "[REDACTED]" }
+func (redisParsed) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte("[REDACTED]")) }
+func (redisParsed) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
+func (redisParsed) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
+
 // configError names the variable at fault; start-up prints it as one line.
 type configError struct {
 	Var, Problem string
@@ -78,8 +98,14 @@ func (e *configError) Error() string { return e.Var + ": " + e.Problem }
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // loadConfig reads and validates the environment. getenv is os.Getenv in
-// production and a map in tests.
+// production and a map in tests. Every secret variable may instead name a
+// file in NAME_FILE (secretFiles): it is resolved here, first, so nothing
+// below knows where a secret came from.
 func loadConfig(getenv func(string) string) (*config, error) {
+	getenv, err := secretFiles(getenv)
+	if err != nil {
+		return nil, err
+	}
 	env := func(k, def string) string {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			return v
@@ -92,7 +118,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		VaultToken:     secret(getenv("VAULT_TOKEN")),
 		RoleID:         getenv("PIIVAULT_VAULT_ROLE_ID"),
 		SecretID:       secret(getenv("PIIVAULT_VAULT_SECRET_ID")),
-		RedisURL:       env("REDIS_URL", "redis://127.0.0.1:6379/0"),
+		RedisURL:       secret(env("REDIS_URL", "redis://127.0.0.1:6379/0")),
 		TransitMount:   env("PIIVAULT_TRANSIT_MOUNT", "transit"),
 		TransitKey:     env("PIIVAULT_TRANSIT_KEY", "order-pii"),
 		TLSCert:        getenv("PIIVAULT_TLS_CERT"),
@@ -116,13 +142,15 @@ func loadConfig(getenv func(string) string) (*config, error) {
 			return nil, &configError{"PIIVAULT_DEBUG_LISTEN", "want a loopback host:port, e.g. 127.0.0.1:6060 (the profiler is never served to the network)"}
 		}
 	}
+	if c.MetricsListen, err = metricsListen(getenv("PIIVAULT_METRICS_LISTEN"), c.Listen); err != nil {
+		return nil, err
+	}
 	if _, err := vault.SplitAddrs(c.VaultAddr); err != nil {
 		return nil, &configError{"VAULT_ADDR", "want an http(s) URL, e.g. https://vault.internal:8200, or the nodes of an HA cluster separated by commas"}
 	}
 	if (c.RoleID == "") != (c.SecretID == "") {
 		return nil, &configError{"PIIVAULT_VAULT_ROLE_ID", "PIIVAULT_VAULT_ROLE_ID and PIIVAULT_VAULT_SECRET_ID go together"}
 	}
-	var err error
 	if err = c.parseRedisURL(); err != nil {
 		return nil, err
 	}
@@ -283,7 +311,7 @@ func (c *config) httpsOnly() bool {
 // when they fail it over. Credentials in a Sentinel URL are the Redis
 // password, used for the Sentinels too.
 func (c *config) parseRedisURL() error {
-	u := c.RedisURL
+	u := string(c.RedisURL)
 	for _, scheme := range []string{"redis", "rediss"} {
 		rest, ok := strings.CutPrefix(u, scheme+"+sentinel://")
 		if !ok {

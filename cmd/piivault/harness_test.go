@@ -157,6 +157,7 @@ func (h *harness) call(method, path, token string, body any, headers ...string) 
 	raw, _ := io.ReadAll(resp.Body)
 	r := response{Status: resp.StatusCode, Raw: raw, Header: resp.Header}
 	_ = json.Unmarshal(raw, &r.Body)
+	h.conform(req, r) // the answer must match api/openapi.yaml (openapi_test.go)
 	return r
 }
 

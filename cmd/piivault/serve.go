@@ -52,6 +52,13 @@ func cmdServe(ctx context.Context, e *env) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (PIIVAULT_LISTEN): %w", a.cfg.Listen, err)
 	}
+	var metricsLn net.Listener
+	if a.cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", a.cfg.MetricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen on %s (PIIVAULT_METRICS_LISTEN): %w", a.cfg.MetricsListen, err)
+		}
+	}
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
@@ -66,6 +73,9 @@ func cmdServe(ctx context.Context, e *env) error {
 	}
 	if a.cfg.DebugListen != "" {
 		runs = append(runs, func() { runDebug(bg, debugServer(a.cfg.DebugListen, a.log), a.log) })
+	}
+	if metricsLn != nil {
+		runs = append(runs, func() { runMetrics(bg, metricsServer(a.log), metricsLn, a.log) })
 	}
 	for _, run := range runs {
 		wg.Add(1)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"piivault/checkout"
+	"piivault/client"
 )
 
 //go:embed static
@@ -38,7 +39,7 @@ type Config struct {
 // Shop is the storefront's HTTP server.
 type Shop struct {
 	cfg    Config
-	client *http.Client
+	vault  *client.Client // piivault, with the secret key
 	mu     sync.Mutex
 	orders []string // order ids confirmed by the page (no PII)
 }
@@ -46,7 +47,8 @@ type Shop struct {
 // New builds the shop.
 func New(cfg Config) *Shop {
 	cfg.PiiVaultURL = strings.TrimRight(cfg.PiiVaultURL, "/")
-	return &Shop{cfg: cfg, client: &http.Client{Timeout: 5 * time.Second}}
+	vault := client.New(cfg.PiiVaultURL, cfg.APIKey, client.WithHTTPClient(&http.Client{Timeout: 5 * time.Second}))
+	return &Shop{cfg: cfg, vault: vault}
 }
 
 // Orders returns the order ids the shop was told of.
@@ -84,22 +86,9 @@ func (s *Shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // server to server, and renders the form with its client secret.
 func (s *Shop) checkout(w http.ResponseWriter, r *http.Request) {
 	id := "shop-" + randomHex(6)
-	body, _ := json.Marshal(map[string]string{"order_id": id, "payment_ref": "pay_" + id})
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, s.cfg.PiiVaultURL+"/v1/checkout/sessions", bytes.NewReader(body))
+	sess, err := s.vault.OpenCheckoutSession(r.Context(), id, "pay_"+id)
 	if err != nil {
-		http.Error(w, "checkout unavailable", http.StatusBadGateway)
-		return
-	}
-	req.Header.Set("Authorization", "Bearer "+s.cfg.APIKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		http.Error(w, "checkout unavailable", http.StatusBadGateway)
-		return
-	}
-	defer resp.Body.Close()
-	var sess checkout.Session
-	if resp.StatusCode != http.StatusCreated || json.NewDecoder(resp.Body).Decode(&sess) != nil {
+		fmt.Fprintf(s.cfg.Log, "checkout session for %s: %v\n", id, err) // *client.Error: status and code, no PII
 		http.Error(w, "checkout unavailable", http.StatusBadGateway)
 		return
 	}
