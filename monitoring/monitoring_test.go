@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -202,22 +203,24 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestAlerterRetriesUntilDelivered(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		calls int
-		got   map[string]string
-	)
-	done := make(chan struct{})
+	// The receiver runs on the server's goroutines: it only hands what it
+	// got to the test goroutine, which asserts.
+	type delivery struct {
+		call int
+		body map[string]string
+		err  error
+	}
+	var calls atomic.Int64
+	got := make(chan delivery, 10)
 	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		calls++
-		if calls == 1 {
+		n := calls.Add(1)
+		if n == 1 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		require.NoError(t, json.NewDecoder(r.Body).Decode(&got))
-		close(done)
+		d := delivery{call: int(n)}
+		d.err = json.NewDecoder(r.Body).Decode(&d.body)
+		got <- d
 	}))
 	defer recv.Close()
 
@@ -227,15 +230,15 @@ func TestAlerterRetriesUntilDelivered(t *testing.T) {
 	go a.Run(ctx)
 	a.Notify("ip_blocked", "piivault: blocked 192.0.2.7")
 
+	var d delivery
 	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
+	case d = <-got:
+	case <-time.After(30 * time.Second):
 		t.Fatal("alert not delivered")
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	require.Equal(t, 2, calls, "one failure, one retry")
-	require.Equal(t, "piivault: blocked 192.0.2.7", got["text"], "Slack-compatible text field")
+	require.NoError(t, d.err)
+	require.Equal(t, 2, d.call, "one failure, one retry")
+	require.Equal(t, "piivault: blocked 192.0.2.7", d.body["text"], "Slack-compatible text field")
 }
 
 func TestAlerterNeverBlocksTheCaller(t *testing.T) {
@@ -299,8 +302,13 @@ func TestAccessLogHoldsNoRequestData(t *testing.T) {
 func TestBlocksExpireAndCanBeMadeAgain(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	limits := Thresholds{FailedAuth: 2, FailedAuthWindow: time.Minute, BlockFor: 300 * time.Millisecond}
+	limits := Thresholds{FailedAuth: 2, FailedAuthWindow: time.Minute, BlockFor: time.Hour}
 	m, rec, _, note := newMonitor(env.Redis, limits)
+	// The monitor's clock, moved by hand: a block's end is exact, whatever
+	// the machine's load.
+	start := time.Now()
+	now := start
+	m.now = func() time.Time { return now }
 	const ip = "192.0.2.9"
 	m.AuthFailed(ctx, ip)
 	m.AuthFailed(ctx, ip)
@@ -311,11 +319,19 @@ func TestBlocksExpireAndCanBeMadeAgain(t *testing.T) {
 	require.Equal(t, []string{audit.ActionBlock}, rec.actions())
 	require.Equal(t, []string{"ip_blocked"}, note.kinds)
 
-	time.Sleep(400 * time.Millisecond)
+	now = start.Add(limits.BlockFor - time.Millisecond)
+	blocked, err = m.Blocked(ctx, ip)
+	require.NoError(t, err)
+	require.True(t, blocked, "blocked until the very end of BlockFor")
+	bs, err := m.Blocks(ctx)
+	require.NoError(t, err)
+	require.Len(t, bs, 1)
+
+	now = start.Add(limits.BlockFor)
 	blocked, err = m.Blocked(ctx, ip)
 	require.NoError(t, err)
 	require.False(t, blocked, "the block ended by itself")
-	bs, err := m.Blocks(ctx)
+	bs, err = m.Blocks(ctx)
 	require.NoError(t, err)
 	require.Empty(t, bs)
 	m.AuthFailed(ctx, ip)
@@ -323,4 +339,5 @@ func TestBlocksExpireAndCanBeMadeAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, blocked, "a new failure after the block ended blocks again")
 	require.Equal(t, []string{audit.ActionBlock, audit.ActionBlock}, rec.actions())
+	require.Equal(t, []string{"ip_blocked", "ip_blocked"}, note.kinds)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -84,9 +85,17 @@ func (d *Deletions) PurgeOrders(ctx context.Context, actor, ip string, ids []str
 	if _, err := pipe.Exec(ctx); err != nil {
 		return Receipt{}, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	}
-	if err := d.purger.audit.Record(ctx, audit.Entry{Actor: actor, Action: audit.ActionDeletionRequest, IP: ip,
-		Detail: map[string]string{"request_id": r.RequestID, "orders": itoa(len(r.Orders)), "reason": reason}}); err != nil {
-		return Receipt{}, err
+	// The purges are made and the receipt kept: the request's own entry
+	// must not be lost either. If the trail refuses it, it waits in the
+	// outbox for the sweep, like the purges' entries, and the customer's
+	// request is answered as done.
+	e := audit.Entry{Time: time.Now().UTC(), Actor: actor, Action: audit.ActionDeletionRequest, IP: ip, Event: audit.NewEventID(),
+		Detail: map[string]string{"request_id": r.RequestID, "orders": itoa(len(r.Orders)), "reason": reason}}
+	if err := d.purger.audit.Record(ctx, e); err != nil {
+		if derr := d.store.DeferAudit(context.WithoutCancel(ctx), e); derr != nil {
+			return Receipt{}, fmt.Errorf("deletion request %s: its audit entry was neither recorded (%w) nor kept for later: %w", r.RequestID, err, derr)
+		}
+		d.purger.log.Warn("deletion request audit deferred to the outbox", "request_id", r.RequestID, "err", err)
 	}
 	return r, nil
 }

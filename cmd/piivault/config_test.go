@@ -255,3 +255,52 @@ func TestDeployExamplesAreValidConfiguration(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, addrs, 3)
 }
+
+// TestWholeConfigNeverPrintsASecret sets every secret variable to a canary
+// and renders the whole configuration every way it could reach a log or an
+// error (configRenderings): no canary may appear, in clear or in hex. Every
+// secret field must hold a canary, so a secret added later without one here
+// fails this test instead of going unchecked.
+func TestWholeConfigNeverPrintsASecret(t *testing.T) {
+	vars := map[string]string{
+		"VAULT_TOKEN":              "canary-vault-token",
+		"PIIVAULT_VAULT_ROLE_ID":   "role",
+		"PIIVAULT_VAULT_SECRET_ID": "canary-secret-id",
+		"STRIPE_WEBHOOK_SECRET":    "canary-stripe-1,canary-stripe-2",
+		"SHOPIFY_WEBHOOK_SECRET":   "canary-shopify",
+		"EASYPOST_WEBHOOK_SECRET":  "canary-easypost-webhook",
+		"EASYPOST_API_KEY":         "canary-easypost-key",
+		"PIIVAULT_WEBHOOK_SECRET":  "canary-shipping",
+		"PIIVAULT_INBOUND_SECRET":  "canary-inbound",
+		"REDIS_URL":                "redis://:canary-redis-password@127.0.0.1:6379/0",
+	}
+	leaks := []string{"canary-redis-password"}
+	for _, v := range vars {
+		for _, c := range strings.Split(v, ",") {
+			if strings.HasPrefix(c, "canary-") {
+				leaks = append(leaks, c)
+			}
+		}
+	}
+	cfg, err := loadConfig(envOf(vars))
+	require.NoError(t, err)
+	secrets := 0
+	for field, values := range configSecrets(cfg) {
+		for _, s := range values {
+			require.Contains(t, s, "canary-", "config.%s is a secret this test does not set", field)
+			secrets++
+		}
+	}
+	require.GreaterOrEqual(t, secrets, 8, "the secrets of the config were found")
+
+	for how, text := range configRenderings(t, cfg) {
+		t.Run(how, func(t *testing.T) {
+			require.True(t, strings.Contains(text, "[REDACTED]") || strings.Contains(text, fmt.Sprintf("%x", "[REDACTED]")),
+				"secrets are shown as redacted, not dropped silently: %s", text)
+			for _, c := range leaks {
+				require.NotContains(t, text, c)
+				require.NotContains(t, text, fmt.Sprintf("%x", c))
+			}
+		})
+	}
+}

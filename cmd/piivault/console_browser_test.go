@@ -10,10 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,4 +329,124 @@ func TestConsoleLockdownEndsAnOpenFulfillmentSession(t *testing.T) {
 		chromedp.WaitVisible(".error", chromedp.ByQuery)))
 	require.Contains(t, text(t, ful, ".error"), "locked down")
 	require.NoError(t, realMain(context.Background(), []string{"lockdown", "off"}, nil, io.Discard, io.Discard, envOf(baseEnv(h.env))))
+}
+
+// The console's session rules on the real stack, without a browser: the
+// sign-in goes through Vault, every request checks the token with Vault,
+// and PIIVAULT_CONSOLE_IDLE comes through the configuration.
+
+// movedClock is time.Now moved forward by the test, read by the server's
+// goroutines.
+type movedClock struct{ ahead atomic.Int64 }
+
+func (c *movedClock) now() time.Time          { return time.Now().Add(time.Duration(c.ahead.Load())) }
+func (c *movedClock) advance(d time.Duration) { c.ahead.Add(int64(d)) }
+func (h *harness) withConsoleClock(c *movedClock) *harness {
+	h.t.Helper()
+	// The app serves a second handler whose console reads c; the first
+	// one keeps time.Now.
+	h.app.now = c.now
+	hd, err := h.app.handler()
+	require.NoError(h.t, err)
+	srv := httptest.NewServer(hd)
+	h.t.Cleanup(srv.Close)
+	moved := *h
+	moved.url = srv.URL
+	return &moved
+}
+
+func TestConsoleIdleLimitOnTheRealStack(t *testing.T) {
+	const idle = 5 * time.Minute // not the 15-minute default
+	clock := &movedClock{}
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_CONSOLE_IDLE": idle.String()}).withConsoleClock(clock)
+	in := h.console("/console/login", h.signInForm("fulfillment"), nil, "Origin", h.url)
+	require.Equal(t, http.StatusSeeOther, in.Status, in.Body)
+	require.NotNil(t, in.Cookie)
+	first := in.Cookie
+	// Each step stays 10 s inside or outside the limit: the real seconds a
+	// loaded machine takes between requests do not change the outcome.
+	const slack = 10 * time.Second
+
+	clock.advance(idle - slack)
+	r := h.console("/console/queue", nil, first)
+	require.Equal(t, http.StatusOK, r.Status, "inside the idle limit: %s", r.Body)
+	require.NotNil(t, r.Cookie, "a request renews the session")
+	renewed := r.Cookie
+
+	clock.advance(idle - slack) // past the limit counted from the sign-in
+	r = h.console("/console/queue", nil, renewed)
+	require.Equal(t, http.StatusOK, r.Status, "activity keeps the session: %s", r.Body)
+	require.NotNil(t, r.Cookie)
+	renewed = r.Cookie
+	old := h.console("/console/queue", nil, first)
+	require.Equal(t, http.StatusSeeOther, old.Status, "the sign-in cookie has been idle too long")
+	require.Equal(t, "/console/login", old.Header.Get("Location"))
+
+	clock.advance(idle + slack)
+	r = h.console("/console/queue", nil, renewed)
+	require.Equal(t, http.StatusSeeOther, r.Status, "idle past PIIVAULT_CONSOLE_IDLE")
+	require.Equal(t, "/console/login", r.Header.Get("Location"))
+	require.NotNil(t, r.Cookie)
+	require.Empty(t, r.Cookie.Value, "the session cookie is cleared")
+}
+
+var (
+	mainNav = regexp.MustCompile(`(?s)<nav aria-label="Main">(.*?)</nav>`)
+	navLink = regexp.MustCompile(`<a href="([^"]+)"[^>]*>([^<]+)</a>`)
+)
+
+// navOf lists the labels of a console page's main navigation.
+func navOf(t *testing.T, body string) []string {
+	t.Helper()
+	m := mainNav.FindStringSubmatch(body)
+	require.NotNil(t, m, "the page has the main navigation")
+	var labels []string
+	for _, a := range navLink.FindAllStringSubmatch(m[1], -1) {
+		labels = append(labels, a[2])
+	}
+	return labels
+}
+
+// Each role, signed in through Vault, sees only its pages in the
+// navigation, may open them, and is refused (403) another role's page:
+// to read it, and to post to it with a valid form.
+func TestConsoleRoleGatingOnTheRealStack(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	tests := []struct {
+		role    string
+		nav     []string
+		opens   string
+		refused []string
+	}{
+		{"fulfillment", []string{"Queue", "Look up"}, "/console/queue", []string{"/console/blocks", "/console/audit", "/console/deletions"}},
+		{"support", []string{"Look up", "Deletions", "Access reports"}, "/console/lookup", []string{"/console/blocks", "/console/staff", "/console/queue", "/console/audit"}},
+		{"auditor", []string{"Audit trail", "Retention", "Breach scope"}, "/console/audit", []string{"/console/blocks", "/console/lookup", "/console/queue"}},
+		{"admin", []string{"Queue", "Deletions", "Access reports", "Audit trail", "Retention", "Breach scope", "Blocks", "Lockdown", "Staff"},
+			"/console/blocks", []string{"/console/lookup"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.role, func(t *testing.T) {
+			in := h.console("/console/login", h.signInForm(tt.role), nil, "Origin", h.url)
+			require.Equal(t, http.StatusSeeOther, in.Status, in.Body)
+			session := in.Cookie
+			page := h.console(tt.opens, nil, session)
+			require.Equal(t, http.StatusOK, page.Status, page.Body)
+			require.Equal(t, tt.nav, navOf(t, page.Body))
+			csrf := csrfField.FindStringSubmatch(page.Body)
+			require.NotNil(t, csrf)
+			for _, path := range tt.refused {
+				r := h.console(path, nil, session)
+				require.Equal(t, http.StatusForbidden, r.Status, "%s may not open %s", tt.role, path)
+				require.Contains(t, r.Body, "your role may not open this page")
+				require.Equal(t, tt.nav, navOf(t, r.Body), "the refusal shows the member's own navigation")
+			}
+			if tt.role != "admin" {
+				// A form the member's own page could have sent: right origin
+				// and CSRF token, wrong role.
+				r := h.console("/console/blocks/lift", url.Values{"csrf": {csrf[1]}, "ip": {"192.0.2.1"}}, session, "Origin", h.url)
+				require.Equal(t, http.StatusForbidden, r.Status, r.Body)
+				require.Contains(t, r.Body, "your role may not open this page")
+			}
+		})
+	}
 }

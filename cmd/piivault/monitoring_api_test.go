@@ -15,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"piivault/webhooks"
 )
 
 func TestAccessLogAndAuditHoldNoPIIOrTokens(t *testing.T) {
@@ -61,6 +63,121 @@ func TestAccessLogAndAuditHoldNoPIIOrTokens(t *testing.T) {
 	requireNoPII(t, "metrics", string(metrics.Raw))
 	require.NotContains(t, string(metrics.Raw), "ord-log")
 	require.NotContains(t, string(metrics.Raw), "203.0.113.7")
+}
+
+// TestAccessLinesCarryTimeIPMethodRouteStatusAndLatency holds invariant 8 to
+// each field of the access line (monitoring.AccessLog), in the process log
+// (slog JSON) and in the copy kept in Redis: each request below comes from
+// its own IP, so its line is found by IP and every other field is checked.
+func TestAccessLinesCarryTimeIPMethodRouteStatusAndLatency(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.storeOrder("ord-al")
+	_, sup := h.login("support")
+	tests := []struct {
+		name, ip, method, path, token string
+		body                          any
+		route                         string // the template, never the path with its id or query
+		status                        int
+		// minLatency is a floor the request is known to take: a failed
+		// login answers no sooner than 600 ms (the staff login floor).
+		minLatency time.Duration
+	}{
+		{"store", "203.0.113.21", "POST", "/v1/orders", h.apiKey, orderBody("ord-al2"), "/v1/orders", 201, 0},
+		{"reference", "203.0.113.22", "GET", "/v1/orders/ord-al", h.apiKey, nil, "/v1/orders/:id", 200, 0},
+		{"unknown order with a query", "203.0.113.23", "GET", "/v1/orders/ord-none?email=x", h.apiKey, nil, "/v1/orders/:id", 404, 0},
+		{"reveal", "203.0.113.24", "GET", "/v1/orders/ord-al/shipping?reason=label", sup, nil, "/v1/orders/:id/shipping", 200, 0},
+		{"purge", "203.0.113.25", "DELETE", "/v1/orders/ord-al/pii", sup, nil, "/v1/orders/:id/pii", 200, 0},
+		{"failed login", "203.0.113.26", "POST", "/v1/auth/login", "",
+			map[string]any{"username": "nobody-al", "password": "Wrong-Password-123!", "totp": "123456"},
+			"/v1/auth/login", 401, 550 * time.Millisecond},
+		{"no such endpoint", "203.0.113.27", "GET", "/v1/nothing/ord-al", "", nil, "unmatched", 404, 0},
+	}
+	type sent struct {
+		before, after time.Time
+		took          time.Duration
+	}
+	calls := map[string]sent{}
+	for _, tt := range tests {
+		h.ip = tt.ip
+		before := time.Now()
+		r := h.call(tt.method, tt.path, tt.token, tt.body)
+		took := time.Since(before)
+		require.Equal(t, tt.status, r.Status, "%s: %s", tt.name, r.Raw)
+		calls[tt.ip] = sent{before: before, after: time.Now(), took: took}
+	}
+	// The server's clock readings sit inside the client's round trip; the
+	// slack covers only the order in which the two read their clocks.
+	const slack = 100 * time.Millisecond
+
+	t.Run("process log", func(t *testing.T) {
+		lines := map[string][]map[string]any{}
+		for _, raw := range strings.Split(h.logs.String(), "\n") {
+			var l map[string]any
+			if json.Unmarshal([]byte(raw), &l) == nil && l["msg"] == "access" {
+				ip, _ := l["ip"].(string)
+				lines[ip] = append(lines[ip], l)
+			}
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				c := calls[tt.ip]
+				require.Len(t, lines[tt.ip], 1, "one access line per request")
+				l := lines[tt.ip][0]
+				ts, _ := l["time"].(string)
+				at, err := time.Parse(time.RFC3339Nano, ts)
+				require.NoError(t, err, "time: %v", l["time"])
+				require.WithinRange(t, at, c.before.Add(-slack), c.after.Add(slack))
+				require.Equal(t, tt.method, l["method"])
+				require.Equal(t, tt.route, l["route"])
+				require.EqualValues(t, tt.status, l["status"])
+				// slog's JSON form of a Duration: nanoseconds.
+				ns, ok := l["latency"].(float64)
+				require.True(t, ok, "latency: %v", l["latency"])
+				lat := time.Duration(ns)
+				require.Greater(t, lat, time.Duration(0))
+				require.GreaterOrEqual(t, lat, tt.minLatency)
+				require.LessOrEqual(t, lat, c.took+slack)
+			})
+		}
+	})
+
+	t.Run("kept in Redis", func(t *testing.T) {
+		ctx := context.Background()
+		kept := map[string][]map[string]any{}
+		require.Eventually(t, func() bool {
+			clear(kept)
+			for _, m := range h.env.Redis.XRange(ctx, "piivault:{access}:log", "-", "+").Val() {
+				ip, _ := m.Values["ip"].(string)
+				kept[ip] = append(kept[ip], m.Values)
+			}
+			for _, tt := range tests {
+				if len(kept[tt.ip]) == 0 {
+					return false
+				}
+			}
+			return true
+		}, 5*time.Second, 50*time.Millisecond, "every line reaches Redis")
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				c := calls[tt.ip]
+				require.Len(t, kept[tt.ip], 1, "one kept line per request")
+				l := kept[tt.ip][0]
+				ts, _ := l["time"].(string)
+				at, err := time.Parse(time.RFC3339Nano, ts)
+				require.NoError(t, err, "time: %v", l["time"])
+				require.WithinRange(t, at, c.before.Add(-slack), c.after.Add(slack))
+				require.Equal(t, tt.method, l["method"])
+				require.Equal(t, tt.route, l["route"])
+				require.Equal(t, strconv.Itoa(tt.status), l["status"])
+				msText, _ := l["latency_ms"].(string)
+				ms, err := strconv.ParseInt(msText, 10, 64)
+				require.NoError(t, err, "latency_ms: %v", l["latency_ms"])
+				lat := time.Duration(ms) * time.Millisecond
+				require.GreaterOrEqual(t, lat, tt.minLatency.Truncate(time.Millisecond))
+				require.LessOrEqual(t, lat, c.took+slack)
+			})
+		}
+	})
 }
 
 // loginToken logs in a new staff member of role and returns its token.
@@ -230,13 +347,28 @@ func TestBadSignatureFloodAlerts(t *testing.T) {
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
 	h := newHarness(t, nil, map[string]string{"PIIVAULT_ALERT_URL": srv.URL})
+	h.storeOrder("ord-flood")
 	h.ip = "198.51.100.200"
-	body := []byte(`{"event_id":"e","order_id":"o","status":"shipped"}`)
+	body := []byte(`{"event_id":"evt-flood","order_id":"ord-flood","status":"shipped"}`)
 	for i := 0; i < 20; i++ {
 		r := h.call("POST", "/v1/webhooks/shipping", "", body, "X-Piivault-Signature", "t=1,v1=00")
 		require.Equal(t, 401, r.Status)
 	}
 	require.Eventually(t, func() bool { return strings.Contains(recv.all(), "bad signatures") }, 5*time.Second, 50*time.Millisecond)
-	// Webhook senders are not blocked: a provider's IPs carry real deliveries too.
-	require.NotEqual(t, 403, h.call("POST", "/v1/webhooks/shipping", "", body).Status)
+	// Webhook senders are not blocked: a provider's IPs carry real deliveries
+	// too, and so may a shop behind the same address.
+	bs, err := h.app.monitor.Blocks(context.Background())
+	require.NoError(t, err)
+	require.Empty(t, bs, "bad signatures count toward no block")
+	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-flood", h.apiKey, nil).Status)
+	// From the flooding IP, an unsigned delivery is still judged by its
+	// (missing) signature, and a signed one is processed.
+	r := h.call("POST", "/v1/webhooks/shipping", "", body)
+	require.Equal(t, 401, r.Status, string(r.Raw))
+	require.Equal(t, "unauthorized", r.errorCode())
+	require.Equal(t, "held", h.status("ord-flood"))
+	r = h.call("POST", "/v1/webhooks/shipping", "", body, "X-Piivault-Signature", webhooks.SignShipping(testShippingSecret, time.Now(), body))
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	require.Equal(t, "purged", r.Body["outcome"])
+	require.Equal(t, "shipped", h.purgeReason("ord-flood"))
 }

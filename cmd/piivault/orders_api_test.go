@@ -41,7 +41,7 @@ func TestReadyzFollowsRedis(t *testing.T) {
 	require.Equal(t, 503, r.Status)
 	require.Contains(t, string(r.Raw), "redis unavailable")
 	env.RestartRedis(t)
-	require.Eventually(t, func() bool { return h.call("GET", "/readyz", "", nil).Status == 200 }, 10*time.Second, 100*time.Millisecond)
+	pollUntil(t, 10*time.Second, 100*time.Millisecond, func() bool { return h.call("GET", "/readyz", "", nil).Status == 200 })
 }
 
 func TestStoreOrderIsEncryptedExpiringAndIdempotent(t *testing.T) {
@@ -165,9 +165,17 @@ func TestCiphertextMovedToAnotherOrderDoesNotDecrypt(t *testing.T) {
 	kb := h.env.Redis.Keys(ctx, "piivault:*:pii:ord-b").Val()[0]
 	h.env.Redis.HSet(ctx, kb, "ct", h.env.Redis.HGet(ctx, ka, "ct").Val())
 
+	// The ciphertext is bound to ord-a as associated data, so Vault will not
+	// open it as ord-b's: that is Vault's "cannot be decrypted any more",
+	// answered as for a trimmed key version (410, retention_expired). The
+	// order itself is untouched and the refused reveal is not audited.
 	r := h.call("GET", "/v1/orders/ord-b/shipping?reason=label", tok, nil)
-	require.NotEqual(t, 200, r.Status)
+	require.Equal(t, 410, r.Status, string(r.Raw))
+	require.Equal(t, "gone", r.errorCode())
+	require.Equal(t, "retention_expired", r.Body["error"].(map[string]any)["detail"].(map[string]any)["purge_reason"])
 	requireNoPII(t, "moved ciphertext answer", string(r.Raw))
+	require.Equal(t, "held", h.status("ord-b"))
+	require.Equal(t, 1, countAudit(t, h, "order.reveal"), "only the genuine reveal")
 }
 
 func TestVaultDownMeans503AndNothingWritten(t *testing.T) {

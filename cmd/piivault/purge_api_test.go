@@ -30,14 +30,42 @@ func countAudit(t *testing.T, h *harness, action string, actor ...string) int {
 	return len(page.Entries)
 }
 
+// pollUntil checks cond on the test's own goroutine every tick until it
+// holds, failing the test when wait has passed. Unlike require.Eventually,
+// whose condition runs on a goroutine of its own, cond may assert (h.call
+// does).
+func pollUntil(t *testing.T, wait, tick time.Duration, cond func() bool, msgAndArgs ...any) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			require.Fail(t, "condition never satisfied", msgAndArgs...)
+		}
+		time.Sleep(tick)
+	}
+}
+
+// sleepPastExpiry waits until the order's own expires_at has passed: the
+// wait is what its retention leaves, however long storing it took.
+func sleepPastExpiry(t *testing.T, h *harness, id string) {
+	t.Helper()
+	ref := h.call("GET", "/v1/orders/"+id, h.apiKey, nil)
+	require.Equal(t, 200, ref.Status, string(ref.Raw))
+	exp, err := time.Parse(time.RFC3339Nano, ref.Body["expires_at"].(string))
+	require.NoError(t, err)
+	time.Sleep(time.Until(exp) + 10*time.Millisecond)
+}
+
 func TestSweepPurgesOrdersPastRetention(t *testing.T) {
-	h := newHarness(t, nil, map[string]string{"PIIVAULT_RETENTION": "2s"})
+	// Seconds of retention: each "not due yet" below holds for one store
+	// and one sweep, however loaded the machine.
+	h := newHarness(t, nil, map[string]string{"PIIVAULT_RETENTION": "3s"})
 	h.storeOrder("ord-old")
 	n, err := h.app.purger.Sweep(context.Background())
 	require.NoError(t, err)
 	require.Zero(t, n, "nothing is due yet")
 
-	time.Sleep(2100 * time.Millisecond)
+	sleepPastExpiry(t, h, "ord-old")
 	h.storeOrder("ord-new")
 	n, err = h.app.purger.Sweep(context.Background())
 	require.NoError(t, err)
@@ -57,7 +85,7 @@ func TestSweepStampsOrdersRedisAlreadyExpired(t *testing.T) {
 	// No sweeper runs: Redis's own TTL removes the ciphertext.
 	require.Eventually(t, func() bool {
 		return len(h.env.Redis.Keys(context.Background(), "piivault:*:pii:ord-ttl").Val()) == 0
-	}, 5*time.Second, 50*time.Millisecond)
+	}, 15*time.Second, 50*time.Millisecond)
 	_, tok := h.login("fulfillment")
 	gone := h.call("GET", "/v1/orders/ord-ttl/shipping?reason=label", tok, nil)
 	require.Equal(t, 410, gone.Status, "expired PII is gone even before the sweep")
@@ -77,9 +105,10 @@ func TestConcurrentSweepersNeverDoublePurge(t *testing.T) {
 	for i := 0; i < n; i++ {
 		h1.storeOrder(fmt.Sprintf("ord-c%02d", i))
 	}
-	time.Sleep(1100 * time.Millisecond)
+	sleepPastExpiry(t, h1, fmt.Sprintf("ord-c%02d", n-1))
 	var wg sync.WaitGroup
 	counts := make([]int, 4)
+	errs := make([]error, len(counts)) // asserted below, on the test's own goroutine
 	for i := range counts {
 		wg.Add(1)
 		go func() {
@@ -88,12 +117,13 @@ func TestConcurrentSweepersNeverDoublePurge(t *testing.T) {
 			if i%2 == 1 {
 				a = h2.app
 			}
-			c, err := a.purger.Sweep(context.Background())
-			require.NoError(t, err)
-			counts[i] = c
+			counts[i], errs[i] = a.purger.Sweep(context.Background())
 		}()
 	}
 	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "sweeper %d", i)
+	}
 	require.Equal(t, n, counts[0]+counts[1]+counts[2]+counts[3], "each order purged exactly once: %v", counts)
 	require.Equal(t, n, countAudit(t, h1, audit.ActionPurge))
 }
@@ -101,9 +131,14 @@ func TestConcurrentSweepersNeverDoublePurge(t *testing.T) {
 func TestRedisLockerHasOneHolderAndALease(t *testing.T) {
 	env := testenv.Shared(t)
 	ctx := context.Background()
-	l := purge.NewRedisLocker(env.Redis, 300*time.Millisecond, 0)
+	// Leases of seconds: the steps that must fall inside one are a Redis
+	// call or two apart, however loaded the machine.
+	const lease = 2 * time.Second
+	l := purge.NewRedisLocker(env.Redis, lease, 0)
 	lock, err := l.Lock(ctx, "retention-sweep")
 	require.NoError(t, err)
+	ttl := env.Redis.PTTL(ctx, "piivault:{lock}:retention-sweep").Val()
+	require.True(t, ttl > 0 && ttl <= lease, "the lock is a lease of %s: %s left", lease, ttl)
 	_, err = l.Lock(ctx, "retention-sweep")
 	require.Error(t, err, "a second instance must not take a held lock")
 	cancelled, cancel := context.WithCancel(ctx)
@@ -115,19 +150,22 @@ func TestRedisLockerHasOneHolderAndALease(t *testing.T) {
 	require.Eventually(t, func() bool {
 		_, err := l.Lock(ctx, "retention-sweep")
 		return err == nil
-	}, 2*time.Second, 50*time.Millisecond, "the lease must free itself")
+	}, 5*lease, 50*time.Millisecond, "the lease must free itself")
 
 	// With a minimum hold, an early unlock keeps the lease until then.
-	held := purge.NewRedisLocker(env.Redis, time.Minute, 400*time.Millisecond)
+	const minHold = 2 * time.Second
+	held := purge.NewRedisLocker(env.Redis, time.Minute, minHold)
 	lk, err := held.Lock(ctx, "key-shred")
 	require.NoError(t, err)
 	require.NoError(t, lk.Unlock(ctx))
 	_, err = held.Lock(ctx, "key-shred")
 	require.Error(t, err, "a fast run still holds the lease for minHold")
+	ttl = env.Redis.PTTL(ctx, "piivault:{lock}:key-shred").Val()
+	require.True(t, ttl > 0 && ttl <= minHold, "an early unlock shortens the lease to what is left of minHold: %s left", ttl)
 	require.Eventually(t, func() bool {
 		_, err := held.Lock(ctx, "key-shred")
 		return err == nil
-	}, 2*time.Second, 50*time.Millisecond)
+	}, 5*minHold, 50*time.Millisecond)
 }
 
 func TestDeletionRequestPurgesExactlyThatEmailsOrders(t *testing.T) {
@@ -202,7 +240,13 @@ func TestKeyTrimmingShredsOldCiphertextButNeverAHeldOrders(t *testing.T) {
 	require.Equal(t, 2, r.Latest)
 	require.Zero(t, r.Retired, "v2 is younger than the retention: v1 may still be in use")
 
-	time.Sleep(2200 * time.Millisecond)
+	// Wait until v2 of both keys is past the 2s retention, counted from
+	// Vault's own creation times.
+	for _, k := range []*vault.TransitKey{env.Root.Client().Key(), env.Root.Client().MaskedKey()} {
+		info, err := k.ReadKey(ctx)
+		require.NoError(t, err)
+		time.Sleep(time.Until(info.Created[2].Add(2*time.Second)) + 10*time.Millisecond)
+	}
 	long.storeOrder("ord-v2")
 	rs, err = h.app.shredder.Run(ctx, true)
 	require.NoError(t, err)

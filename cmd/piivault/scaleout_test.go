@@ -291,14 +291,14 @@ func TestThreeInstancesShareOneSweepBlocksRevocationsAndIdempotency(t *testing.T
 
 	// Sweeps: every order is purged by retention, exactly once, and no two
 	// instances' sweeps ever ran at the same time.
-	require.Eventually(t, func() bool {
+	pollUntil(t, 40*time.Second, 500*time.Millisecond, func() bool {
 		for i := 0; i < n; i += 37 {
 			if at(0).call("GET", fmt.Sprintf("/v1/orders/multi-%04d", i), h.apiKey, nil).Body["status"] != "purged" {
 				return false
 			}
 		}
 		return at(0).call("GET", fmt.Sprintf("/v1/orders/multi-%04d", n-1), h.apiKey, nil).Body["status"] == "purged"
-	}, 40*time.Second, 500*time.Millisecond, "the sweeps never purged every order")
+	}, "the sweeps never purged every order")
 	time.Sleep(1500 * time.Millisecond) // let a sweep in flight log its end
 	purges := map[string]int{}
 	require.NoError(t, h.app.audit.Each(ctx, time.Time{}, time.Time{}, func(e audit.Entry) error {

@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pquerna/otp"
 	"github.com/stretchr/testify/require"
 )
 
@@ -95,9 +97,19 @@ func TestRemovedStaffLosesAccessOnTheNextRequest(t *testing.T) {
 	h.storeOrder("ord-s")
 	name, tok := h.login("fulfillment")
 	require.Equal(t, 200, h.call("GET", "/v1/orders/ord-s/shipping?reason=label", tok, nil).Status)
+	require.Equal(t, 200, h.call("GET", "/v1/fulfillment/queue", tok, nil).Status)
+	requireLiveInVault(t, h, tok)
 	require.NoError(t, h.env.Root.RemoveStaff(context.Background(), name))
-	r := h.call("GET", "/v1/orders/ord-s/shipping?reason=label", tok, nil)
-	require.Equal(t, 401, r.Status, string(r.Raw))
+	// The reveal route (its token remembered, Vault's decrypt the check) and
+	// a route that looks the token up both refuse it, and Vault no longer
+	// holds it at all.
+	for _, path := range []string{"/v1/orders/ord-s/shipping?reason=label", "/v1/fulfillment/queue"} {
+		r := h.call("GET", path, tok, nil)
+		require.Equal(t, 401, r.Status, "%s: %s", path, r.Raw)
+		require.Equal(t, "unauthorized", r.errorCode())
+	}
+	requireRevokedInVault(t, h, tok)
+	require.Equal(t, 1, countAudit(t, h, "order.reveal", name), "the refused reveal revealed nothing")
 }
 
 func TestLogoutRevokesTheToken(t *testing.T) {
@@ -186,6 +198,19 @@ func TestStaffCLI(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, `"totp_url":"otpauth://totp/`)
 	require.Contains(t, out, `"role":"auditor"`)
+	// The member the CLI made logs in with what it printed, so its removal
+	// below can be shown to end a live session.
+	var added struct {
+		Password string `json:"password"`
+		TOTPURL  string `json:"totp_url"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &added))
+	key, err := otp.NewKeyFromURL(added.TOTPURL)
+	require.NoError(t, err)
+	login := h.loginAs("cli-user", added.Password, key, time.Now())
+	require.Equal(t, 200, login.Status, string(login.Raw))
+	cliTok := login.Body["token"].(string)
+	require.Equal(t, 200, h.call("GET", "/v1/audit", cliTok, nil).Status)
 	out, err = run("", "staff", "list")
 	require.NoError(t, err)
 	require.Contains(t, out, "cli-user")
@@ -195,6 +220,11 @@ func TestStaffCLI(t *testing.T) {
 	out, err = run("", "staff", "remove", "cli-user")
 	require.NoError(t, err)
 	require.Contains(t, out, "revoked")
+	// Not the CLI's word for it: piivault refuses the token and Vault no
+	// longer holds it.
+	gone := h.call("GET", "/v1/audit", cliTok, nil)
+	require.Equal(t, 401, gone.Status, string(gone.Raw))
+	requireRevokedInVault(t, h, cliTok)
 	out, err = run("", "staff", "list", "--json")
 	require.NoError(t, err)
 	require.NotContains(t, out, "cli-user")

@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -56,6 +58,16 @@ func (h *harness) shopify(topic, eventID string, body []byte, secret string) res
 	return h.call("POST", "/v1/webhooks/shopify", "", body, "X-Shopify-Topic", topic,
 		"X-Shopify-Hmac-Sha256", shopifySign(secret, body), "X-Shopify-Webhook-Id", eventID,
 		"X-Shopify-Shop-Domain", testShopDomain, "X-Shopify-API-Version", "2024-01")
+}
+
+// shippingMAC is the v1 of X-Piivault-Signature computed here from SPEC.md
+// alone (hex HMAC-SHA256 of "<t>.<body>"), not with webhooks.SignShipping:
+// a scheme changed on both the signing and the checking side would still
+// pass every test that signs with the code's own function.
+func shippingMAC(secret string, t int64, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(strconv.FormatInt(t, 10) + "." + string(body)))
+	return hex.EncodeToString(m.Sum(nil))
 }
 
 func (h *harness) purgeReason(id string) any {
@@ -241,6 +253,22 @@ func TestForgedStaleAndUnsignedWebhooksChangeNothing(t *testing.T) {
 			return h.call("POST", "/v1/webhooks/shipping", "", shipped, "X-Piivault-Signature", webhooks.SignShipping(testShippingSecret, time.Now().Add(-6*time.Minute), shipped))
 		}, 400},
 		{"shipping unsigned", func() response { return h.call("POST", "/v1/webhooks/shipping", "", shipped) }, 401},
+		// The v1 of a delivery signed ten minutes ago (valid then: "shipping
+		// stale" above is its 400), replayed under a fresh t: the timestamp
+		// is signed, so moving it forward breaks the signature.
+		{"shipping old signature under a fresh timestamp", func() response {
+			old := webhooks.SignShipping(testShippingSecret, time.Now().Add(-10*time.Minute), shipped)
+			_, v1, ok := strings.Cut(old, ",v1=")
+			require.True(t, ok, old)
+			header := fmt.Sprintf("t=%d,v1=%s", time.Now().Unix(), v1)
+			return h.call("POST", "/v1/webhooks/shipping", "", shipped, "X-Piivault-Signature", header)
+		}, 401},
+		{"shipping signature of the body alone", func() response {
+			m := hmac.New(sha256.New, []byte(testShippingSecret))
+			m.Write(shipped)
+			header := fmt.Sprintf("t=%d,v1=%s", time.Now().Unix(), hex.EncodeToString(m.Sum(nil)))
+			return h.call("POST", "/v1/webhooks/shipping", "", shipped, "X-Piivault-Signature", header)
+		}, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -336,6 +364,7 @@ func TestShopifyDeliveriesAsShopifySendsThem(t *testing.T) {
 		body := shopifyDataRequest("9001", "john@example.com", redact)
 		r := h.shopify("customers/data_request", "wh-d1", body, testShopifySecret)
 		require.Equal(t, 200, r.Status, string(r.Raw))
+		require.Equal(t, "report_created", r.Body["outcome"], string(r.Raw))
 		require.Equal(t, 1, countAudit(t, h, audit.ActionDataRequest))
 		r = h.shopify("customers/data_request", "wh-d1", body, testShopifySecret)
 		require.Equal(t, true, r.Body["duplicate"], "a retry of the same delivery is done once")
@@ -415,6 +444,28 @@ func TestEasyPostTrackerLinkedByShipmentID(t *testing.T) {
 	r = h.call("POST", "/v1/webhooks/easypost", "", body, "X-Hmac-Signature", webhooks.SignEasyPost(testEasyPostSecret, body))
 	require.Equal(t, "purged", r.Body["outcome"], string(r.Raw))
 	require.Equal(t, "shipped", h.purgeReason("ord-ep-shp"))
+}
+
+// TestShippingSignatureIsTheSpecsScheme signs as SPEC.md tells an
+// integrator to, without webhooks.SignShipping, and holds SignShipping (which
+// integrators may copy) to a vector computed outside Go.
+func TestShippingSignatureIsTheSpecsScheme(t *testing.T) {
+	// printf '1700000000.{"event_id":"evt-kat","order_id":"ord-kat","status":"shipped"}' |
+	//   openssl dgst -sha256 -hmac whsec-shipping-test
+	kat := []byte(`{"event_id":"evt-kat","order_id":"ord-kat","status":"shipped"}`)
+	const want = "t=1700000000,v1=5a2b271dba8eee8daf91dce8b8be36e2918227d211c95db5af8c61bf93270bc9"
+	require.Equal(t, want, "t=1700000000,v1="+shippingMAC(testShippingSecret, 1700000000, kat))
+	require.Equal(t, want, webhooks.SignShipping(testShippingSecret, time.Unix(1700000000, 0), kat))
+
+	h := newHarness(t, nil, nil)
+	h.storeOrder("ord-hand")
+	body := []byte(`{"event_id":"evt-hand","order_id":"ord-hand","status":"shipped"}`)
+	now := time.Now().Unix()
+	r := h.call("POST", "/v1/webhooks/shipping", "", body,
+		"X-Piivault-Signature", fmt.Sprintf("t=%d,v1=%s", now, shippingMAC(testShippingSecret, now, body)))
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	require.Equal(t, "purged", r.Body["outcome"])
+	require.Equal(t, "shipped", h.purgeReason("ord-hand"))
 }
 
 func TestGenericShippingWebhook(t *testing.T) {

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"log/slog"
 
 	"github.com/gin-gonic/gin"
@@ -58,6 +59,7 @@ type Secret string
 
 func (Secret) String() string               { return "[REDACTED]" }
 func (Secret) GoString() string             { return "[REDACTED]" }
+func (Secret) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte("[REDACTED]")) }
 func (Secret) LogValue() slog.Value         { return slog.StringValue("[REDACTED]") }
 func (Secret) MarshalJSON() ([]byte, error) { return []byte(`"[REDACTED]"`), nil }
 func (s Secret) Reveal() string             { return string(s) }

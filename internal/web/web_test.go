@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,6 +55,10 @@ func TestDecodeStrictDoesNotEchoInput(t *testing.T) {
 func TestSecretRedacts(t *testing.T) {
 	s := Secret("hvs.token")
 	require.Equal(t, "[REDACTED]", s.String())
+	for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%d", "%x"} {
+		require.NotContains(t, fmt.Sprintf(verb, s), "hvs", verb)
+		require.NotContains(t, fmt.Sprintf(verb, struct{ T Secret }{s}), "hvs", verb)
+	}
 	b, err := s.MarshalJSON()
 	require.NoError(t, err)
 	require.Equal(t, `"[REDACTED]"`, string(b))
