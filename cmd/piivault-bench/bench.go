@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/audit"
+	"piivault/client"
 	"piivault/orders"
 	"piivault/purge"
 	"piivault/vault"
@@ -75,10 +76,10 @@ func cmdRun(ctx context.Context, e *env) error {
 	b.res.Settings.OrdersPerLevel, b.res.Settings.Levels = *perLevel, levels
 	b.res.Settings.Due, b.res.Settings.Stored = *due, *stored
 	b.reqs = make([]orders.Request, *perLevel*len(levels))
-	b.bodies = make([][]byte, len(b.reqs))
+	b.orders = make([]client.OrderRequest, len(b.reqs))
 	for i := range b.reqs {
 		b.reqs[i] = fakeOrder("bench", i)
-		b.bodies[i], _ = json.Marshal(b.reqs[i])
+		b.orders[i] = clientOrder(b.reqs[i])
 	}
 
 	if *memOrders > 0 {
@@ -131,18 +132,22 @@ func defaultPiivault() string {
 // bench is one run against a started stack: piivault over HTTP, and the
 // bare pipeline with the service's own Vault identity and Redis.
 type bench struct {
-	ctx    context.Context
-	say    func(string, ...any)
-	log    *slog.Logger
-	st     *stack
-	hc     *http.Client
-	svc    *vault.Client // the service AppRole, as serve uses it
-	rdb    *redis.Client
-	key    string // a storefront API key
-	token  string // a fulfillment member's token
-	reqs   []orders.Request
-	bodies [][]byte
-	res    results
+	ctx   context.Context
+	say   func(string, ...any)
+	log   *slog.Logger
+	st    *stack
+	hc    *http.Client
+	svc   *vault.Client // the service AppRole, as serve uses it
+	rdb   *redis.Client
+	key   string // a storefront API key
+	token string // a fulfillment member's token
+	// store and staff are piivault's Go client (client/) with the
+	// storefront key and the fulfillment token: the load is what a
+	// storefront and a staff tool send.
+	store, staff *client.Client
+	reqs         []orders.Request
+	orders       []client.OrderRequest
+	res          results
 }
 
 func newBench(ctx context.Context, st *stack, say func(string, ...any), log *slog.Logger) (*bench, error) {
@@ -160,15 +165,45 @@ func newBench(ctx context.Context, st *stack, say func(string, ...any), log *slo
 		return nil, err
 	}
 	b.rdb = redis.NewClient(&redis.Options{Addr: st.dev.RedisAddr, PoolSize: 256})
+	b.store = client.New(st.base, b.key, client.WithHTTPClient(b.hc))
+	b.staff = client.New(st.base, b.token, client.WithHTTPClient(b.hc))
 	return b, nil
+}
+
+// clientOrder is an order as the client sends it (the same JSON).
+func clientOrder(r orders.Request) client.OrderRequest {
+	var o client.OrderRequest
+	raw, _ := json.Marshal(r)
+	_ = json.Unmarshal(raw, &o)
+	return o
+}
+
+// create stores an order through the client (201, or 200 for a repeat).
+func (b *bench) create(o client.OrderRequest) error {
+	_, err := b.store.CreateOrder(b.ctx, o)
+	return err
 }
 
 func (b *bench) post(path, token string, body []byte, want int, hdr map[string]string) error {
 	return expect(b.ctx, b.hc, "POST", b.st.base+path, token, body, want, hdr)
 }
 
+// revealStatus reveals id through the client and checks the status it got
+// (200, or the error's: 410 for a purged order).
 func (b *bench) revealStatus(id string, want int) error {
-	return expect(b.ctx, b.hc, "GET", b.st.base+"/v1/orders/"+id+"/shipping?reason=label", b.token, nil, want, nil)
+	_, _, err := b.staff.RevealShipping(b.ctx, id, "label")
+	status := http.StatusOK
+	var e *client.Error
+	switch {
+	case errors.As(err, &e):
+		status = e.Status
+	case err != nil:
+		return err
+	}
+	if status != want {
+		return fmt.Errorf("reveal %s: status %d, want %d", id, status, want)
+	}
+	return nil
 }
 
 // shipped is a signed shipping webhook for order id.
@@ -208,13 +243,11 @@ func (b *bench) memory(n int) error {
 	if err != nil {
 		return err
 	}
-	bodies := make([][]byte, n)
-	for i := range bodies {
-		bodies[i], _ = json.Marshal(fakeOrder("mem", i))
+	mem := make([]client.OrderRequest, n)
+	for i := range mem {
+		mem[i] = clientOrder(fakeOrder("mem", i))
 	}
-	if _, err := measure(n, 16, func(i int) error {
-		return b.post("/v1/orders", b.key, bodies[i], http.StatusCreated, nil)
-	}); err != nil {
+	if _, err := measure(n, 16, func(i int) error { return b.create(mem[i]) }); err != nil {
 		return fmt.Errorf("memory: %w", err)
 	}
 	time.Sleep(500 * time.Millisecond) // the access log's writer catches up
@@ -251,7 +284,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 			return fmt.Errorf("bare ingest: %w", err)
 		}
 		pv, err := measure(perLevel, c, func(i int) error {
-			return b.post("/v1/orders", b.key, b.bodies[off+i], http.StatusCreated, nil)
+			return b.create(b.orders[off+i])
 		})
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
@@ -323,10 +356,7 @@ func (b *bench) profile(dir string, n int) error {
 		return nil
 	}
 
-	if err := phase("ingest_c64", 64, func() error {
-		body, _ := json.Marshal(fresh())
-		return b.post("/v1/orders", b.key, body, http.StatusCreated, nil)
-	}); err != nil {
+	if err := phase("ingest_c64", 64, func() error { return b.create(clientOrder(fresh())) }); err != nil {
 		return err
 	}
 	var ri atomic.Int64
@@ -341,8 +371,7 @@ func (b *bench) profile(dir string, n int) error {
 	if _, err := measure(len(held), 64, func(i int) error {
 		r := fresh()
 		held[i] = r.OrderID
-		body, _ := json.Marshal(r)
-		return b.post("/v1/orders", b.key, body, http.StatusCreated, nil)
+		return b.create(clientOrder(r))
 	}); err != nil {
 		return fmt.Errorf("orders for the webhook profile: %w", err)
 	}
