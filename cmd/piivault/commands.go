@@ -195,6 +195,21 @@ func cmdStaffAdd(ctx context.Context, e *env, name string, o staffAddOptions) er
 }
 
 func cmdStaffRemove(ctx context.Context, e *env, name string) error {
+	return e.staffChange(ctx, "staff remove", "removed", audit.ActionStaffRemove, name,
+		func(vc *vault.Operator, rdb redis.UniversalClient) error {
+			if err := vc.RemoveStaff(ctx, name); err != nil {
+				return err
+			}
+			_ = staff.NewService(vc.Client(), rdb).ForgetSuspension(ctx, name)
+			return nil
+		}, "Staff member %s removed; every token they held is revoked.\n")
+}
+
+// staffChange is an operator's change to a staff member: do it as the
+// Vault operator, then record action on name in the trail (done names the
+// change in the error when only the record failed) and say so on stdout.
+func (e *env) staffChange(ctx context.Context, cmd, done, action, name string,
+	do func(*vault.Operator, redis.UniversalClient) error, said string) error {
 	vc, cfg, err := e.operator(ctx)
 	if err != nil {
 		return err
@@ -204,15 +219,14 @@ func cmdStaffRemove(ctx context.Context, e *env, name string) error {
 		return err
 	}
 	defer rdb.Close()
-	if err := vc.RemoveStaff(ctx, name); err != nil {
-		return fmt.Errorf("staff remove: %w", err)
+	if err := do(vc, rdb); err != nil {
+		return fmt.Errorf("%s: %w", cmd, err)
 	}
-	_ = staff.NewService(vc.Client(), rdb).ForgetSuspension(ctx, name)
-	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffRemove,
+	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: action,
 		Detail: map[string]string{"staff": name}}); err != nil {
-		return fmt.Errorf("staff remove: removed, but not audited: %w", err)
+		return fmt.Errorf("%s: %s, but not audited: %w", cmd, done, err)
 	}
-	fmt.Fprintf(e.stdout, "Staff member %s removed; every token they held is revoked.\n", name)
+	fmt.Fprintf(e.stdout, said, name)
 	return nil
 }
 
@@ -243,45 +257,16 @@ func cmdStaffList(ctx context.Context, e *env, asJSON bool) error {
 }
 
 func cmdStaffUnlock(ctx context.Context, e *env, name string) error {
-	vc, cfg, err := e.operator(ctx)
-	if err != nil {
-		return err
-	}
-	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	if err := vc.UnlockStaff(ctx, name); err != nil {
-		return fmt.Errorf("staff unlock: %w", userErr(err))
-	}
-	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnlock,
-		Detail: map[string]string{"staff": name}}); err != nil {
-		return fmt.Errorf("staff unlock: lifted, but not audited: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Vault's lockout of %s lifted.\n", name)
-	return nil
+	return e.staffChange(ctx, "staff unlock", "lifted", audit.ActionStaffUnlock, name,
+		func(vc *vault.Operator, _ redis.UniversalClient) error { return userErr(vc.UnlockStaff(ctx, name)) },
+		"Vault's lockout of %s lifted.\n")
 }
 
 func cmdStaffUnsuspend(ctx context.Context, e *env, name string) error {
-	vc, cfg, err := e.operator(ctx)
-	if err != nil {
-		return err
-	}
-	log, rdb, err := e.auditLog(ctx, cfg, vc.Client())
-	if err != nil {
-		return err
-	}
-	defer rdb.Close()
-	if err := staff.NewService(vc.Client(), rdb).Unsuspend(ctx, name); err != nil {
-		return fmt.Errorf("staff unsuspend: %w", userErr(err))
-	}
-	if err := e.record(ctx, log, audit.Entry{Actor: "operator", Action: audit.ActionStaffUnsuspend,
-		Detail: map[string]string{"staff": name}}); err != nil {
-		return fmt.Errorf("staff unsuspend: lifted, but not audited: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "Suspension of %s lifted.\n", name)
-	return nil
+	return e.staffChange(ctx, "staff unsuspend", "lifted", audit.ActionStaffUnsuspend, name,
+		func(vc *vault.Operator, rdb redis.UniversalClient) error {
+			return userErr(staff.NewService(vc.Client(), rdb).Unsuspend(ctx, name))
+		}, "Suspension of %s lifted.\n")
 }
 
 // clientsAddOptions are `clients add`'s flags.
