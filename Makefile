@@ -24,12 +24,13 @@ help:
 	@echo "make run    - start Vault (dev), Redis and piivault on loopback with demo staff and a demo key"
 	@echo "make test   - every test, against real Vault and Redis (builds Vault once if missing)"
 	@echo "make bench  - piivault against the bare Vault+Redis pipeline; writes bench/results.json"
-	@echo "make build  - bin/piivault, bin/storefront and the development tool bin/piivault-bench (never shipped)"
+	@echo "make build  - bin/piivault, bin/storefront and the development tools bin/piivault-bench and bin/easypost-standin (never shipped)"
 
 build:
 	go build -o $(BIN) ./cmd/piivault
 	go build -o $(BENCH_BIN) ./cmd/piivault-bench
 	go build -o bin/storefront ./examples/storefront
+	go build -o bin/easypost-standin ./cmd/easypost-standin
 
 # Vault is built from the official github.com/hashicorp/vault module when no
 # vault is on PATH, once, into the user's cache, keyed by version.

@@ -35,6 +35,7 @@ import (
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
+	"piivault/postage"
 	"piivault/purge"
 	"piivault/vault"
 )
@@ -65,6 +66,12 @@ type Orders interface {
 	Reveal(ctx context.Context, p web.Principal, ip, id, reason string) (orders.Shipping, string, error)
 	PickList(ctx context.Context, p web.Principal, ip string, ids []string, reason string) ([]orders.LabelResult, error)
 	RevealCopies(ctx context.Context, p web.Principal, ip string, ids []string) (map[string]orders.Shipping, bool, error)
+}
+
+// Postage buys labels through EasyPost (postage.Service); nil when off.
+type Postage interface {
+	Buy(ctx context.Context, p web.Principal, ip string, req postage.Request) ([]postage.Shipment, error)
+	LabelImage(ctx context.Context, p web.Principal, ip, orderID string) ([]byte, error)
 }
 
 // Store reads references and the queue.
@@ -120,6 +127,7 @@ type Deps struct {
 	Blocks    Blocks
 	StaffList StaffList
 	Retention time.Duration
+	Postage   Postage // nil: no label buying (no EASYPOST_API_KEY or PIIVAULT_SHIP_FROM)
 
 	// PublicOrigin is an https PIIVAULT_PUBLIC_URL as an origin
 	// (https://vault.shop.example), "" otherwise. When set, a form must
@@ -218,6 +226,8 @@ func (h *Handler) pageTable() []page {
 		{"/orders/:id/shipped", "", []string{ful}, nil, h.shipped},
 		{"/orders/:id/delete", "", []string{sup, adm}, nil, h.deletePII},
 		{"/labels", "", []string{ful}, nil, h.labels},
+		{"/shipments", "", []string{ful}, nil, h.shipments},
+		{"/shipments/:id/label.png", "", []string{ful}, h.labelImage, nil},
 		{"/deletions", "Deletions", []string{sup, adm}, h.deletions, h.deletionRequest},
 		{"/access", "Access reports", []string{sup, adm}, h.accessForm, h.accessReport},
 		{"/audit", "Audit trail", []string{aud, adm}, h.audit, nil},

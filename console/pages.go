@@ -15,6 +15,7 @@ import (
 	"piivault/internal/apperr"
 	"piivault/internal/web"
 	"piivault/orders"
+	"piivault/postage"
 	"piivault/purge"
 	"piivault/vault"
 )
@@ -84,9 +85,12 @@ func (h *Handler) logout(c *gin.Context) {
 }
 
 type queueView struct {
-	Orders []orders.Held
-	Next   string
-	First  bool
+	Orders   []orders.Held
+	Next     string
+	First    bool
+	Postage  bool
+	Presets  any
+	Services any
 }
 
 // queue lists held orders oldest first, 50 a page, no PII.
@@ -102,7 +106,8 @@ func (h *Handler) queue(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	v := queueView{Orders: items, First: c.Query("after") == ""}
+	v := queueView{Orders: items, First: c.Query("after") == "", Postage: h.Postage != nil,
+		Presets: parcelPresets, Services: shipmentServices}
 	if len(items) == limit {
 		v.Next = orders.QueueCursor(items[len(items)-1])
 	}
@@ -428,4 +433,79 @@ func histogram(buckets []compliance.AgeBucket) chart {
 	}
 	ch.LimitX = pad + n*bw
 	return ch
+}
+
+// parcelPresets are the parcels the queue offers (inches, ounces): a
+// member picks one instead of typing sizes.
+var parcelPresets = []struct {
+	Key, Label string
+	Parcel     postage.Parcel
+}{
+	{"mailer", "Padded mailer · 10×13×1 in · 8 oz", postage.Parcel{Length: 13, Width: 10, Height: 1, Weight: 8}},
+	{"small", "Small box · 9×6×3 in · 1 lb", postage.Parcel{Length: 9, Width: 6, Height: 3, Weight: 16}},
+	{"medium", "Medium box · 12×10×6 in · 3 lb", postage.Parcel{Length: 12, Width: 10, Height: 6, Weight: 48}},
+	{"large", "Large box · 18×14×8 in · 8 lb", postage.Parcel{Length: 18, Width: 14, Height: 8, Weight: 128}},
+}
+
+// shipmentServices are the services the queue offers; "cheapest" lets
+// EasyPost's lowest rate decide.
+var shipmentServices = []struct{ Value, Label string }{
+	{"cheapest", "Cheapest rate"},
+	{"USPS:GroundAdvantage", "USPS Ground Advantage"},
+	{"USPS:Priority", "USPS Priority"},
+	{"USPS:Express", "USPS Priority Express"},
+	{"UPS:Ground", "UPS Ground"},
+}
+
+type shipmentsView struct {
+	Shipments []postage.Shipment
+	Bought    int
+}
+
+// shipments buys labels for the selected orders through EasyPost: the
+// addresses go from Vault to EasyPost without being shown; the page lists
+// tracking codes and errors, and prints the carrier's label images (one
+// per 4×6 page) without showing them on screen.
+func (h *Handler) shipments(c *gin.Context) {
+	if h.Postage == nil {
+		h.fail(c, apperr.New(apperr.NotConfigured, "label buying is not configured"))
+		return
+	}
+	p, _ := principal(c)
+	req := postage.Request{OrderIDs: c.PostFormArray("order_id"), Service: c.PostForm("service"),
+		Reason: "label", LabelFormat: "PNG"}
+	preset := c.PostForm("parcel")
+	for _, pr := range parcelPresets {
+		if pr.Key == preset {
+			req.Parcel = pr.Parcel
+		}
+	}
+	out, err := h.Postage.Buy(c.Request.Context(), p, c.ClientIP(), req)
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	n := 0
+	for _, s := range out {
+		if s.Error == nil {
+			n++
+		}
+	}
+	h.render(c, http.StatusOK, "shipments", "Labels bought", shipmentsView{Shipments: out, Bought: n})
+}
+
+// labelImage serves one bought label's image for printing (a reveal).
+func (h *Handler) labelImage(c *gin.Context) {
+	if h.Postage == nil {
+		h.fail(c, apperr.New(apperr.NotConfigured, "label buying is not configured"))
+		return
+	}
+	p, _ := principal(c)
+	img, err := h.Postage.LabelImage(c.Request.Context(), p, c.ClientIP(), c.Param("id"))
+	if err != nil {
+		d := web.DetailOf(err)
+		c.AbortWithStatus(web.Status(d.Code))
+		return
+	}
+	c.Data(http.StatusOK, "image/png", img)
 }

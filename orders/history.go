@@ -131,11 +131,14 @@ type Revealed struct {
 	Time   time.Time `json:"time"`
 	Role   string    `json:"role"`
 	Reason string    `json:"reason"`
+	// DisclosedTo names who received the plaintext when it was not the
+	// person ("easypost": sent to the carrier for a label).
+	DisclosedTo string `json:"disclosed_to,omitempty"`
 }
 
-// NoteReveals keeps the reveals of orders (same time, role and reason)
-// for their access reports.
-func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, role, reason string) error {
+// NoteReveals keeps the reveals of orders (same time, role and reason;
+// disclosedTo as in Revealed, or "") for their access reports.
+func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, role, reason, disclosedTo string) error {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -144,6 +147,9 @@ func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, rol
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	v := strconv.FormatInt(at.UnixMilli(), 10) + " " + role + " " + reason
+	if disclosedTo != "" {
+		v += " " + disclosedTo
+	}
 	for _, id := range ids {
 		k := keysOf(id).reveals
 		pipe.RPush(ctx, k, v)
@@ -171,10 +177,14 @@ func (s *Store) Reveals(ctx context.Context, ids []string) (map[string][]Reveale
 	for i, c := range cmds {
 		for _, v := range c.Val() {
 			f := strings.Fields(v)
-			if len(f) != 3 {
+			if len(f) != 3 && len(f) != 4 {
 				continue
 			}
-			out[ids[i]] = append(out[ids[i]], Revealed{Time: msTime(f[0]), Role: f[1], Reason: f[2]})
+			r := Revealed{Time: msTime(f[0]), Role: f[1], Reason: f[2]}
+			if len(f) == 4 {
+				r.DisclosedTo = f[3]
+			}
+			out[ids[i]] = append(out[ids[i]], r)
 		}
 	}
 	return out, nil

@@ -158,3 +158,35 @@ func (h *Handler) Queue(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, resp)
 }
+
+// Rectify handles PUT /v1/orders/:id/shipping {"shipping":{…}}: the
+// storefront (its secret key: the shop's own "change address" page),
+// support or admin (from a customer's email) correct a held order's
+// address without reading the old one. The answer is the purchase
+// reference: nothing of the new address comes back either.
+func (h *Handler) Rectify(c *gin.Context) {
+	var body struct {
+		Shipping *Shipping `json:"shipping"`
+	}
+	if err := web.BindStrict(c, &body); err != nil {
+		h.write(c, err)
+		return
+	}
+	if body.Shipping == nil {
+		h.write(c, &apperr.Error{Code: apperr.Validation, Message: "invalid fields: shipping", Fields: []string{"shipping"}})
+		return
+	}
+	p, _ := web.PrincipalOf(c)
+	channel := "storefront"
+	if p.Kind == web.KindStaff {
+		channel = "staff"
+	}
+	id := c.Param("id")
+	ref, err := h.store.RectifyAudited(c.Request.Context(), id, *body.Shipping,
+		audit.Entry{Actor: p.Actor(), IP: c.ClientIP(), Detail: map[string]string{"channel": channel}})
+	if err = LogDeferred(h.log, id, err); err != nil {
+		h.write(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ref)
+}

@@ -128,6 +128,8 @@ type Reference struct {
 	ExpiresAt   time.Time  `json:"expires_at"`
 	PurgedAt    *time.Time `json:"purged_at"`
 	PurgeReason *string    `json:"purge_reason"`
+	// Label is the postage label bought through piivault, if any.
+	Label *PostageLabel `json:"label,omitempty"`
 }
 
 // Receipt is the answer to a stored order.

@@ -38,6 +38,7 @@ func parseRef(m map[string]string) Reference {
 		Status:     Status(m["status"]),
 		CreatedAt:  msTime(m["created_at"]),
 		ExpiresAt:  msTime(m["expires_at"]),
+		Label:      labelOfRef(m),
 	}
 	if v := m["purged_at"]; v != "" {
 		t := msTime(v)
@@ -59,6 +60,8 @@ type Held struct {
 	OrderID   string    `json:"order_id"`
 	CreatedAt time.Time `json:"created_at"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Label is set when a postage label was bought (the queue's "labelled").
+	Label *PostageLabel `json:"label,omitempty"`
 }
 
 // Due returns up to limit held orders whose expiry is at or before t, from
@@ -133,7 +136,7 @@ func (s *Store) Oldest(ctx context.Context, afterMS int64, afterID string, limit
 	return out, s.fillCreated(ctx, out)
 }
 
-// fillCreated reads the creation times of held orders from their references.
+// fillCreated reads the creation times and labels of held orders from their references.
 func (s *Store) fillCreated(ctx context.Context, hs []Held) error {
 	if len(hs) == 0 {
 		return nil
@@ -141,15 +144,21 @@ func (s *Store) fillCreated(ctx context.Context, hs []Held) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(hs))
+	cmds := make([]*redis.SliceCmd, len(hs))
 	for i, h := range hs {
-		cmds[i] = pipe.HGet(ctx, keysOf(h.OrderID).ref, "created_at")
+		cmds[i] = pipe.HMGet(ctx, keysOf(h.OrderID).ref, "created_at", "label_carrier", "label_tracking_code", "label_bought_at")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return storeErr(err)
 	}
 	for i, c := range cmds {
-		hs[i].CreatedAt = msTime(c.Val())
+		v := c.Val()
+		m := map[string]string{}
+		for j, f := range []string{"created_at", "label_carrier", "label_tracking_code", "label_bought_at"} {
+			m[f], _ = v[j].(string)
+		}
+		hs[i].CreatedAt = msTime(m["created_at"])
+		hs[i].Label = labelOfRef(m)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"piivault/audit"
 	"piivault/internal/apperr"
 	"piivault/internal/web"
@@ -76,7 +77,7 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
 		return Shipping{}, "", err
 	}
-	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason); err != nil {
+	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason, ""); err != nil {
 		r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
 	}
 	reveals.WithLabelValues(p.Role, reason).Inc()
@@ -121,7 +122,50 @@ func (r *Revealer) PickList(ctx context.Context, p web.Principal, ip string, ids
 		return nil, &apperr.Error{Code: apperr.Validation, Fields: bad, Message: fmt.Sprintf(
 			"order_ids: 1 to %d ids; reason: one of %s", MaxLabels, strings.Join(RevealReasons, ", "))}
 	}
-	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	return r.decryptFull(ctx, p, ip, slices.Compact(slices.Sorted(slices.Values(ids))), reason,
+		map[string]string{"via": "labels"})
+}
+
+// DisclosedToEasyPost marks a reveal whose plaintext went to EasyPost to buy
+// a label, not to the person: the access report says so.
+const DisclosedToEasyPost = "easypost"
+
+// ForCarrier decrypts held orders' full shipping blocks to hand them to
+// EasyPost for a label, exactly as a pick-list reveals them: one batched
+// decrypt with the caller's own token (Vault refuses every role but
+// fulfillment), refused in a lockdown, counted toward the hourly limit,
+// and each decrypted order audited, with disclosed_to easypost, before the
+// caller can send anything. via names the route ("shipments", "rates").
+// ids must be validated by the caller; per-order errors as for PickList.
+func (r *Revealer) ForCarrier(ctx context.Context, p web.Principal, ip string, ids []string, via string) ([]LabelResult, error) {
+	return r.decryptFull(ctx, p, ip, ids, "label", map[string]string{"via": via, "disclosed_to": DisclosedToEasyPost})
+}
+
+// LabelShown records that a bought label's image (which shows the
+// address) is shown to p: a reveal like any other, refused in a lockdown,
+// counted and audited before the image is fetched.
+func (r *Revealer) LabelShown(ctx context.Context, p web.Principal, ip, id string) error {
+	if err := r.lockdown.Check(ctx); err != nil {
+		return err
+	}
+	if err := r.watch.ReserveReveals(ctx, p.Name, 1); err != nil {
+		return err
+	}
+	if err := r.trail.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id, IP: ip,
+		Detail: map[string]string{"role": p.Role, "view": "full", "reason": "label", "via": "label_image"}}); err != nil {
+		r.watch.ReleaseReveals(ctx, p.Name, 1)
+		return err
+	}
+	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, "label", ""); err != nil {
+		r.log.Warn("label image reveal not kept for the access report", "order_id", id, "err", err)
+	}
+	reveals.WithLabelValues(p.Role, "label").Inc()
+	return nil
+}
+
+// decryptFull is a pick-list's reveal of ids for reason, each audit entry
+// carrying extra in its detail.
+func (r *Revealer) decryptFull(ctx context.Context, p web.Principal, ip string, ids []string, reason string, extra map[string]string) ([]LabelResult, error) {
 	if err := r.lockdown.Check(ctx); err != nil {
 		return nil, err
 	}
@@ -146,15 +190,16 @@ func (r *Revealer) PickList(ctx context.Context, p web.Principal, ip string, ids
 		}
 		out[i].Shipping = &labels[i].Shipping
 		revealed = append(revealed, l.OrderID)
-		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: ip,
-			Detail: map[string]string{"role": p.Role, "view": "full", "reason": reason, "via": "labels"}})
+		detail := map[string]string{"role": p.Role, "view": "full", "reason": reason}
+		maps.Copy(detail, extra)
+		entries = append(entries, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: l.OrderID, IP: ip, Detail: detail})
 	}
 	r.watch.ReleaseReveals(ctx, p.Name, len(ids)-len(revealed))
 	labelItems.Observe(float64(len(revealed)))
 	if err := r.trail.RecordAll(ctx, entries); err != nil {
 		return nil, err
 	}
-	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, reason); err != nil {
+	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, reason, extra["disclosed_to"]); err != nil {
 		r.log.Warn("label reveals not kept for the access report", "orders", len(revealed), "err", err)
 	}
 	reveals.WithLabelValues(p.Role, reason).Add(float64(len(revealed)))
@@ -213,7 +258,7 @@ func (r *Revealer) RevealCopies(ctx context.Context, p web.Principal, ip string,
 	if err := r.trail.RecordAll(ctx, entries); err != nil {
 		return nil, false, err
 	}
-	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, ReasonAccessRequest); err != nil {
+	if err := r.store.NoteReveals(ctx, revealed, time.Now(), p.Role, ReasonAccessRequest, ""); err != nil {
 		r.log.Warn("access report reveals not kept for the access report", "orders", len(revealed), "err", err)
 	}
 	reveals.WithLabelValues(p.Role, ReasonAccessRequest).Add(float64(len(revealed)))

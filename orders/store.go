@@ -34,6 +34,7 @@
 //	piivault:{sNN}:shop:<domain>   set   held order ids of a Shopify shop, for shop/redact; TTL = latest expiry
 //	piivault:{sNN}:reveals:<order> list  "<unix ms> <role> <reason>" per reveal (no staff name), for the
 //	                                     access report asked for by order id; TTL = HistoryFor
+//	piivault:{sNN}:label:<order>   hash  the state of the order's postage purchase (labels.go); no PII
 //	piivault:{sNN}:payref:<ref>    set   held order ids paid with a payment reference (no PII), for refund
 //	                                     and cancellation webhooks that name the payment, not the order;
 //	                                     TTL = latest member's expiry
@@ -203,14 +204,14 @@ func perShard[C any](ctx context.Context, s *Store, cmd func(ctx context.Context
 }
 
 type keys struct {
-	pii, ref, tomb, reveals, expiry, keyver, keyverMasked, outbox, mailPrefix, mailOf, legacyEmailPrefix, payrefPrefix, shopPrefix string
+	pii, ref, tomb, reveals, label, expiry, keyver, keyverMasked, outbox, mailPrefix, mailOf, legacyEmailPrefix, payrefPrefix, shopPrefix string
 }
 
 func keysOf(orderID string) keys {
 	sk := shardKeys(ShardOf(orderID))
 	t := sk.tag
 	return keys{pii: t + "pii:" + orderID, ref: t + "ref:" + orderID, tomb: t + "tomb:" + orderID,
-		reveals: t + "reveals:" + orderID, expiry: sk.expiry, mailPrefix: t + "mail:", mailOf: t + "mailof:" + orderID,
+		reveals: t + "reveals:" + orderID, label: t + "label:" + orderID, expiry: sk.expiry, mailPrefix: t + "mail:", mailOf: t + "mailof:" + orderID,
 		legacyEmailPrefix: t + "email:", keyver: sk.keyver, keyverMasked: sk.keyverMasked, outbox: sk.outbox,
 		payrefPrefix: t + "payref:", shopPrefix: t + "shop:"}
 }

@@ -70,6 +70,26 @@ PK=$(sed -E 's/.*"publishable_key":"([^"]*)".*/\1/' <<<"$shop")
 chmod 600 "$RUN"/*.txt "$RUN"/*.env
 
 export PIIVAULT_LISTEN=$LISTEN PIIVAULT_WEBHOOK_SECRET=${PIIVAULT_WEBHOOK_SECRET:-demo-shipping-secret}
+
+# Labels through EasyPost: a real EasyPost test key when one is set, else a
+# stand-in on loopback speaking EasyPost's API (blank labels, no carrier).
+export PIIVAULT_SHIP_FROM=${PIIVAULT_SHIP_FROM:-'{"company":"Demo Shop Warehouse","street1":"417 Montgomery St","street2":"Floor 5","city":"San Francisco","state":"CA","zip":"94104","country":"US","phone":"4155550100"}'}
+export EASYPOST_WEBHOOK_SECRET=${EASYPOST_WEBHOOK_SECRET:-demo-easypost-secret}
+if [ -z "${EASYPOST_API_KEY:-}" ]; then
+  export EASYPOST_API_KEY=EZTK_demo_standin_key
+  rm -f "$RUN/easypost.url"
+  bin/easypost-standin -listen 127.0.0.1:0 -port-file "$RUN/easypost.url" \
+    -webhook-url "http://$LISTEN/v1/webhooks/easypost" >"$RUN/easypost.log" 2>&1 &
+  pids+=($!)
+  wait_for "EasyPost stand-in" test -s "$RUN/easypost.url"
+  export EASYPOST_API_URL=$(cat "$RUN/easypost.url")
+  EASYPOST_NOTE="EasyPost stand-in: $EASYPOST_API_URL  (local, blank labels; set EASYPOST_API_KEY=EZTK… for EasyPost's test mode)"
+  EASYPOST_DEMO=${EASYPOST_API_URL%/v2/}
+else
+  EASYPOST_NOTE="EasyPost: ${EASYPOST_API_URL:-https://api.easypost.com/v2} with your key (point an EasyPost webhook at this piivault's public URL for tracker events)"
+  EASYPOST_DEMO=""
+fi
+echo "==> $EASYPOST_NOTE"
 echo "==> piivault serve on $LISTEN (logs: $RUN/piivault.log)"
 bin/piivault serve >"$RUN/piivault.log" 2>&1 &
 pids+=($!)
@@ -87,6 +107,11 @@ if [ "${SEED:-0}" -gt 0 ]; then
 fi
 
 read -r _ FPW FURL < <(grep '^demo-fulfillment ' "$RUN/demo-staff.txt")
+DEMO_SHIP=""
+if [ -n "$EASYPOST_DEMO" ]; then
+  DEMO_SHIP="  # the carrier scans the parcel: EasyPost's signed tracker.updated (in_transit) purges that order
+  curl -s -X POST $EASYPOST_DEMO/_demo/ship/SHIPMENT_ID   # the shipment_id of the answer above"
+fi
 cat <<MSG
 
 piivault is up: http://$LISTEN  (Vault $VAULT_ADDR, Redis $REDIS_URL)
@@ -114,8 +139,14 @@ Try it:
 Fake orders (development tool, never shipped; or SEED=100 make run):
   PIIVAULT_URL=http://$LISTEN PIIVAULT_API_KEY=\$API_KEY bin/piivault-bench seed --fake 100
 
+Labels without reading an address (fulfillment): console queue → tick orders → "Buy labels"; or, for an order
+  stored as above with "order_id":"ord_1002",
+  curl -s -X POST http://$LISTEN/v1/fulfillment/shipments -H "Authorization: Bearer \$TOKEN" -H 'Content-Type: application/json' \\
+    -d '{"order_ids":["ord_1002"],"parcel":{"length":9,"width":6,"height":3,"weight":16},"service":"cheapest","reason":"label"}'
+$EASYPOST_NOTE
+$DEMO_SHIP
 Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz   Vault's audit log: $RUN/vault-audit.log
 Operator: bin/piivault blocks list | lockdown status | report retention | audit verify  (with $RUN/approle.env and REDIS_URL=$REDIS_URL)
-Press Ctrl-C to stop piivault, Vault and Redis.
+Press Ctrl-C to stop piivault, Vault, Redis and the EasyPost stand-in.
 MSG
 wait -n "${pids[@]}"

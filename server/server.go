@@ -25,6 +25,7 @@ import (
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
+	"piivault/postage"
 	"piivault/purge"
 	"piivault/staff"
 	"piivault/webhooks"
@@ -74,6 +75,7 @@ type Deps struct {
 	Compliance     *compliance.Handler
 	Console        *console.Handler
 	Checkout       *checkout.Handler
+	Postage        *postage.Handler
 	Lockdown       LockdownStatus
 	LoginLimit     Limiter
 	ClientLimit    Limiter
@@ -138,6 +140,9 @@ func New(d Deps) (*gin.Engine, error) {
 	// Storefront
 	v1.POST("/orders", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Orders.Create)
 	v1.GET("/orders/:id", client, s.roles(true, fulfillment, support, admin, auditor), d.Orders.Get)
+	// Corrections: the storefront's secret key, support and admin; nobody
+	// reads the old address to replace it.
+	v1.PUT("/orders/:id/shipping", client, s.roles(true, support, admin), s.limit(d.ClientLimit, "client"), d.Orders.Rectify)
 	v1.POST("/orders/:id/tracking", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Webhooks.LinkTracking)
 	v1.POST("/checkout/sessions", client, s.clientOnly, s.limit(d.ClientLimit, "client"), d.Checkout.OpenSession)
 	// The customer's browser: a publishable key, CORS for its own origins.
@@ -149,6 +154,12 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.GET("/orders/:id/shipping", reveal, s.roles(false, fulfillment, support), d.Orders.Shipping)
 	v1.GET("/fulfillment/queue", client, s.roles(false, fulfillment, admin), d.Orders.Queue)
 	v1.POST("/fulfillment/labels", reveal, s.roles(false, fulfillment), d.Orders.Labels)
+	// Postage: the address goes to EasyPost only, on a member's click,
+	// decrypted with the member's token like a reveal (a label answered
+	// without a decrypt has its token looked up by the service).
+	v1.POST("/fulfillment/shipments", reveal, s.roles(false, fulfillment), d.Postage.Buy)
+	v1.POST("/fulfillment/rates", reveal, s.roles(false, fulfillment), d.Postage.Rates)
+	v1.POST("/fulfillment/shipments/:order_id/refund", staffOnly, s.roles(false, fulfillment, admin), d.Postage.Refund)
 	v1.POST("/orders/:id/shipped", client, s.roles(false, fulfillment), d.Purge.Shipped)
 	v1.DELETE("/orders/:id/pii", client, s.roles(false, support, admin), d.Purge.DeletePII)
 	v1.POST("/deletion-requests", client, s.roles(false, support, admin), d.Purge.CreateDeletionRequest)

@@ -5,18 +5,14 @@ import (
 	"crypto/hmac"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/text/unicode/norm"
 
 	"piivault/internal/apperr"
 	"piivault/orders"
+	"piivault/tracking"
 )
 
 // easyPostShipped are the tracker statuses that mean the parcel has left.
@@ -73,24 +69,24 @@ func (h *Handler) EasyPost(c *gin.Context) {
 	h.run(c, delivery{provider: "easypost", eventID: ev.ID, act: func(ctx context.Context) (string, error) {
 		var status string
 		_ = json.Unmarshal(r.Status, &status) // a string for Trackers and Shipments
-		refs := trackRefs{code: deref(r.TrackingCode)}
+		refs := tracking.Refs{Code: deref(r.TrackingCode)}
 		orderID := ""
 		switch r.Object {
 		case "Shipment":
-			refs.shipment, orderID = r.ID, deref(r.Reference)
+			refs.Shipment, orderID = r.ID, deref(r.Reference)
 			if r.Tracker != nil {
-				refs.tracker = r.Tracker.ID
+				refs.Tracker = r.Tracker.ID
 				if r.Tracker.Status != "" {
 					status = r.Tracker.Status
 				}
 			}
 			if orderID != "" && orders.ValidOrderID(orderID) {
-				if err := h.links.remember(ctx, orderID, refs); err != nil {
+				if err := h.links.Remember(ctx, orderID, refs); err != nil {
 					return "", err
 				}
 			}
 		case "Tracker":
-			refs.tracker, refs.shipment = r.ID, deref(r.ShipmentID)
+			refs.Tracker, refs.Shipment = r.ID, deref(r.ShipmentID)
 		default:
 			return "ignored", nil
 		}
@@ -99,13 +95,13 @@ func (h *Handler) EasyPost(c *gin.Context) {
 		}
 		if orderID == "" {
 			var err error
-			if orderID, err = h.links.find(ctx, refs); err != nil {
+			if orderID, err = h.links.Find(ctx, refs); err != nil {
 				return "", err
 			}
 		}
-		if orderID == "" && refs.shipment != "" {
+		if orderID == "" && refs.Shipment != "" {
 			var err error
-			if orderID, err = h.shipmentOrder(ctx, refs.shipment); err != nil {
+			if orderID, err = h.shipmentOrder(ctx, refs.Shipment); err != nil {
 				return "", err
 			}
 		}
@@ -133,52 +129,9 @@ func (h *Handler) shipmentOrder(ctx context.Context, shipment string) (string, e
 		return "", apperr.Wrap(apperr.Internal, err, "easypost shipment lookup failed")
 	}
 	if ref != "" && orders.ValidOrderID(ref) {
-		if err := h.links.remember(ctx, ref, trackRefs{shipment: shipment}); err != nil {
+		if err := h.links.Remember(ctx, ref, tracking.Refs{Shipment: shipment}); err != nil {
 			h.log.Warn("easypost shipment not remembered", "err", err)
 		}
 	}
 	return ref, nil
-}
-
-// EasyPostAPI reads shipments from EasyPost's API.
-type EasyPostAPI struct {
-	base string
-	key  string
-	http *http.Client
-}
-
-// NewEasyPostAPI builds a client for base (e.g. https://api.easypost.com/v2)
-// authenticating with an API key, as EasyPost documents (HTTP Basic, key as user).
-func NewEasyPostAPI(base, key string) *EasyPostAPI {
-	return &EasyPostAPI{base: strings.TrimRight(base, "/"), key: key, http: &http.Client{Timeout: 5 * time.Second}}
-}
-
-// ShipmentReference returns the reference of a shipment ("" when it has none).
-func (e *EasyPostAPI) ShipmentReference(ctx context.Context, shipmentID string) (string, error) {
-	if !strings.HasPrefix(shipmentID, "shp_") || len(shipmentID) > 64 {
-		return "", nil
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/shipments/"+url.PathEscape(shipmentID), nil)
-	if err != nil {
-		return "", err
-	}
-	req.SetBasicAuth(e.key, "")
-	resp, err := e.http.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("easypost: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return "", nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("easypost: shipment lookup answered %d", resp.StatusCode)
-	}
-	var shp struct {
-		Reference string `json:"reference"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&shp); err != nil {
-		return "", fmt.Errorf("easypost: shipment: %w", err)
-	}
-	return shp.Reference, nil
 }

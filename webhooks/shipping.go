@@ -13,6 +13,7 @@ import (
 	"piivault/internal/apperr"
 	"piivault/internal/web"
 	"piivault/orders"
+	"piivault/tracking"
 )
 
 // SignShipping returns the X-Piivault-Signature header for body at t: the
@@ -108,7 +109,7 @@ func (h *Handler) Shipping(c *gin.Context) {
 		id := ev.OrderID
 		if ev.TrackingCode != "" {
 			var err error
-			if id, err = h.links.find(ctx, trackRefs{code: ev.TrackingCode}); err != nil {
+			if id, err = h.links.Find(ctx, tracking.Refs{Code: ev.TrackingCode}); err != nil {
 				return "", err
 			}
 		}

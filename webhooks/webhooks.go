@@ -38,6 +38,7 @@ import (
 	"piivault/internal/web"
 	"piivault/orders"
 	"piivault/purge"
+	"piivault/tracking"
 )
 
 // MaxBody bounds webhook bodies; provider events are larger than our API's.
@@ -102,7 +103,7 @@ type SignatureWatcher interface {
 
 // Handler serves the webhook endpoints.
 type Handler struct {
-	links     links
+	links     tracking.Links
 	alerts    Notifier
 	reports   AccessReporter
 	secrets   Secrets
@@ -119,7 +120,8 @@ type Handler struct {
 	easypost  ShipmentLookup
 }
 
-// ShipmentLookup finds an EasyPost shipment's reference (EasyPostAPI).
+// ShipmentLookup finds an EasyPost shipment's reference through EasyPost's
+// API (postage.References).
 type ShipmentLookup interface {
 	ShipmentReference(ctx context.Context, shipmentID string) (string, error)
 }
@@ -146,7 +148,7 @@ type Deps struct {
 func NewHandler(d Deps) *Handler {
 	return &Handler{secrets: d.Secrets, orders: d.Orders, purger: d.Purger, bulk: d.Bulk, audit: d.Audit,
 		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute,
-		easypost: d.EasyPost, alerts: d.Alerts, reports: d.Reports, links: links{rdb: d.Redis}}
+		easypost: d.EasyPost, alerts: d.Alerts, reports: d.Reports, links: tracking.NewLinks(d.Redis)}
 }
 
 var (

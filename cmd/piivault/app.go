@@ -20,9 +20,11 @@ import (
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
+	"piivault/postage"
 	"piivault/purge"
 	"piivault/server"
 	"piivault/staff"
+	"piivault/tracking"
 	"piivault/vault"
 	"piivault/webhooks"
 )
@@ -146,6 +148,9 @@ func (a *app) close() {
 	a.redis.Close()
 }
 
+// easyPostTimeout bounds each call to EasyPost's API.
+const easyPostTimeout = 20 * time.Second
+
 // handler builds the HTTP API.
 func (a *app) handler() (*gin.Engine, error) {
 	write := func(c *gin.Context, err error) { web.WriteError(c, a.log, err) }
@@ -154,8 +159,24 @@ func (a *app) handler() (*gin.Engine, error) {
 		stripe[i] = string(s)
 	}
 	var easypost webhooks.ShipmentLookup
+	var labels *postage.Service
 	if a.cfg.EasyPostAPIKey != "" {
-		easypost = webhooks.NewEasyPostAPI(a.cfg.EasyPostAPIURL, string(a.cfg.EasyPostAPIKey))
+		ep, err := postage.NewClient(a.cfg.EasyPostAPIURL, string(a.cfg.EasyPostAPIKey), easyPostTimeout)
+		if err != nil {
+			return nil, err
+		}
+		easypost = postage.References{EP: ep}
+		if a.cfg.ShipFrom != nil {
+			labels = postage.New(ep, a.store, a.revealer, a.lockdown, tracking.NewLinks(a.redis),
+				postage.Config{From: *a.cfg.ShipFrom, Timeout: easyPostTimeout, Verify: a.staff.Authenticate}, a.log)
+		} else {
+			a.log.Info("label buying is off: set PIIVAULT_SHIP_FROM (the warehouse's return address) to buy labels with EASYPOST_API_KEY")
+		}
+	}
+	postageHTTP := postage.NewHandler(labels, write)
+	var consolePostage console.Postage // an interface holding a nil *Service is not nil
+	if labels != nil {
+		consolePostage = labels
 	}
 	var clientLimit, loginLimit server.Limiter
 	if a.cfg.ClientRate > 0 {
@@ -173,7 +194,8 @@ func (a *app) handler() (*gin.Engine, error) {
 	con, err := console.New(console.Deps{Log: a.log, Key: key, HTTPS: a.cfg.httpsOnly(), PublicOrigin: a.cfg.publicHTTPS(),
 		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle, Now: a.now,
 		Staff: staffHTTP, Auth: a.staff, Orders: a.revealer, Store: a.store, Purger: a.purger, Deletions: a.deletions,
-		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault})
+		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault,
+		Postage: consolePostage})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
@@ -193,6 +215,7 @@ func (a *app) handler() (*gin.Engine, error) {
 		Purge:     purge.NewHandler(a.purger, a.deletions, a.store, write),
 		StaffHTTP: staffHTTP,
 		Console:   con,
+		Postage:   postageHTTP,
 		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.clients,
 			monitoring.NewLimiter(a.redis, "checkout-ip", 30, time.Minute),
 			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write, a.log),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/EasyPost/easypost-go/v5"
 	"github.com/redis/go-redis/v9"
 
 	"piivault/orders"
@@ -52,6 +54,9 @@ type config struct {
 	EasyPostSecret secret
 	EasyPostAPIKey secret
 	EasyPostAPIURL string
+	// ShipFrom is the warehouse's return address for labels
+	// (PIIVAULT_SHIP_FROM, EasyPost address JSON); nil when unset.
+	ShipFrom       *easypost.Address
 	ShippingSecret secret
 	AlertURL       string
 	SweepInterval  time.Duration
@@ -218,6 +223,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if u, err := url.Parse(c.EasyPostAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, &configError{"EASYPOST_API_URL", "want an http(s) URL"}
+	}
+	if c.ShipFrom, err = shipFrom(getenv("PIIVAULT_SHIP_FROM")); err != nil {
+		return nil, err
 	}
 	if c.AlertURL != "" {
 		if u, err := url.Parse(c.AlertURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -427,4 +435,43 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// shipFrom reads PIIVAULT_SHIP_FROM: the warehouse's address in EasyPost's
+// address fields. It is the merchant's own address, not customer PII.
+func shipFrom(v string) (*easypost.Address, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var a struct {
+		Name    string `json:"name"`
+		Company string `json:"company"`
+		Street1 string `json:"street1"`
+		Street2 string `json:"street2"`
+		City    string `json:"city"`
+		State   string `json:"state"`
+		Zip     string `json:"zip"`
+		Country string `json:"country"`
+		Phone   string `json:"phone"`
+		Email   string `json:"email"`
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&a); err != nil {
+		return nil, &configError{"PIIVAULT_SHIP_FROM", "want a JSON object of EasyPost address fields (name, company, street1, street2, city, state, zip, country, phone, email): " + err.Error()}
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"street1", a.Street1}, {"city", a.City}, {"zip", a.Zip}, {"country", a.Country}} {
+		if strings.TrimSpace(f.v) == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if a.Name == "" && a.Company == "" {
+		missing = append(missing, "name or company")
+	}
+	if len(missing) > 0 {
+		return nil, &configError{"PIIVAULT_SHIP_FROM", "missing " + strings.Join(missing, ", ")}
+	}
+	return &easypost.Address{Name: a.Name, Company: a.Company, Street1: a.Street1, Street2: a.Street2, City: a.City,
+		State: a.State, Zip: a.Zip, Country: a.Country, Phone: a.Phone, Email: a.Email}, nil
 }

@@ -74,6 +74,11 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"public url with an empty query", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example?"}, "PIIVAULT_PUBLIC_URL"},
 		{"public url with a fragment", map[string]string{"PIIVAULT_PUBLIC_URL": "https://vault.shop.example/#top"}, "PIIVAULT_PUBLIC_URL"},
 		{"public url with user info", map[string]string{"PIIVAULT_PUBLIC_URL": "https://admin:pw@vault.shop.example"}, "PIIVAULT_PUBLIC_URL"},
+		{"ship from not json", map[string]string{"PIIVAULT_SHIP_FROM": "1 Dock Road, Portland"}, "PIIVAULT_SHIP_FROM"},
+		{"ship from unknown field", map[string]string{"PIIVAULT_SHIP_FROM": `{"street1":"1 Dock Rd","city":"Portland","zip":"97201","country":"US","name":"W","postcode":"x"}`}, "PIIVAULT_SHIP_FROM"},
+		{"ship from missing street", map[string]string{"PIIVAULT_SHIP_FROM": `{"name":"W","city":"Portland","zip":"97201","country":"US"}`}, "PIIVAULT_SHIP_FROM"},
+		{"ship from without name or company", map[string]string{"PIIVAULT_SHIP_FROM": `{"street1":"1 Dock Rd","city":"Portland","zip":"97201","country":"US"}`}, "PIIVAULT_SHIP_FROM"},
+		{"easypost url", map[string]string{"EASYPOST_API_URL": "api.easypost.com"}, "EASYPOST_API_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

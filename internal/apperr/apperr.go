@@ -31,7 +31,16 @@ const (
 	VaultUnavailable Code = "vault_unavailable"      // Vault down, sealed or slow
 	StoreUnavailable Code = "store_unavailable"      // Redis down or slow
 	NotConfigured    Code = "not_configured"         // feature switched off (e.g. a webhook without secret)
-	Internal         Code = "internal"               // anything unexpected: logged, never described
+	// Postage (EasyPost), per order of a label purchase.
+	AddressRejected    Code = "address_rejected"     // the carrier refused the address
+	NoRate             Code = "no_rate"              // no rate for the requested service
+	CarrierRefused     Code = "carrier_refused"      // EasyPost refused the shipment for another reason
+	CarrierUnavailable Code = "easypost_unavailable" // EasyPost down or refusing service
+	CarrierTimeout     Code = "easypost_timeout"     // EasyPost did not answer in time
+	LabelInProgress    Code = "label_in_progress"    // another request is buying this order's label
+	LabelBought        Code = "label_bought"         // a label was bought: the address is on it
+	NoLabel            Code = "no_label"             // no label bought through piivault for this order
+	Internal           Code = "internal"             // anything unexpected: logged, never described
 )
 
 // Error is an error with a code and a client-safe message.
