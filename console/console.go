@@ -74,10 +74,11 @@ type Postage interface {
 	LabelImage(ctx context.Context, p web.Principal, ip, orderID string) ([]byte, error)
 }
 
-// Store reads references and the queue.
+// Store reads references and the queue, and corrects an address.
 type Store interface {
 	Get(ctx context.Context, orderID string) (orders.Reference, error)
 	Oldest(ctx context.Context, afterMS int64, afterID string, limit int) ([]orders.Held, error)
+	RectifyAudited(ctx context.Context, orderID string, ship orders.Shipping, e audit.Entry) (orders.Reference, error)
 }
 
 // Purger purges one order on behalf of a staff member.
@@ -225,6 +226,7 @@ func (h *Handler) pageTable() []page {
 		{"/orders/:id/reveal", "", []string{ful, sup}, nil, h.reveal},
 		{"/orders/:id/shipped", "", []string{ful}, nil, h.shipped},
 		{"/orders/:id/delete", "", []string{sup, adm}, nil, h.deletePII},
+		{"/orders/:id/correct", "", []string{sup, adm}, h.correctForm, h.correct},
 		{"/labels", "", []string{ful}, nil, h.labels},
 		{"/shipments", "", []string{ful}, nil, h.shipments},
 		{"/shipments/:id/label.png", "", []string{ful}, h.labelImage, nil},
@@ -360,9 +362,10 @@ func (h *Handler) render(c *gin.Context, status int, page, title string, data an
 // flashes are the only messages a redirect may carry in its URL: fixed
 // texts chosen by a code, never data.
 var flashes = map[string]string{
-	"shipped": "Marked as shipped: the shipping data is destroyed.",
-	"deleted": "The order's personal data is deleted.",
-	"lifted":  "The block is lifted.",
+	"shipped":   "Marked as shipped: the shipping data is destroyed.",
+	"deleted":   "The order's personal data is deleted.",
+	"lifted":    "The block is lifted.",
+	"corrected": "The address is corrected. The old one is gone; the order is still destroyed on the same date.",
 }
 
 // errorView is the friendly error page's data.

@@ -509,3 +509,62 @@ func (h *Handler) labelImage(c *gin.Context) {
 	}
 	c.Data(http.StatusOK, "image/png", img)
 }
+
+type correctView struct {
+	OrderID string
+	Ship    orders.Shipping // what the member typed, after a refusal; empty at first
+	Error   string
+}
+
+// correctForm shows an empty address form: nothing is revealed to fill it.
+func (h *Handler) correctForm(c *gin.Context) {
+	ref, err := h.Store.Get(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.render(c, http.StatusOK, "correct", "Correct an address", correctView{OrderID: ref.OrderID})
+}
+
+// correct replaces a held order's address with the one typed (a support
+// member acting on a customer's email).
+func (h *Handler) correct(c *gin.Context) {
+	p, _ := principal(c)
+	id := c.Param("id")
+	ship := orders.Shipping{Name: strings.TrimSpace(c.PostForm("name")), Email: strings.TrimSpace(c.PostForm("email")),
+		Phone: strings.TrimSpace(c.PostForm("phone")), Address: orders.Address{
+			Line1: strings.TrimSpace(c.PostForm("line1")), Line2: strings.TrimSpace(c.PostForm("line2")),
+			City: strings.TrimSpace(c.PostForm("city")), State: strings.TrimSpace(c.PostForm("state")),
+			PostalCode: strings.TrimSpace(c.PostForm("postal_code")), Country: strings.ToUpper(strings.TrimSpace(c.PostForm("country")))}}
+	_, err := h.Store.RectifyAudited(c.Request.Context(), id, ship,
+		audit.Entry{Actor: p.Actor(), IP: c.ClientIP(), Detail: map[string]string{"channel": "console"}})
+	if err = orders.LogDeferred(h.Log, id, err); err != nil {
+		if apperr.Is(err, apperr.Validation) {
+			// The member's own typing comes back to fix it; nothing stored is shown.
+			h.render(c, http.StatusUnprocessableEntity, "correct", "Correct an address",
+				correctView{OrderID: id, Ship: ship, Error: "Please check the " + fieldNames(web.DetailOf(err).Fields) + "."})
+			return
+		}
+		h.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/orders/"+url.PathEscape(id)+"?done=corrected")
+}
+
+// fieldLabels are the correction form's labels of a request's field names.
+var fieldLabels = map[string]string{
+	"shipping.name": "name", "shipping.email": "email", "shipping.phone": "phone",
+	"shipping.address.line1": "street and number", "shipping.address.line2": "apartment or floor",
+	"shipping.address.city": "city", "shipping.address.state": "state or region",
+	"shipping.address.postal_code": "postal code", "shipping.address.country": "country (two letters, e.g. US or DE)",
+}
+
+func fieldNames(fields []string) string {
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		if out[i] = fieldLabels[f]; out[i] == "" {
+			out[i] = f
+		}
+	}
+	return strings.Join(out, ", ")
+}

@@ -16,8 +16,10 @@ import (
 	"piivault/clients"
 	"piivault/compliance"
 	"piivault/console"
+	"piivault/internal/keyseal"
 	"piivault/internal/replication"
 	"piivault/internal/web"
+	"piivault/mail"
 	"piivault/monitoring"
 	"piivault/orders"
 	"piivault/postage"
@@ -67,6 +69,12 @@ type app struct {
 	shredder  *purge.Shredder
 	lockdown  *compliance.Lockdown
 	reports   *compliance.Reports
+	// key is piivault's shared secret in Vault's KV: it seals console
+	// sessions, and keys derived from it seal the mail outbox and customer
+	// sessions.
+	key []byte
+	// mail is the email outbox; nil when PIIVAULT_SMTP_URL is unset.
+	mail *mail.Outbox
 	// now is the console's clock (time.Now when nil): tests move it past
 	// the idle limit instead of waiting it out.
 	now func() time.Time
@@ -111,6 +119,16 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.store, a.alerter, log)
 	a.revealer = orders.NewRevealer(a.store, a.monitor, a.lockdown, log)
 	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
+	if a.key, err = vc.ConsoleKey(ctx); err != nil {
+		return nil, fmt.Errorf("console key: %w", err)
+	}
+	if cfg.Mail != nil {
+		seal, err := keyseal.New(a.key, "mail outbox")
+		if err != nil {
+			return nil, err
+		}
+		a.mail = mail.NewOutbox(rdb, mail.NewSender(*cfg.Mail), seal, log)
+	}
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
 		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
@@ -136,11 +154,35 @@ func (a *app) runBackground(ctx context.Context) {
 		}
 	}
 	var wg sync.WaitGroup
-	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor, forget, a.watchAudit, a.observe} {
+	for _, run := range []func(context.Context){a.vault.KeepLoggedIn, a.alerter.Run, a.access.Run, anchor, forget, a.watchAudit, a.observe, a.sendMail} {
 		wg.Add(1)
 		go func() { defer wg.Done(); run(ctx) }()
 	}
 	wg.Wait()
+}
+
+// mailEvery is how often the outbox is drained: a customer waits for
+// their code about this long at most, plus the relay's own time.
+const mailEvery = time.Second
+
+// sendMail drains the email outbox until ctx ends (every instance drains:
+// each message is claimed with a lease, so none is sent twice).
+func (a *app) sendMail(ctx context.Context) {
+	if a.mail == nil {
+		return
+	}
+	t := time.NewTicker(mailEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.mail.Drain(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("email outbox not drained; retried", "err", err)
+			}
+		}
+	}
 }
 
 func (a *app) close() {
@@ -185,10 +227,7 @@ func (a *app) handler() (*gin.Engine, error) {
 	if a.cfg.LoginRate > 0 {
 		loginLimit = monitoring.NewLimiter(a.redis, "login", a.cfg.LoginRate, time.Minute)
 	}
-	key, err := a.vault.ConsoleKey(context.Background())
-	if err != nil {
-		return nil, fmt.Errorf("console key: %w", err)
-	}
+	key := a.key
 	ordersHTTP := orders.NewHandler(a.store, a.revealer, write, a.log)
 	staffHTTP := staff.NewHandler(a.staff, a.audit, a.monitor, a.lockdown, write)
 	con, err := console.New(console.Deps{Log: a.log, Key: key, HTTPS: a.cfg.httpsOnly(), PublicOrigin: a.cfg.publicHTTPS(),

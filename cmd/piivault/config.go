@@ -16,6 +16,8 @@ import (
 	"github.com/EasyPost/easypost-go/v5"
 	"github.com/redis/go-redis/v9"
 
+	"piivault/inbound"
+	"piivault/mail"
 	"piivault/orders"
 	"piivault/vault"
 )
@@ -58,15 +60,24 @@ type config struct {
 	// (PIIVAULT_SHIP_FROM, EasyPost address JSON); nil when unset.
 	ShipFrom       *easypost.Address
 	ShippingSecret secret
-	AlertURL       string
-	SweepInterval  time.Duration
-	ConsoleIdle    time.Duration
-	DebugListen    string // pprof, loopback only; "" is off
-	MetricsListen  string // /metrics on a listener of its own; "" serves it on the API's
-	RevealLimit    int
-	ClientRate     int
-	LoginRate      int
-	KeyRotation    time.Duration
+	// Email out (PIIVAULT_SMTP_URL and PIIVAULT_MAIL_FROM); nil when unset:
+	// no email features, inbound requests wait for a person.
+	Mail *mail.Config
+	// InboundSecret is PIIVAULT_INBOUND_SECRET, the basic-auth password of
+	// the inbound-email webhooks ("" answers 404).
+	InboundSecret secret
+	// InboundWords are the phrases that make an emailed request an access
+	// or a correction request (PIIVAULT_INBOUND_WORDS; English and German).
+	InboundWords  inbound.Words
+	AlertURL      string
+	SweepInterval time.Duration
+	ConsoleIdle   time.Duration
+	DebugListen   string // pprof, loopback only; "" is off
+	MetricsListen string // /metrics on a listener of its own; "" serves it on the API's
+	RevealLimit   int
+	ClientRate    int
+	LoginRate     int
+	KeyRotation   time.Duration
 	// The audit trail's life cycle: entries in Redis (hot), older ones in
 	// sealed segments in AuditArchive, deleted after AuditKeep.
 	AuditHot     time.Duration
@@ -226,6 +237,16 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if c.ShipFrom, err = shipFrom(getenv("PIIVAULT_SHIP_FROM")); err != nil {
 		return nil, err
+	}
+	if c.Mail, err = mailConfig(getenv("PIIVAULT_SMTP_URL"), getenv("PIIVAULT_MAIL_FROM")); err != nil {
+		return nil, err
+	}
+	c.InboundSecret = secret(getenv("PIIVAULT_INBOUND_SECRET"))
+	c.InboundWords = inbound.DefaultWords()
+	if v := strings.TrimSpace(getenv("PIIVAULT_INBOUND_WORDS")); v != "" {
+		if c.InboundWords, err = inbound.ParseWords(v); err != nil {
+			return nil, &configError{"PIIVAULT_INBOUND_WORDS", err.Error() + " (e.g. access=copy of my data|auskunft;correction=wrong address|berichtigung)"}
+		}
 	}
 	if c.AlertURL != "" {
 		if u, err := url.Parse(c.AlertURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -474,4 +495,30 @@ func shipFrom(v string) (*easypost.Address, error) {
 	}
 	return &easypost.Address{Name: a.Name, Company: a.Company, Street1: a.Street1, Street2: a.Street2, City: a.City,
 		State: a.State, Zip: a.Zip, Country: a.Country, Phone: a.Phone, Email: a.Email}, nil
+}
+
+// mailConfig reads PIIVAULT_SMTP_URL and PIIVAULT_MAIL_FROM: both or
+// neither (nil: no email).
+func mailConfig(smtpURL, from string) (*mail.Config, error) {
+	smtpURL, from = strings.TrimSpace(smtpURL), strings.TrimSpace(from)
+	switch {
+	case smtpURL == "" && from == "":
+		return nil, nil
+	case from == "":
+		return nil, &configError{"PIIVAULT_MAIL_FROM", "set it with PIIVAULT_SMTP_URL: the address piivault's emails come from"}
+	case smtpURL == "":
+		return nil, &configError{"PIIVAULT_SMTP_URL", "set it with PIIVAULT_MAIL_FROM: smtp://user:pass@host:587 or smtps://user:pass@host:465"}
+	}
+	c, err := mail.ParseConfig(smtpURL, from)
+	if err != nil {
+		// Its messages start with the variable's name and never hold the password.
+		msg := err.Error()
+		for _, v := range []string{"PIIVAULT_SMTP_URL", "PIIVAULT_MAIL_FROM"} {
+			if strings.HasPrefix(msg, v) {
+				return nil, &configError{v, strings.TrimLeft(strings.TrimPrefix(msg, v), ": ")}
+			}
+		}
+		return nil, &configError{"PIIVAULT_SMTP_URL", msg}
+	}
+	return &c, nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"piivault/mail"
 	"reflect"
 	"sort"
 	"strconv"
@@ -403,6 +404,10 @@ func configSecrets(cfg *config) map[string][]string {
 		case reflect.TypeOf([]secret(nil)):
 			for j := 0; j < f.Len(); j++ {
 				out[name] = append(out[name], f.Index(j).String())
+			}
+		case reflect.TypeOf((*mail.Config)(nil)):
+			if !f.IsNil() {
+				out[name] = []string{cfg.Mail.Password}
 			}
 		}
 	}
