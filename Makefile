@@ -15,8 +15,13 @@ BENCH_FLAGS  ?=
 FUZZTIME     ?= 10s
 
 export PIIVAULT_VAULT_BIN := $(VAULT_BIN)
+# make run's local mail server with a web inbox (axllent/mailpit), built
+# once from its Go module into the cache like Vault.
+MAILPIT_VERSION := 1.33.1
+MAILPIT_BIN  := $(CACHE_DIR)/mailpit-$(MAILPIT_VERSION)
+export PIIVAULT_MAILPIT_BIN := $(MAILPIT_BIN)
 
-.PHONY: all build vault redis chromium test unit fuzz run bench clean help
+.PHONY: all build vault redis chromium mailpit test unit fuzz run bench clean help
 
 all: build
 
@@ -42,6 +47,14 @@ $(CACHED_VAULT):
 	@mkdir -p $(CACHE_DIR)
 	cd tools/vault && GOFLAGS=-mod=mod go build -o $(CACHED_VAULT).tmp . && mv $(CACHED_VAULT).tmp $(CACHED_VAULT)
 	@$(CACHED_VAULT) version
+
+mailpit: $(MAILPIT_BIN)
+
+$(MAILPIT_BIN):
+	@echo "==> Building mailpit $(MAILPIT_VERSION) (make run's local mail server) into $(MAILPIT_BIN); about a minute, once."
+	@mkdir -p $(CACHE_DIR)/mailpit-build
+	GOBIN=$(CACHE_DIR)/mailpit-build GOFLAGS=-mod=mod go install github.com/axllent/mailpit@v$(MAILPIT_VERSION)
+	mv $(CACHE_DIR)/mailpit-build/mailpit $(MAILPIT_BIN)
 
 # Redis is Debian's redis-server, installed when missing.
 redis:
@@ -70,7 +83,7 @@ unit:
 fuzz:
 	go test -run '^$$' -fuzz FuzzDecodeOrder -fuzztime $(FUZZTIME) ./orders
 
-run: build vault redis
+run: build vault redis mailpit
 	@scripts/run.sh
 
 # Go benchmarks of the hot in-process paths, then the built bin/piivault

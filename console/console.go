@@ -37,6 +37,7 @@ import (
 	"piivault/orders"
 	"piivault/postage"
 	"piivault/purge"
+	"piivault/requests"
 	"piivault/vault"
 )
 
@@ -72,6 +73,15 @@ type Orders interface {
 type Postage interface {
 	Buy(ctx context.Context, p web.Principal, ip string, req postage.Request) ([]postage.Shipment, error)
 	LabelImage(ctx context.Context, p web.Principal, ip, orderID string) ([]byte, error)
+}
+
+// Requests are customers' emailed requests that wait for a person
+// (requests.Service).
+type Requests interface {
+	Enabled() bool
+	List(ctx context.Context, p web.Principal) ([]requests.Pending, error)
+	ConfirmRequest(ctx context.Context, p web.Principal, ip, id string) (requests.Outcome, error)
+	RejectRequest(ctx context.Context, p web.Principal, ip, id string) error
 }
 
 // Store reads references and the queue, and corrects an address.
@@ -129,6 +139,7 @@ type Deps struct {
 	StaffList StaffList
 	Retention time.Duration
 	Postage   Postage // nil: no label buying (no EASYPOST_API_KEY or PIIVAULT_SHIP_FROM)
+	Requests  Requests
 
 	// PublicOrigin is an https PIIVAULT_PUBLIC_URL as an origin
 	// (https://vault.shop.example), "" otherwise. When set, a form must
@@ -231,6 +242,8 @@ func (h *Handler) pageTable() []page {
 		{"/shipments", "", []string{ful}, nil, h.shipments},
 		{"/shipments/:id/label.png", "", []string{ful}, h.labelImage, nil},
 		{"/deletions", "Deletions", []string{sup, adm}, h.deletions, h.deletionRequest},
+		{"/requests/:id/confirm", "", []string{sup, adm}, nil, h.confirmRequest},
+		{"/requests/:id/reject", "", []string{sup, adm}, nil, h.rejectRequest},
 		{"/access", "Access reports", []string{sup, adm}, h.accessForm, h.accessReport},
 		{"/audit", "Audit trail", []string{aud, adm}, h.audit, nil},
 		{"/retention", "Retention", []string{aud, adm}, h.retention, nil},

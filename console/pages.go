@@ -17,6 +17,7 @@ import (
 	"piivault/orders"
 	"piivault/postage"
 	"piivault/purge"
+	"piivault/requests"
 	"piivault/vault"
 )
 
@@ -203,15 +204,67 @@ func (h *Handler) labels(c *gin.Context) {
 type deletionsView struct {
 	Receipts []purge.Receipt
 	Done     *purge.Receipt
+	// Emailed requests waiting for a person (nil when inbound email is off).
+	Pending  []requests.Pending
+	Inbound  bool
+	Outcome  *requests.Outcome
+	Rejected string
 }
 
 func (h *Handler) deletions(c *gin.Context) {
-	rs, err := h.Deletions.Recent(c.Request.Context(), 50)
+	h.renderDeletions(c, http.StatusOK, deletionsView{})
+}
+
+// renderDeletions shows the deletions page with v's news: receipts and
+// the emailed requests waiting, their excerpts decrypted with the
+// member's own token.
+func (h *Handler) renderDeletions(c *gin.Context, status int, v deletionsView) {
+	ctx := c.Request.Context()
+	rs, err := h.Deletions.Recent(ctx, 50)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	h.render(c, http.StatusOK, "deletions", "Deletion requests", deletionsView{Receipts: rs})
+	v.Receipts = rs
+	if h.Requests != nil && h.Requests.Enabled() {
+		p, _ := principal(c)
+		v.Inbound = true
+		if v.Pending, err = h.Requests.List(ctx, p); err != nil {
+			h.fail(c, err)
+			return
+		}
+	}
+	h.render(c, status, "deletions", "Deletion requests", v)
+}
+
+// confirmRequest runs an emailed request a person checked.
+func (h *Handler) confirmRequest(c *gin.Context) {
+	if h.Requests == nil {
+		h.fail(c, apperr.New(apperr.NotConfigured, "emailed requests are not configured"))
+		return
+	}
+	p, _ := principal(c)
+	o, err := h.Requests.ConfirmRequest(c.Request.Context(), p, c.ClientIP(), c.Param("id"))
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.renderDeletions(c, http.StatusOK, deletionsView{Outcome: &o, Done: o.Receipt})
+}
+
+// rejectRequest closes an emailed request without running it.
+func (h *Handler) rejectRequest(c *gin.Context) {
+	if h.Requests == nil {
+		h.fail(c, apperr.New(apperr.NotConfigured, "emailed requests are not configured"))
+		return
+	}
+	p, _ := principal(c)
+	id := c.Param("id")
+	if err := h.Requests.RejectRequest(c.Request.Context(), p, c.ClientIP(), id); err != nil {
+		h.fail(c, err)
+		return
+	}
+	h.renderDeletions(c, http.StatusOK, deletionsView{Rejected: id})
 }
 
 // deletionRequest purges every order of the email posted; the email goes
@@ -224,12 +277,7 @@ func (h *Handler) deletionRequest(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	rs, err := h.Deletions.Recent(ctx, 50)
-	if err != nil {
-		h.fail(c, err)
-		return
-	}
-	h.render(c, http.StatusCreated, "deletions", "Deletion requests", deletionsView{Receipts: rs, Done: &r})
+	h.renderDeletions(c, http.StatusCreated, deletionsView{Done: &r})
 }
 
 func (h *Handler) accessForm(c *gin.Context) {

@@ -70,6 +70,26 @@ PK=$(sed -E 's/.*"publishable_key":"([^"]*)".*/\1/' <<<"$shop")
 chmod 600 "$RUN"/*.txt "$RUN"/*.env
 
 export PIIVAULT_LISTEN=$LISTEN PIIVAULT_WEBHOOK_SECRET=${PIIVAULT_WEBHOOK_SECRET:-demo-shipping-secret}
+export PIIVAULT_PUBLIC_URL=${PIIVAULT_PUBLIC_URL:-http://$LISTEN}
+
+# Email: a real local mail server with a web inbox (mailpit, loopback only),
+# unless PIIVAULT_SMTP_URL names another one.
+MAILPIT_BIN=${PIIVAULT_MAILPIT_BIN:-mailpit}
+MAIL_UI=${MAIL_UI:-127.0.0.1:8025}
+MAIL_SMTP=${MAIL_SMTP:-127.0.0.1:1025}
+if [ -z "${PIIVAULT_SMTP_URL:-}" ]; then
+  echo "==> mailpit (local mail server): inbox http://$MAIL_UI, SMTP $MAIL_SMTP"
+  "$MAILPIT_BIN" --listen "$MAIL_UI" --smtp "$MAIL_SMTP" --smtp-auth-accept-any --disable-version-check \
+    >"$RUN/mailpit.log" 2>&1 &
+  pids+=($!)
+  wait_for mailpit curl -sf "http://$MAIL_UI/livez"
+  export PIIVAULT_SMTP_URL="smtp://$MAIL_SMTP"
+  MAIL_NOTE="Local inbox (every email piivault sends): http://$MAIL_UI"
+else
+  MAIL_NOTE="Email goes through PIIVAULT_SMTP_URL"
+fi
+export PIIVAULT_MAIL_FROM=${PIIVAULT_MAIL_FROM:-"Demo Shop privacy <privacy@shop.example>"}
+export PIIVAULT_INBOUND_SECRET=${PIIVAULT_INBOUND_SECRET:-demo-inbound-secret}
 
 # Labels through EasyPost: a real EasyPost test key when one is set, else a
 # stand-in on loopback speaking EasyPost's API (blank labels, no carrier).
@@ -145,8 +165,14 @@ Labels without reading an address (fulfillment): console queue â†’ tick orders â
     -d '{"order_ids":["ord_1002"],"parcel":{"length":9,"width":6,"height":3,"weight":16},"service":"cheapest","reason":"label"}'
 $EASYPOST_NOTE
 $DEMO_SHIP
+Customers: http://$LISTEN/privacy/  (enter jane@example.com after storing ord_1002 above; the code arrives in the inbox)
+$MAIL_NOTE
+Emailed requests: point Postmark's inbound webhook at http://x:$PIIVAULT_INBOUND_SECRET@<public host>/v1/inbound/postmark
+  (or SendGrid Inbound Parse, "send raw", at /v1/inbound/sendgrid); without a DKIM signature from the sender's
+  domain a request waits in the console's Deletions page for support.
+
 Metrics: http://$LISTEN/metrics   Ready: http://$LISTEN/readyz   Vault's audit log: $RUN/vault-audit.log
 Operator: bin/piivault blocks list | lockdown status | report retention | audit verify  (with $RUN/approle.env and REDIS_URL=$REDIS_URL)
-Press Ctrl-C to stop piivault, Vault, Redis and the EasyPost stand-in.
+Press Ctrl-C to stop piivault, Vault, Redis, mailpit and the EasyPost stand-in.
 MSG
 wait -n "${pids[@]}"

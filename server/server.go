@@ -26,7 +26,9 @@ import (
 	"piivault/monitoring"
 	"piivault/orders"
 	"piivault/postage"
+	"piivault/privacy"
 	"piivault/purge"
+	"piivault/requests"
 	"piivault/staff"
 	"piivault/webhooks"
 )
@@ -76,6 +78,8 @@ type Deps struct {
 	Console        *console.Handler
 	Checkout       *checkout.Handler
 	Postage        *postage.Handler
+	Requests       *requests.Service
+	Privacy        *privacy.Handler // customers' own pages, /privacy/
 	Lockdown       LockdownStatus
 	LoginLimit     Limiter
 	ClientLimit    Limiter
@@ -163,6 +167,10 @@ func New(d Deps) (*gin.Engine, error) {
 	v1.POST("/orders/:id/shipped", client, s.roles(false, fulfillment), d.Purge.Shipped)
 	v1.DELETE("/orders/:id/pii", client, s.roles(false, support, admin), d.Purge.DeletePII)
 	v1.POST("/deletion-requests", client, s.roles(false, support, admin), d.Purge.CreateDeletionRequest)
+	// Emailed requests that wait for a person (?status=pending).
+	v1.GET("/deletion-requests", client, s.roles(false, support, admin), d.Requests.Pending)
+	v1.POST("/deletion-requests/:id/confirm", client, s.roles(false, support, admin), d.Requests.Confirm)
+	v1.POST("/deletion-requests/:id/reject", client, s.roles(false, support, admin), d.Requests.Reject)
 	v1.GET("/deletion-requests/:id", client, s.roles(false, support, admin), d.Purge.GetDeletionRequest)
 	v1.POST("/access-requests", client, s.roles(false, support, admin), d.Compliance.CreateAccessRequest)
 	v1.GET("/access-requests/:id", client, s.roles(false, support, admin), d.Compliance.GetAccessRequest)
@@ -181,10 +189,18 @@ func New(d Deps) (*gin.Engine, error) {
 	if d.Console != nil {
 		d.Console.Register(r, s.notBlocked)
 	}
+	// Customers' pages: their own sealed session, no staff route.
+	if d.Privacy != nil {
+		d.Privacy.Register(r, s.notBlocked)
+	}
 	hooks.POST("/stripe", d.Webhooks.Stripe)
 	hooks.POST("/shopify", d.Webhooks.Shopify)
 	hooks.POST("/easypost", d.Webhooks.EasyPost)
 	hooks.POST("/shipping", d.Webhooks.Shipping)
+	// Inbound email (Postmark, SendGrid): HTTP basic auth with
+	// PIIVAULT_INBOUND_SECRET, checked inside; like webhooks, never
+	// refused for the provider's shared IPs.
+	d.Requests.RegisterInbound(r)
 	return r, nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"piivault/clients"
 	"piivault/compliance"
 	"piivault/console"
+	"piivault/inbound"
 	"piivault/internal/keyseal"
 	"piivault/internal/replication"
 	"piivault/internal/web"
@@ -23,7 +24,9 @@ import (
 	"piivault/monitoring"
 	"piivault/orders"
 	"piivault/postage"
+	"piivault/privacy"
 	"piivault/purge"
+	"piivault/requests"
 	"piivault/server"
 	"piivault/staff"
 	"piivault/tracking"
@@ -75,6 +78,8 @@ type app struct {
 	key []byte
 	// mail is the email outbox; nil when PIIVAULT_SMTP_URL is unset.
 	mail *mail.Outbox
+	// requests are customers' emailed privacy requests.
+	requests *requests.Service
 	// now is the console's clock (time.Now when nil): tests move it past
 	// the idle limit instead of waiting it out.
 	now func() time.Time
@@ -129,6 +134,18 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		}
 		a.mail = mail.NewOutbox(rdb, mail.NewSender(*cfg.Mail), seal, log)
 	}
+	senders, err := keyseal.New(a.key, "inbound sender")
+	if err != nil {
+		return nil, err
+	}
+	var mailer requests.Mailer // an interface holding a nil *mail.Outbox is not nil
+	if a.mail != nil {
+		mailer = a.mail
+	}
+	a.requests = requests.New(rdb, requests.Config{Secret: string(cfg.InboundSecret), Words: cfg.InboundWords,
+		PublicURL: cfg.PublicURL, Retention: cfg.Retention, Verifier: inbound.Verifier{LookupTXT: cfg.dkimLookup}},
+		requests.Deps{Deleter: a.deletions, History: a.store, Reporter: a.reports, Mailer: mailer, Sealer: senders,
+			Excerpts: vc, Audit: a.audit, Watch: a.monitor, Log: log})
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
 		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
@@ -234,9 +251,21 @@ func (a *app) handler() (*gin.Engine, error) {
 		TrustedProxies: a.cfg.TrustedProxies, Idle: a.cfg.ConsoleIdle, Now: a.now,
 		Staff: staffHTTP, Auth: a.staff, Orders: a.revealer, Store: a.store, Purger: a.purger, Deletions: a.deletions,
 		Reports: a.reports, Lockdown: a.lockdown, Trail: a.audit, Blocks: a.monitor, StaffList: a.vault,
-		Postage: consolePostage})
+		Postage: consolePostage, Requests: a.requests})
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
+	}
+	var privacyMail privacy.Mailer // an interface holding a nil *mail.Outbox is not nil
+	if a.mail != nil {
+		privacyMail = a.mail
+	}
+	customers, err := privacy.New(privacy.Deps{Log: a.log, Key: a.key, Redis: a.redis, HTTPS: a.cfg.httpsOnly(),
+		PublicURL: a.cfg.PublicURL, Store: a.store, Deleter: a.deletions, Mail: privacyMail,
+		IPLimit:    monitoring.NewLimiter(a.redis, "privacy-ip", 30, time.Minute),
+		EmailLimit: monitoring.NewLimiter(a.redis, "privacy-email", 10, time.Hour),
+		Now:        a.now, Retention: a.cfg.Retention})
+	if err != nil {
+		return nil, fmt.Errorf("privacy pages: %w", err)
 	}
 	var replicas server.Replicas
 	if a.replicas != nil {
@@ -255,6 +284,8 @@ func (a *app) handler() (*gin.Engine, error) {
 		StaffHTTP: staffHTTP,
 		Console:   con,
 		Postage:   postageHTTP,
+		Requests:  a.requests,
+		Privacy:   customers,
 		Checkout: checkout.NewHandler(checkout.NewSessions(a.redis), a.store, a.clients,
 			monitoring.NewLimiter(a.redis, "checkout-ip", 30, time.Minute),
 			monitoring.NewLimiter(a.redis, "checkout-session", 10, time.Minute), write, a.log),

@@ -68,7 +68,10 @@ type config struct {
 	InboundSecret secret
 	// InboundWords are the phrases that make an emailed request an access
 	// or a correction request (PIIVAULT_INBOUND_WORDS; English and German).
-	InboundWords  inbound.Words
+	InboundWords inbound.Words
+	// dkimLookup answers DKIM key look-ups instead of DNS (tests only; no
+	// variable sets it).
+	dkimLookup    func(domain string) ([]string, error)
 	AlertURL      string
 	SweepInterval time.Duration
 	ConsoleIdle   time.Duration

@@ -88,6 +88,14 @@ func baseEnv(env *testenv.Env) map[string]string {
 // given extra environment.
 func newHarness(t *testing.T, env *testenv.Env, extra map[string]string) *harness {
 	t.Helper()
+	return newHarnessTweaked(t, env, extra, nil)
+}
+
+// newHarnessTweaked is newHarness with the configuration changed by tweak
+// before the instance starts (what no variable can set, such as the DKIM
+// key look-up).
+func newHarnessTweaked(t *testing.T, env *testenv.Env, extra map[string]string, tweak func(*config)) *harness {
+	t.Helper()
 	if env == nil {
 		env = testenv.Shared(t)
 	}
@@ -97,6 +105,9 @@ func newHarness(t *testing.T, env *testenv.Env, extra map[string]string) *harnes
 	}
 	cfg, err := loadConfig(envOf(vars))
 	require.NoError(t, err)
+	if tweak != nil {
+		tweak(cfg)
+	}
 	logs := &syncBuffer{}
 	a, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	require.NoError(t, err)

@@ -40,7 +40,10 @@ const (
 	LabelInProgress    Code = "label_in_progress"    // another request is buying this order's label
 	LabelBought        Code = "label_bought"         // a label was bought: the address is on it
 	NoLabel            Code = "no_label"             // no label bought through piivault for this order
-	Internal           Code = "internal"             // anything unexpected: logged, never described
+	// Inbound email: a DKIM key could not be fetched for now (DNS); the
+	// provider retries, and no request is judged on a DNS outage.
+	DKIMUnavailable Code = "dkim_unavailable"
+	Internal        Code = "internal" // anything unexpected: logged, never described
 )
 
 // Error is an error with a code and a client-safe message.

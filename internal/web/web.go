@@ -48,6 +48,7 @@ var statusOf = map[apperr.Code]int{
 	apperr.LabelInProgress:    http.StatusConflict,
 	apperr.LabelBought:        http.StatusConflict,
 	apperr.NoLabel:            http.StatusNotFound,
+	apperr.DKIMUnavailable:    http.StatusServiceUnavailable,
 }
 
 // Status returns the HTTP status for an error code.
