@@ -72,7 +72,7 @@ func NewReports(store Store, trail Trail, rdb redis.UniversalClient, keys []KeyR
 var (
 	Recipients = []string{
 		"the merchant's fulfillment staff, to print the shipping label (each look-up recorded with its reason)",
-		"the carrier that delivers the parcel (on the label)",
+		"the carrier that delivers the parcel (on the label), and EasyPost, the postage service that buys the label, when the merchant buys it through piivault: your address goes from the vault to EasyPost without anyone reading it",
 		"the merchant's support staff, a masked view only (initials, email domain, city and country)",
 	}
 	RetentionRule = "Your name, address, email and phone are kept, encrypted, only until your parcel ships, " +
