@@ -79,7 +79,7 @@ MAIL_UI=${MAIL_UI:-127.0.0.1:8025}
 MAIL_SMTP=${MAIL_SMTP:-127.0.0.1:1025}
 if [ -z "${PIIVAULT_SMTP_URL:-}" ]; then
   echo "==> mailpit (local mail server): inbox http://$MAIL_UI, SMTP $MAIL_SMTP"
-  "$MAILPIT_BIN" --listen "$MAIL_UI" --smtp "$MAIL_SMTP" --smtp-auth-accept-any --disable-version-check \
+  "$MAILPIT_BIN" --listen "$MAIL_UI" --smtp "$MAIL_SMTP" --smtp-auth-accept-any --smtp-auth-allow-insecure --disable-version-check \
     >"$RUN/mailpit.log" 2>&1 &
   pids+=($!)
   wait_for mailpit curl -sf "http://$MAIL_UI/livez"
