@@ -23,6 +23,7 @@ import (
 	_ "piivault/monitoring"
 	_ "piivault/orders"
 	_ "piivault/purge"
+	_ "piivault/requests"
 	_ "piivault/webhooks"
 )
 

@@ -27,6 +27,19 @@ type Verdict struct {
 	// reason that may go away (DNS). Answer the webhook with an error so
 	// that the provider retries, rather than acting on the fail.
 	Temporary bool
+	// Signed lists the header fields (lowercased) the aligned passing
+	// signature covers: a field it does not cover could have been changed.
+	Signed []string
+}
+
+// Covers reports whether the passing signature covers header field name.
+func (v Verdict) Covers(name string) bool {
+	for _, h := range v.Signed {
+		if strings.EqualFold(h, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // Verifier checks DKIM signatures. LookupTXT fetches a domain's TXT
@@ -88,7 +101,11 @@ func (v Verifier) Check(m Message) Verdict {
 		}
 		d := strings.ToLower(strings.TrimSuffix(r.Domain, "."))
 		if aligned(fromDomain, d) {
-			return Verdict{DKIM: DKIMPass, Domain: d}
+			signed := make([]string, len(r.HeaderKeys))
+			for i, k := range r.HeaderKeys {
+				signed[i] = strings.ToLower(k)
+			}
+			return Verdict{DKIM: DKIMPass, Domain: d, Signed: signed}
 		}
 		passedOther = true
 	}

@@ -49,8 +49,11 @@ const (
 	// bookTimeout bounds the Redis writes after a send, which run even when
 	// the caller's context has ended, so a sent message is marked sent.
 	bookTimeout = 5 * time.Second
-	claimBatch  = 20
-	maxIDLen    = 200
+	// claimBatch is one: a lease covers the one send it was taken for.
+	// Claiming several would leave the last of them to a slow relay past
+	// their lease, where another instance could send them again.
+	claimBatch = 1
+	maxIDLen   = 200
 )
 
 func seenKey(id string) string { return keyPrefix + "seen:" + id }

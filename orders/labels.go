@@ -66,15 +66,18 @@ const (
 )
 
 // claimLabelScript takes the lease on an order's label purchase:
-// {outcome, fields...}. A purged or shipped order cannot be labelled.
+// {outcome, fields...}. A purged or shipped order cannot be labelled, nor
+// its label answered again.
 var claimLabelScript = redis.NewScript(`
 local ref, label = KEYS[1], KEYS[2]
 local owner, now, lease, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local state = redis.call('HGET', label, 'state')
-if state == 'bought' then return {'bought', redis.call('HGETALL', label)} end
 local status = redis.call('HGET', ref, 'status')
 if not status then return {'not_found'} end
+-- A shipped or purged order's label shows an address that is gone: it is
+-- never answered again.
 if status ~= 'held' then return {'gone'} end
+local state = redis.call('HGET', label, 'state')
+if state == 'bought' then return {'bought', redis.call('HGETALL', label)} end
 if state == 'pending' and tonumber(redis.call('HGET', label, 'started')) + lease > now then
   return {'busy'}
 end
@@ -182,6 +185,25 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1
 end
 return 1
 `)
+
+// forgetLabelScript drops owner's record even with a shipment noted: the
+// caller saw EasyPost refuse it and not buy it.
+var forgetLabelScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'state') == 'pending' then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+`)
+
+// ForgetLabel drops owner's record of a shipment EasyPost refused to buy
+// (a carrier rejecting the address, no rate for the service): nothing was
+// bought, so the order can be corrected, and the next purchase starts a
+// new shipment with the new address and parcel.
+func (s *Store) ForgetLabel(ctx context.Context, orderID, owner string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return storeErrOrNil(forgetLabelScript.Run(ctx, s.rdb, []string{keysOf(orderID).label}, owner).Err())
+}
 
 // ReleaseLabel drops owner's lease when nothing was sent to EasyPost (the
 // order could not be decrypted, for instance): no shipment can exist.

@@ -28,18 +28,60 @@ type EasyPost interface {
 }
 
 // NewClient returns the official EasyPost client for base (EasyPost's
-// https://api.easypost.com/v2, or a stand-in on loopback) and key. It gets
-// its own http.Client: the library sets the Timeout of the one it uses.
-func NewClient(base, key string, timeout time.Duration) (*easypost.Client, error) {
+// https://api.easypost.com/v2, or a stand-in on loopback) and key, made
+// safe for concurrent calls: the library (v5.4.0) sets the Timeout of its
+// http.Client on every call, so each call gets an http.Client of its own,
+// all sharing one Transport and its connections.
+func NewClient(base, key string, timeout time.Duration) (EasyPost, error) {
 	u, err := url.Parse(strings.TrimRight(base, "/") + "/")
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, fmt.Errorf("easypost: base URL %q is not an http(s) URL", base)
 	}
 	c := easypost.New(key)
 	c.BaseURL = u
-	c.Client = &http.Client{Timeout: timeout}
 	c.Timeout = int(timeout.Milliseconds())
-	return c, nil
+	return &official{base: *c, transport: http.DefaultTransport.(*http.Transport).Clone(), timeout: timeout}, nil
+}
+
+// official is the official client, one copy per call.
+type official struct {
+	base      easypost.Client
+	transport http.RoundTripper
+	timeout   time.Duration
+}
+
+func (o *official) c() *easypost.Client {
+	c := o.base
+	c.Client = &http.Client{Transport: o.transport, Timeout: o.timeout}
+	return &c
+}
+
+func (o *official) CreateShipmentWithContext(ctx context.Context, in *easypost.Shipment) (*easypost.Shipment, error) {
+	return o.c().CreateShipmentWithContext(ctx, in)
+}
+
+func (o *official) BuyShipmentWithContext(ctx context.Context, id string, rate *easypost.Rate, insurance string) (*easypost.Shipment, error) {
+	return o.c().BuyShipmentWithContext(ctx, id, rate, insurance)
+}
+
+func (o *official) GetShipmentWithContext(ctx context.Context, id string) (*easypost.Shipment, error) {
+	return o.c().GetShipmentWithContext(ctx, id)
+}
+
+func (o *official) GetShipmentLabelWithContext(ctx context.Context, id, format string) (*easypost.Shipment, error) {
+	return o.c().GetShipmentLabelWithContext(ctx, id, format)
+}
+
+func (o *official) ListShipmentsWithContext(ctx context.Context, opts *easypost.ListShipmentsOptions) (*easypost.ListShipmentsResult, error) {
+	return o.c().ListShipmentsWithContext(ctx, opts)
+}
+
+func (o *official) GetNextShipmentPageWithContext(ctx context.Context, page *easypost.ListShipmentsResult) (*easypost.ListShipmentsResult, error) {
+	return o.c().GetNextShipmentPageWithContext(ctx, page)
+}
+
+func (o *official) RefundShipmentWithContext(ctx context.Context, id string) (*easypost.Shipment, error) {
+	return o.c().RefundShipmentWithContext(ctx, id)
 }
 
 // References reads shipments' references: the webhook's way to find an

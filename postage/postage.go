@@ -139,7 +139,10 @@ type Config struct {
 func New(ep EasyPost, store *orders.Store, reveal Revealer, lockdown Lockdown, links tracking.Links, cfg Config, log *slog.Logger) *Service {
 	s := &Service{ep: ep, store: store, reveal: reveal, lockdown: lockdown, verify: cfg.Verify, links: links, from: cfg.From, log: log,
 		lease: 4*cfg.Timeout + 10*time.Second, wait: cfg.Wait, parallel: cfg.Parallel,
-		files: &http.Client{Timeout: cfg.Timeout}}
+		// A label file is fetched where EasyPost says, never further.
+		files: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		}}}
 	if s.wait <= 0 {
 		s.wait = 15 * time.Second
 	}
@@ -203,6 +206,7 @@ func (p Parcel) valid() bool {
 type attempt struct {
 	out       *Shipment
 	owner     string
+	p         web.Principal
 	actor, ip string
 	rec       orders.LabelRecord
 	// fresh: nothing was sent to EasyPost for this order yet.
@@ -225,7 +229,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 	var fresh, recover, busy, bought []*attempt
 	for i, id := range req.OrderIDs {
 		out[i].OrderID = id
-		a := &attempt{out: &out[i], owner: owner, actor: p.Actor(), ip: ip}
+		a := &attempt{out: &out[i], owner: owner, p: p, actor: p.Actor(), ip: ip}
 		outcome, rec, err := s.store.ClaimLabel(ctx, id, owner, s.lease)
 		switch {
 		case err != nil:
@@ -243,7 +247,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 			fresh = append(fresh, a)
 		}
 	}
-	if len(bought) > 0 && p.Unverified {
+	if len(bought)+len(recover)+len(busy) > 0 && p.Unverified {
 		// No decrypt will ask Vault about this token for these orders: ask
 		// now, so a removed member gets no label either.
 		if _, err := s.verify(ctx, p.Token.Reveal()); err != nil {
@@ -253,7 +257,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 			return nil, err
 		}
 	}
-	s.each(bought, func(a *attempt) { s.answer(ctx, a.out, a.rec) })
+	s.each(bought, func(a *attempt) { s.answer(ctx, a, a.rec) })
 	// An earlier attempt that lost its answer: find its shipment first.
 	s.each(recover, func(a *attempt) {
 		if !s.recoverShipment(ctx, req, a) {
@@ -272,7 +276,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 		}
 		return nil, err
 	}
-	s.each(busy, func(a *attempt) { s.awaitOther(ctx, a.out) })
+	s.each(busy, func(a *attempt) { s.awaitOther(ctx, a) })
 	return out, nil
 }
 
@@ -328,7 +332,9 @@ func (s *Service) create(ctx context.Context, req Request, a *attempt, ship orde
 func (s *Service) buy(ctx context.Context, req Request, a *attempt, shp *easypost.Shipment) {
 	rate, ok := pickRate(shp.Rates, req.Service)
 	if !ok {
-		_ = s.store.LabelUncertain(context.WithoutCancel(ctx), a.out.OrderID, a.owner)
+		// Nothing was bought: forget the shipment, so another service, a
+		// corrected address or another parcel starts afresh.
+		s.forget(ctx, a)
 		setErr(a.out, &apperr.Error{Code: apperr.NoRate, Detail: map[string]any{"service": req.Service},
 			Message: "no carrier offers the requested service for this parcel and address"})
 		return
@@ -337,8 +343,16 @@ func (s *Service) buy(ctx context.Context, req Request, a *attempt, shp *easypos
 	if err != nil {
 		// It may have been bought before (an earlier attempt's call that
 		// arrived late): EasyPost refuses a second purchase, so look.
-		if got, gerr := s.ep.GetShipmentWithContext(ctx, shp.ID); gerr == nil && isBought(got) {
+		got, gerr := s.ep.GetShipmentWithContext(ctx, shp.ID)
+		switch {
+		case gerr == nil && isBought(got):
 			bought, err = got, nil
+		case gerr == nil && definite(err):
+			// EasyPost refused it (the carrier rejected the address, say)
+			// and holds no label: nothing to find again later.
+			s.forget(ctx, a)
+			setErr(a.out, carrierError(err))
+			return
 		}
 	}
 	if err != nil {
@@ -346,6 +360,13 @@ func (s *Service) buy(ctx context.Context, req Request, a *attempt, shp *easypos
 		return
 	}
 	s.record(ctx, req.LabelFormat, a, bought)
+}
+
+// forget drops the attempt's record of a shipment EasyPost did not buy.
+func (s *Service) forget(ctx context.Context, a *attempt) {
+	if err := s.store.ForgetLabel(context.WithoutCancel(ctx), a.out.OrderID, a.owner); err != nil {
+		s.log.Warn("refused shipment not forgotten; the next attempt looks at it again", "order_id", a.out.OrderID, "err", err)
+	}
 }
 
 // record converts the label to the asked format, links its tracker and
@@ -392,6 +413,11 @@ func (s *Service) recoverShipment(ctx context.Context, req Request, a *attempt) 
 	case shp == nil:
 		return false
 	case isBought(shp):
+		// An earlier attempt bought it: its link is shown to this member.
+		if err := s.reveal.LabelShown(ctx, a.p, a.ip, a.out.OrderID); err != nil {
+			setErr(a.out, err)
+			return true
+		}
 		s.record(ctx, req.LabelFormat, a, shp)
 		return true
 	}
@@ -459,7 +485,8 @@ func list(call func() (*easypost.ListShipmentsResult, error)) (out *easypost.Lis
 
 // awaitOther waits for another request buying the same order's label and
 // answers its label, or label_in_progress.
-func (s *Service) awaitOther(ctx context.Context, out *Shipment) {
+func (s *Service) awaitOther(ctx context.Context, a *attempt) {
+	out := a.out
 	deadline := time.Now().Add(s.wait)
 	for time.Now().Before(deadline) {
 		select {
@@ -474,7 +501,7 @@ func (s *Service) awaitOther(ctx context.Context, out *Shipment) {
 			return
 		}
 		if rec.State == "bought" {
-			s.answer(ctx, out, rec)
+			s.answer(ctx, a, rec)
 			return
 		}
 		if rec.State != "pending" {
@@ -486,8 +513,14 @@ func (s *Service) awaitOther(ctx context.Context, out *Shipment) {
 
 // answer answers a label bought earlier: its record, and its label's URL
 // as EasyPost has it now (the URL is not kept in Redis: it leads to an
-// image of the address).
-func (s *Service) answer(ctx context.Context, out *Shipment, rec orders.LabelRecord) {
+// image of the address, so handing it out is a reveal, audited and
+// counted like the console's label image).
+func (s *Service) answer(ctx context.Context, a *attempt, rec orders.LabelRecord) {
+	out := a.out
+	if err := s.reveal.LabelShown(ctx, a.p, a.ip, out.OrderID); err != nil {
+		setErr(out, err)
+		return
+	}
 	shp, err := s.ep.GetShipmentWithContext(ctx, rec.ShipmentID)
 	if err != nil {
 		setErr(out, carrierError(err))

@@ -3,6 +3,7 @@ package postage
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"sort"
@@ -130,6 +131,12 @@ func (s *Service) Refund(ctx context.Context, p web.Principal, ip, orderID strin
 	if err != nil {
 		return Refunded{}, carrierError(err)
 	}
+	if shp.RefundStatus != "submitted" && shp.RefundStatus != "refunded" {
+		// Still a valid label (rejected, or not applicable): it stays
+		// linked and recorded, and the address stays uncorrectable.
+		return Refunded{}, &apperr.Error{Code: apperr.CarrierRefused, Detail: map[string]any{"refund_status": shp.RefundStatus},
+			Message: "EasyPost did not accept the refund; the label stays valid and linked"}
+	}
 	if err := s.links.Forget(ctx, orderID, tracking.Refs{Code: rec.Code, Shipment: rec.ShipmentID, Tracker: rec.TrackerID}); err != nil {
 		return Refunded{}, err
 	}
@@ -171,7 +178,9 @@ func (s *Service) LabelImage(ctx context.Context, p web.Principal, ip, orderID s
 		return nil, carrierError(err)
 	}
 	u, err := url.Parse(labelURL(shp, "PNG"))
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+	if err != nil || !(u.Scheme == "https" || (u.Scheme == "http" && loopback(u.Hostname()))) {
+		// EasyPost serves its files over HTTPS; plain HTTP only from a
+		// stand-in on this machine.
 		return nil, apperr.New(apperr.CarrierRefused, "EasyPost gave no label image for this shipment")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -196,4 +205,13 @@ func (s *Service) LabelImage(ctx context.Context, p web.Principal, ip, orderID s
 		return nil, apperr.New(apperr.CarrierRefused, "the label file is not a PNG image")
 	}
 	return b, nil
+}
+
+// loopback reports whether host is a loopback name or address.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -104,6 +104,11 @@ type Config struct {
 	// PublicURL is the URL customers use; an access request's email links to
 	// PublicURL + "/privacy/". Empty: access requests wait for a person.
 	PublicURL string
+	// Address is the privacy address customers write to (PIIVAULT_INBOUND_ADDRESS);
+	// when set, a request runs by itself only if a signed To: or Cc: names
+	// it, so a customer's signed email to someone else, forwarded here
+	// unchanged, waits for a person.
+	Address string
 	// Retention bounds how long a pending request is kept (default and
 	// maximum PIIVAULT_RETENTION).
 	Retention time.Duration

@@ -8,7 +8,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
+	netmail "net/mail"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -204,7 +206,7 @@ func (s *Service) handle(ctx context.Context, provider, ip string, m inbound.Mes
 	kind := inbound.Classify(m, s.cfg.Words)
 	detail := map[string]string{"channel": "email", "provider": provider, "dkim": v.DKIM, "kind": string(kind)}
 
-	reason, err := s.waitReason(ctx, v, kind, m.From)
+	reason, err := s.waitReason(ctx, v, kind, m)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -253,10 +255,15 @@ func (s *Service) handle(ctx context.Context, provider, ip string, m inbound.Mes
 
 // waitReason says why a request must wait for a person, or "" when it may
 // run now.
-func (s *Service) waitReason(ctx context.Context, v inbound.Verdict, kind inbound.Kind, email string) (string, error) {
+func (s *Service) waitReason(ctx context.Context, v inbound.Verdict, kind inbound.Kind, m inbound.Message) (string, error) {
+	email := m.From
 	switch {
 	case v.DKIM != inbound.DKIMPass:
 		return ReasonUnauthenticated, nil
+	case automatic(m):
+		return ReasonAutomatic, nil
+	case !s.fresh(v, m):
+		return ReasonStale, nil
 	case kind != inbound.Deletion && kind != inbound.Access:
 		return ReasonCorrection, nil
 	case s.mailer == nil, kind == inbound.Access && s.cfg.PublicURL == "":
@@ -279,4 +286,74 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// MaxAge is how old a signed Date: may be for a request to run by itself:
+// DKIM proves who wrote a message, not when or to whom it was sent, so an
+// old email of the customer's, replayed, waits for a person.
+const MaxAge = 7 * 24 * time.Hour
+
+// fresh reports whether m's Date: is signed and recent, and, with an
+// Address configured, whether a signed To: or Cc: names it.
+func (s *Service) fresh(v inbound.Verdict, m inbound.Message) bool {
+	date, ok := header(m, "Date")
+	if !ok || !v.Covers("date") {
+		return false
+	}
+	t, err := netmail.ParseDate(date)
+	now := s.now()
+	if err != nil || t.Before(now.Add(-MaxAge)) || t.After(now.Add(24*time.Hour)) {
+		return false
+	}
+	if s.cfg.Address == "" {
+		return true
+	}
+	for _, field := range []string{"To", "Cc"} {
+		list, ok := header(m, field)
+		if !ok || !v.Covers(field) {
+			continue
+		}
+		addrs, err := netmail.ParseAddressList(list)
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if strings.EqualFold(a.Address, s.cfg.Address) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// automatic reports whether m says it was sent by a machine (RFC 3834's
+// Auto-Submitted, Precedence bulk/junk/list/auto_reply, the common
+// auto-responder headers): an out-of-office reply to piivault's own code
+// email must not delete anything.
+func automatic(m inbound.Message) bool {
+	if v, ok := header(m, "Auto-Submitted"); ok && !strings.EqualFold(strings.TrimSpace(v), "no") {
+		return true
+	}
+	if v, ok := header(m, "Precedence"); ok {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "bulk", "junk", "list", "auto_reply":
+			return true
+		}
+	}
+	for _, h := range []string{"X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"} {
+		if _, ok := header(m, h); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// header returns the first value of m's header field name.
+func header(m inbound.Message, name string) (string, bool) {
+	for _, h := range m.Headers {
+		if strings.EqualFold(h.Name, name) {
+			return h.Value, true
+		}
+	}
+	return "", false
 }

@@ -48,6 +48,8 @@ const (
 	ReasonCorrection      = "correction"      // a new address cannot be read from an email safely
 	ReasonNoOrders        = "no_orders"       // the address has no orders (or is not one piivault could hold)
 	ReasonEmailOff        = "email_off"       // email (or PIIVAULT_PUBLIC_URL) is not configured: the customer would not hear back
+	ReasonStale           = "stale"           // no signed Date: within the last week, or not sent to the privacy address: perhaps an old or forwarded email
+	ReasonAutomatic       = "automatic"       // an auto-reply or bulk mail (Auto-Submitted, Precedence), not a person asking
 )
 
 // ExcerptChars is how much of a body a pending request keeps, for a person

@@ -15,8 +15,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/emersion/go-msgauth/dkim"
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"piivault/inbound"
@@ -609,5 +611,58 @@ func TestPendingRedacted(t *testing.T) {
 	for _, out := range []string{fmt.Sprintf("%v", p), fmt.Sprintf("%+v", p), fmt.Sprintf("%#v", p), logged.String()} {
 		require.NotContains(t, out, "Hauptstraße")
 		require.Contains(t, out, "pr_1")
+	}
+}
+
+// DKIM proves who wrote a message, not when or to whom: an old signed
+// email replayed, one written to someone else, or an auto-reply waits for
+// a person; a fresh one to the privacy address runs.
+func TestOnlyAFreshSignedRequestToThePrivacyAddressRuns(t *testing.T) {
+	withAddress := func(c *Config, _ *Deps) { c.Address = "privacy@shop.example" }
+	tests := []struct {
+		name   string
+		now    time.Time
+		edit   func(raw string) string // before signing
+		opts   []option
+		reason string // "" runs
+	}{
+		{name: "fresh", now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC)},
+		{name: "fresh, to the privacy address", now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC), opts: []option{withAddress}},
+		{name: "a week and a day old", now: time.Date(2026, 3, 10, 11, 0, 0, 0, time.UTC), reason: ReasonStale},
+		{name: "dated two days ahead", now: time.Date(2026, 2, 28, 9, 0, 0, 0, time.UTC), reason: ReasonStale},
+		{name: "written to someone else", now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC), opts: []option{withAddress},
+			edit: func(raw string) string {
+				return strings.Replace(raw, "To: privacy@shop.example", "To: friend@elsewhere.example", 1)
+			}, reason: ReasonStale},
+		{name: "an auto-reply", now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC),
+			edit: func(raw string) string {
+				return strings.Replace(raw, "MIME-Version: 1.0", "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0", 1)
+			}, reason: ReasonAutomatic},
+		{name: "bulk", now: time.Date(2026, 3, 3, 10, 0, 0, 0, time.UTC),
+			edit: func(raw string) string {
+				return strings.Replace(raw, "MIME-Version: 1.0", "Precedence: bulk\r\nMIME-Version: 1.0", 1)
+			}, reason: ReasonAutomatic},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts...)
+			h.now = tc.now
+			raw := h.dns.email(t, "", jane, "Delete my data", "Please delete everything.", "fresh-"+tc.name+"@shop.example")
+			if tc.edit != nil {
+				raw = tc.edit(raw)
+			}
+			var signed bytes.Buffer
+			require.NoError(t, dkim.Sign(&signed, strings.NewReader(raw), &dkim.SignOptions{Domain: "shop.example", Selector: "s1",
+				Signer: h.dns.keys["shop.example"], HeaderKeys: []string{"From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "Precedence"}}))
+			w := h.postmark(signed.String(), false)
+			require.Equal(t, http.StatusOK, w.Code, w.Body.String())
+			a := decode[Answer](t, w)
+			if tc.reason == "" {
+				assert.Equal(t, OutcomeDeleted, a.Outcome)
+				return
+			}
+			assert.Equal(t, OutcomePending, a.Outcome)
+			assert.Equal(t, tc.reason, h.record(a.RequestID)["reason"])
+		})
 	}
 }

@@ -143,7 +143,8 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		mailer = a.mail
 	}
 	a.requests = requests.New(rdb, requests.Config{Secret: string(cfg.InboundSecret), Words: cfg.InboundWords,
-		PublicURL: cfg.PublicURL, Retention: cfg.Retention, Verifier: inbound.Verifier{LookupTXT: cfg.dkimLookup}},
+		PublicURL: cfg.PublicURL, Retention: cfg.Retention, Verifier: inbound.Verifier{LookupTXT: cfg.dkimLookup},
+		Address: cfg.InboundAddress},
 		requests.Deps{Deleter: a.deletions, History: a.store, Reporter: a.reports, Mailer: mailer, Sealer: senders,
 			Excerpts: vc, Audit: a.audit, Watch: a.monitor, Log: log})
 	a.shredder = purge.NewShredder([]purge.ShredKey{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	netmail "net/mail"
 	"net/url"
 	"os"
 	"regexp"
@@ -66,6 +67,10 @@ type config struct {
 	// InboundSecret is PIIVAULT_INBOUND_SECRET, the basic-auth password of
 	// the inbound-email webhooks ("" answers 404).
 	InboundSecret secret
+	// InboundAddress is the privacy address customers write to
+	// (PIIVAULT_INBOUND_ADDRESS): a request runs by itself only when a
+	// signed To: or Cc: names it. "" skips that check.
+	InboundAddress string
 	// InboundWords are the phrases that make an emailed request an access
 	// or a correction request (PIIVAULT_INBOUND_WORDS; English and German).
 	InboundWords inbound.Words
@@ -237,6 +242,9 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	}
 	if u, err := url.Parse(c.EasyPostAPIURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return nil, &configError{"EASYPOST_API_URL", "want an http(s) URL"}
+	} else if ip := net.ParseIP(u.Hostname()); u.Scheme == "http" && u.Hostname() != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		// The API key and customers' addresses travel in this connection.
+		return nil, &configError{"EASYPOST_API_URL", "plain http is only for a stand-in on this machine (a loopback host); use https"}
 	}
 	if c.ShipFrom, err = shipFrom(getenv("PIIVAULT_SHIP_FROM")); err != nil {
 		return nil, err
@@ -245,6 +253,13 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		return nil, err
 	}
 	c.InboundSecret = secret(getenv("PIIVAULT_INBOUND_SECRET"))
+	if c.InboundAddress = strings.TrimSpace(getenv("PIIVAULT_INBOUND_ADDRESS")); c.InboundAddress != "" {
+		a, err := netmail.ParseAddress(c.InboundAddress)
+		if err != nil || a.Name != "" {
+			return nil, &configError{"PIIVAULT_INBOUND_ADDRESS", "want the bare address customers write to, e.g. privacy@shop.example"}
+		}
+		c.InboundAddress = a.Address
+	}
 	c.InboundWords = inbound.DefaultWords()
 	if v := strings.TrimSpace(getenv("PIIVAULT_INBOUND_WORDS")); v != "" {
 		if c.InboundWords, err = inbound.ParseWords(v); err != nil {

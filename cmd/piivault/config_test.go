@@ -79,11 +79,13 @@ func TestLoadConfigRejectsBadValuesNamingTheVariable(t *testing.T) {
 		{"ship from missing street", map[string]string{"PIIVAULT_SHIP_FROM": `{"name":"W","city":"Portland","zip":"97201","country":"US"}`}, "PIIVAULT_SHIP_FROM"},
 		{"ship from without name or company", map[string]string{"PIIVAULT_SHIP_FROM": `{"street1":"1 Dock Rd","city":"Portland","zip":"97201","country":"US"}`}, "PIIVAULT_SHIP_FROM"},
 		{"easypost url", map[string]string{"EASYPOST_API_URL": "api.easypost.com"}, "EASYPOST_API_URL"},
+		{"easypost url in the clear", map[string]string{"EASYPOST_API_URL": "http://api.easypost.com/v2"}, "EASYPOST_API_URL"},
 		{"smtp without from", map[string]string{"PIIVAULT_SMTP_URL": "smtp://u:p@mail.example:587"}, "PIIVAULT_MAIL_FROM"},
 		{"from without smtp", map[string]string{"PIIVAULT_MAIL_FROM": "privacy@shop.example"}, "PIIVAULT_SMTP_URL"},
 		{"smtp scheme", map[string]string{"PIIVAULT_SMTP_URL": "http://mail.example", "PIIVAULT_MAIL_FROM": "privacy@shop.example"}, "PIIVAULT_SMTP_URL"},
 		{"mail from", map[string]string{"PIIVAULT_SMTP_URL": "smtp://127.0.0.1:1025", "PIIVAULT_MAIL_FROM": "not an address"}, "PIIVAULT_MAIL_FROM"},
 		{"inbound words", map[string]string{"PIIVAULT_INBOUND_WORDS": "access=copy"}, "PIIVAULT_INBOUND_WORDS"},
+		{"inbound address", map[string]string{"PIIVAULT_INBOUND_ADDRESS": "Privacy <privacy@shop.example>"}, "PIIVAULT_INBOUND_ADDRESS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

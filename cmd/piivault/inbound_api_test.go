@@ -21,6 +21,7 @@ func inboundHarness(t *testing.T, box *mailbox, domains ...*senderDomain) *harne
 	extra := box.env()
 	extra["PIIVAULT_INBOUND_SECRET"] = testInboundSecret
 	extra["PIIVAULT_PUBLIC_URL"] = "https://vault.shop.example"
+	extra["PIIVAULT_INBOUND_ADDRESS"] = "privacy@shop.example"
 	return newHarnessTweaked(t, nil, extra, func(c *config) { c.dkimLookup = lookup(domains...) })
 }
 

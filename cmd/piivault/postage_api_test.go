@@ -174,6 +174,13 @@ func TestBuyingLabelsForAPickListSendsAddressesOnlyToEasyPost(t *testing.T) {
 		}
 	}
 
+	// A purged order's label (an image of the address that is gone) is
+	// never answered again.
+	again := shipmentsOf(t, h.call("POST", "/v1/fulfillment/shipments", tok, shipmentsBody([]string{ids[3]})))[ids[3]]
+	require.NotNil(t, again["error"])
+	assert.Equal(t, "gone", again["error"].(map[string]any)["code"])
+	assert.Nil(t, again["label_url"])
+
 	// The access report says where the data went.
 	sup, stok := h.login("support")
 	_ = sup
@@ -246,7 +253,17 @@ func TestALabelIsBoughtExactlyOnce(t *testing.T) {
 			assert.Equal(t, a[id]["tracking_code"], b[id]["tracking_code"])
 			assert.Equal(t, a[id]["label_url"], b[id]["label_url"])
 			assert.Equal(t, 1, ep.BoughtFor(id))
-			assert.Len(t, auditWith(t, h, audit.ActionReveal, id), 1, "a retry decrypts nothing")
+			var toEasyPost, shown int
+			for _, e := range auditWith(t, h, audit.ActionReveal, id) {
+				switch {
+				case e.Detail["disclosed_to"] == "easypost":
+					toEasyPost++
+				case e.Detail["via"] == "label_image":
+					shown++
+				}
+			}
+			assert.Equal(t, 1, toEasyPost, "a retry decrypts nothing")
+			assert.Equal(t, 1, shown, "answering the label again (its link shows the address) is an audited reveal")
 			assert.Len(t, auditWith(t, h, audit.ActionLabelBought, id), 1, "a retry writes no audit entry twice")
 		}
 	})
@@ -355,6 +372,17 @@ func TestACarrierRejectingOneAddressFailsOnlyThatOrder(t *testing.T) {
 	assert.Equal(t, 422.0, got[ids[2]]["status"])
 	assert.NotContains(t, e["message"], easypoststandin.UndeliverableStreetWord, "EasyPost's message, which may quote the address, is not passed on")
 	assert.Equal(t, 0, ep.BoughtFor(ids[2]))
+
+	// Nothing was bought, so the address can be corrected, and the next
+	// purchase sends the corrected one.
+	fixed := orderBody(ids[2])["shipping"].(map[string]any)
+	fixed["address"].(map[string]any)["line1"] = "14 Deliverable Way"
+	r := h.call("PUT", "/v1/orders/"+ids[2]+"/shipping", h.apiKey, map[string]any{"shipping": fixed})
+	require.Equal(t, 200, r.Status, string(r.Raw))
+	s := shipmentsOf(t, h.call("POST", "/v1/fulfillment/shipments", tok, shipmentsBody(ids[2:])))[ids[2]]
+	require.Nil(t, s["error"], "%v", s["error"])
+	assert.Equal(t, 1, ep.BoughtFor(ids[2]))
+	assert.Equal(t, 2, ep.CreatedFor(ids[2]), "a new shipment with the corrected address")
 }
 
 func TestWhoMayBuyLabels(t *testing.T) {
