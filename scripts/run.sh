@@ -90,6 +90,7 @@ else
 fi
 export PIIVAULT_MAIL_FROM=${PIIVAULT_MAIL_FROM:-"Demo Shop privacy <privacy@shop.example>"}
 export PIIVAULT_INBOUND_SECRET=${PIIVAULT_INBOUND_SECRET:-demo-inbound-secret}
+export PIIVAULT_INBOUND_ADDRESS=${PIIVAULT_INBOUND_ADDRESS:-privacy@shop.example}
 
 # Labels through EasyPost: a real EasyPost test key when one is set, else a
 # stand-in on loopback speaking EasyPost's API (blank labels, no carrier).
