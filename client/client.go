@@ -285,6 +285,70 @@ func (c *Client) Labels(ctx context.Context, reason string, orderIDs ...string) 
 	return r.Labels, err
 }
 
+// BuyShipments buys carrier labels through EasyPost for the orders of req
+// (POST /v1/fulfillment/shipments; fulfillment): the addresses go from the
+// vault to EasyPost only, and each order answers its label or its own
+// error. A retry answers the labels bought first, never a second one.
+func (c *Client) BuyShipments(ctx context.Context, req ShipmentsRequest) ([]Shipment, error) {
+	var r struct {
+		Shipments []Shipment `json:"shipments"`
+	}
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/fulfillment/shipments", nil, req, &r)
+	return r.Shipments, err
+}
+
+// ShipmentRates asks the carriers' rates of each order without buying
+// (POST /v1/fulfillment/rates; fulfillment).
+func (c *Client) ShipmentRates(ctx context.Context, req ShipmentsRequest) ([]Rates, error) {
+	var r struct {
+		Rates []Rates `json:"rates"`
+	}
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/fulfillment/rates", nil, req, &r)
+	return r.Rates, err
+}
+
+// RefundShipment refunds an order's unused label and unlinks it
+// (POST /v1/fulfillment/shipments/{order_id}/refund; fulfillment, admin).
+func (c *Client) RefundShipment(ctx context.Context, orderID string) (Refund, error) {
+	var r Refund
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/fulfillment/shipments/"+url.PathEscape(orderID)+"/refund", nil, nil, &r)
+	return r, err
+}
+
+// CorrectShipping replaces a held order's shipping data without reading
+// the old one (PUT /v1/orders/{id}/shipping; storefront key, support,
+// admin); expires_at is unchanged.
+func (c *Client) CorrectShipping(ctx context.Context, id string, s Shipping) (Reference, error) {
+	var r Reference
+	_, _, err := c.do(ctx, http.MethodPut, orderPath(id, "/shipping"), nil, map[string]any{"shipping": s}, &r)
+	return r, err
+}
+
+// PendingRequests lists emailed requests waiting for a person
+// (GET /v1/deletion-requests?status=pending; support, admin).
+func (c *Client) PendingRequests(ctx context.Context) ([]PendingRequest, error) {
+	var r struct {
+		Requests []PendingRequest `json:"requests"`
+	}
+	_, _, err := c.do(ctx, http.MethodGet, "/v1/deletion-requests", url.Values{"status": {"pending"}}, nil, &r)
+	return r.Requests, err
+}
+
+// ConfirmRequest runs a pending emailed request
+// (POST /v1/deletion-requests/{id}/confirm; support, admin).
+func (c *Client) ConfirmRequest(ctx context.Context, id string) (RequestOutcome, error) {
+	var r RequestOutcome
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/deletion-requests/"+url.PathEscape(id)+"/confirm", nil, nil, &r)
+	return r, err
+}
+
+// RejectRequest closes a pending emailed request without running it
+// (POST /v1/deletion-requests/{id}/reject; support, admin).
+func (c *Client) RejectRequest(ctx context.Context, id string) error {
+	_, _, err := c.do(ctx, http.MethodPost, "/v1/deletion-requests/"+url.PathEscape(id)+"/reject", nil, nil, nil)
+	return err
+}
+
 // Queue returns a page of held orders, oldest first, no PII
 // (GET /v1/fulfillment/queue; fulfillment, admin). Pass the page's Next as
 // after for the next one; limit 0 is the server's default (50).

@@ -87,6 +87,108 @@ type Reference struct {
 	ExpiresAt   time.Time  `json:"expires_at"`
 	PurgedAt    *time.Time `json:"purged_at"`
 	PurgeReason *string    `json:"purge_reason"`
+	// Label is the postage label bought through piivault, if any.
+	Label *PostageLabel `json:"label,omitempty"`
+}
+
+// PostageLabel is a label bought through piivault (no PII).
+type PostageLabel struct {
+	Carrier      string    `json:"carrier"`
+	TrackingCode string    `json:"tracking_code"`
+	BoughtAt     time.Time `json:"bought_at"`
+}
+
+// Parcel is EasyPost's parcel: inches and ounces, dimensions or a
+// predefined package, and a weight.
+type Parcel struct {
+	Length            float64 `json:"length,omitempty"`
+	Width             float64 `json:"width,omitempty"`
+	Height            float64 `json:"height,omitempty"`
+	Weight            float64 `json:"weight"`
+	PredefinedPackage string  `json:"predefined_package,omitempty"`
+}
+
+// ShipmentsRequest asks for labels (or rates) of several orders.
+type ShipmentsRequest struct {
+	OrderIDs    []string `json:"order_ids"`
+	Parcel      Parcel   `json:"parcel"`
+	Service     string   `json:"service,omitempty"` // "cheapest" or "<carrier>:<service>"
+	Reason      string   `json:"reason"`            // ReasonLabel
+	LabelFormat string   `json:"label_format,omitempty"`
+}
+
+// Shipment is one order's bought label, or its Error with its Status.
+type Shipment struct {
+	OrderID      string      `json:"order_id"`
+	ShipmentID   string      `json:"shipment_id,omitempty"`
+	TrackingCode string      `json:"tracking_code,omitempty"`
+	Carrier      string      `json:"carrier,omitempty"`
+	Service      string      `json:"service,omitempty"`
+	Rate         *Price      `json:"rate,omitempty"`
+	LabelURL     string      `json:"label_url,omitempty"`
+	LabelFormat  string      `json:"label_format,omitempty"`
+	Status       int         `json:"status,omitempty"`
+	Error        *LabelError `json:"error,omitempty"`
+}
+
+// Price is an amount in a currency.
+type Price struct {
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Rates are one order's carrier rates, cheapest first, or its Error.
+type Rates struct {
+	OrderID string        `json:"order_id"`
+	Rates   []CarrierRate `json:"rates,omitempty"`
+	Status  int           `json:"status,omitempty"`
+	Error   *LabelError   `json:"error,omitempty"`
+}
+
+// CarrierRate is one carrier service's price.
+type CarrierRate struct {
+	Carrier      string `json:"carrier"`
+	Service      string `json:"service"`
+	Amount       string `json:"amount"`
+	Currency     string `json:"currency"`
+	DeliveryDays int    `json:"delivery_days,omitempty"`
+}
+
+// Refund is a label refund as EasyPost accepted it.
+type Refund struct {
+	OrderID      string `json:"order_id"`
+	ShipmentID   string `json:"shipment_id"`
+	TrackingCode string `json:"tracking_code"`
+	RefundStatus string `json:"refund_status"`
+}
+
+// PendingRequest is an emailed request waiting for a person. Excerpt is
+// PII (decrypted with the caller's token): LogValue leaves it out.
+type PendingRequest struct {
+	ID              string    `json:"id"`
+	Sender          string    `json:"sender"`
+	DKIM            string    `json:"dkim"`
+	Kind            string    `json:"kind"`
+	Reason          string    `json:"reason"`
+	Provider        string    `json:"provider"`
+	ReceivedAt      time.Time `json:"received_at"`
+	ExpiresAt       time.Time `json:"expires_at"`
+	Excerpt         string    `json:"excerpt"`
+	ExcerptWithheld bool      `json:"excerpt_withheld,omitempty"`
+	Status          string    `json:"status"`
+}
+
+// LogValue names the request only.
+func (p PendingRequest) LogValue() slog.Value { return slog.GroupValue(slog.String("id", p.ID)) }
+
+// RequestOutcome is what confirming a pending request did.
+type RequestOutcome struct {
+	ID       string           `json:"id"`
+	Kind     string           `json:"kind"`
+	Outcome  string           `json:"outcome"`
+	Receipt  *DeletionReceipt `json:"receipt,omitempty"`
+	ReportID string           `json:"report_id,omitempty"`
+	Mailed   bool             `json:"mailed"`
 }
 
 // TrackingLink is the carrier references LinkTracking links (at least one
@@ -126,9 +228,10 @@ func (s Session) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
 // HeldOrder is an order in the fulfillment queue (no PII).
 type HeldOrder struct {
-	OrderID   string    `json:"order_id"`
-	CreatedAt time.Time `json:"created_at"`
-	ExpiresAt time.Time `json:"expires_at"`
+	OrderID   string        `json:"order_id"`
+	CreatedAt time.Time     `json:"created_at"`
+	ExpiresAt time.Time     `json:"expires_at"`
+	Label     *PostageLabel `json:"label,omitempty"`
 }
 
 // QueuePage is one page of the queue; Next is "" on the last one.

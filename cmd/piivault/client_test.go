@@ -193,3 +193,67 @@ func TestClientStaff(t *testing.T) {
 	_, err = aud.VerifyAudit(ctx)
 	requireAPIError(t, err, 401, client.CodeUnauthorized)
 }
+
+// The Go client covers labels, rates, refunds, corrections and emailed
+// requests, every answer checked against the API document.
+func TestClientPostageCorrectionsAndRequests(t *testing.T) {
+	ctx := context.Background()
+	ep := easyPost(t, "")
+	box := newMailbox(t)
+	extra := box.env()
+	extra["EASYPOST_API_KEY"], extra["EASYPOST_API_URL"], extra["PIIVAULT_SHIP_FROM"] = testEasyPostKey, ep.URL(), testShipFrom
+	extra["PIIVAULT_INBOUND_SECRET"] = testInboundSecret
+	h := newHarnessTweaked(t, nil, extra, func(c *config) { c.dkimLookup = lookup() })
+	ids := orderIDs("cli", 2)
+	for _, id := range ids {
+		h.storeOrder(id)
+	}
+	shop := h.newTestClient(h.apiKey)
+	ful := h.clientLogin(h.newTestClient(""), "fulfillment")
+	sup := h.clientLogin(h.newTestClient(""), "support")
+	req := client.ShipmentsRequest{OrderIDs: ids[:1], Parcel: client.Parcel{Length: 9, Width: 6, Height: 3, Weight: 16},
+		Service: "cheapest", Reason: client.ReasonLabel}
+
+	rates, err := ful.ShipmentRates(ctx, req)
+	require.NoError(t, err)
+	require.NotEmpty(t, rates[0].Rates)
+	bought, err := ful.BuyShipments(ctx, req)
+	require.NoError(t, err)
+	require.Nil(t, bought[0].Error)
+	ref, err := shop.Order(ctx, ids[0])
+	require.NoError(t, err)
+	require.NotNil(t, ref.Label)
+	require.Equal(t, bought[0].TrackingCode, ref.Label.TrackingCode)
+	page, err := ful.Queue(ctx, 500, "")
+	require.NoError(t, err)
+	var labelled bool
+	for _, o := range page.Orders {
+		labelled = labelled || (o.OrderID == ids[0] && o.Label != nil)
+	}
+	require.True(t, labelled)
+
+	// A label bought: the address cannot be corrected until it is refunded.
+	fixed := client.Shipping{Name: "Correctname Qwxyv", Email: "corrected.qwxyv@example.org",
+		Address: client.Address{Line1: "12 Fixedstreet", City: "Newtown", PostalCode: "10001", Country: "US"}}
+	_, err = shop.CorrectShipping(ctx, ids[0], fixed)
+	var apiErr *client.Error
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, "label_bought", apiErr.Code)
+	refund, err := ful.RefundShipment(ctx, ids[0])
+	require.NoError(t, err)
+	require.Equal(t, "submitted", refund.RefundStatus)
+	corrected, err := shop.CorrectShipping(ctx, ids[0], fixed)
+	require.NoError(t, err)
+	require.Equal(t, "held", corrected.Status)
+
+	// An unsigned emailed request waits; support closes it.
+	raw := email(t, nil, "canary.zzyzx@example.com", "Delete my data", "please", "cli-1@example.com")
+	require.Equal(t, "pending", h.postmark("canary.zzyzx@example.com", "Delete my data", "please", raw).Body["outcome"])
+	pending, err := sup.PendingRequests(ctx)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	require.NoError(t, sup.RejectRequest(ctx, pending[0].ID))
+	_, err = sup.ConfirmRequest(ctx, pending[0].ID)
+	require.ErrorAs(t, err, &apiErr)
+	require.Equal(t, 404, apiErr.Status)
+}
