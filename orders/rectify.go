@@ -71,10 +71,11 @@ func (s *Store) RectifyAudited(ctx context.Context, orderID string, ship Shippin
 	if err != nil {
 		return Reference{}, fmt.Errorf("audit note: %w", err)
 	}
-	ct, mct, bidx, err := s.seal(ctx, orderID, ship)
+	sealed, err := s.seal(ctx, orderID, ship, nil)
 	if err != nil {
 		return Reference{}, err
 	}
+	ct, mct, bidx := sealed.ct, sealed.mct, sealed.bidx
 	k := keysOf(orderID)
 	for attempt := 0; ; attempt++ {
 		old, err := s.rdb.HGet(ctx, k.pii, "bidx").Result()
@@ -116,9 +117,19 @@ func (s *Store) RectifyAudited(ctx context.Context, orderID string, ship Shippin
 	}
 }
 
-// seal encrypts ship for orderID (the full block and the masked copy, bound
-// to the order id) and computes its email's blind index.
-func (s *Store) seal(ctx context.Context, orderID string, ship Shipping) (ct, mct, bidx string, err error) {
+// sealed is a shipping block as Redis keeps it.
+type sealed struct {
+	ct, mct string // the full block and the masked copy, transit ciphertexts
+	bidx    string // the email's blind index
+	digest  string // the request's HMAC, when a request was given
+}
+
+// seal encrypts ship for orderID (the full block and the masked copy,
+// bound to the order id as associated data, each with a random nonce so
+// that equal addresses never encrypt alike) and computes its email's blind
+// index and, with canon (a canonical request), the request's HMAC. The
+// three Vault calls are independent: they run side by side.
+func (s *Store) seal(ctx context.Context, orderID string, ship Shipping, canon []byte) (sealed, error) {
 	envelopeOf := func(sh Shipping) ([]byte, error) {
 		nonce := make([]byte, 16)
 		if _, err := rand.Read(nonce); err != nil {
@@ -128,11 +139,15 @@ func (s *Store) seal(ctx context.Context, orderID string, ship Shipping) (ct, mc
 	}
 	plain, err := envelopeOf(ship)
 	if err != nil {
-		return "", "", "", err
+		return sealed{}, err
 	}
 	maskedPlain, err := envelopeOf(ship.Masked())
 	if err != nil {
-		return "", "", "", err
+		return sealed{}, err
+	}
+	inputs := [][]byte{[]byte("email\x00" + NormalizeEmail(ship.Email))}
+	if canon != nil {
+		inputs = append(inputs, append([]byte("request\x00"), canon...))
 	}
 	ad := []byte(orderID)
 	var (
@@ -143,7 +158,7 @@ func (s *Store) seal(ctx context.Context, orderID string, ship Shipping) (ct, mc
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		macs, macErr = s.sealer.HMAC(ctx, [][]byte{[]byte("email\x00" + NormalizeEmail(ship.Email))})
+		macs, macErr = s.sealer.HMAC(ctx, inputs)
 	}()
 	go func() {
 		defer wg.Done()
@@ -156,16 +171,24 @@ func (s *Store) seal(ctx context.Context, orderID string, ship Shipping) (ct, mc
 		err  error
 		res  []vault.Result
 	}{{"blind index", macErr, macs}, {"encrypt masked copy", menErr, menc}, {"encrypt", encErr, enc}} {
-		if c.err == nil && len(c.res) > 0 {
-			c.err = c.res[0].Err
+		if c.err == nil {
+			for _, r := range c.res {
+				if r.Err != nil {
+					c.err = r.Err
+					break
+				}
+			}
 		}
 		if c.err != nil {
-			return "", "", "", fmt.Errorf("%s: %w", c.what, c.err)
+			return sealed{}, fmt.Errorf("%s: %w", c.what, c.err)
 		}
 	}
-	ct, mct, bidx = enc[0].Value, menc[0].Value, macs[0].Value
-	if CiphertextVersion(ct) == 0 || CiphertextVersion(mct) == 0 {
-		return "", "", "", fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
+	out := sealed{ct: enc[0].Value, mct: menc[0].Value, bidx: macs[0].Value}
+	if canon != nil {
+		out.digest = macs[1].Value
 	}
-	return ct, mct, bidx, nil
+	if CiphertextVersion(out.ct) == 0 || CiphertextVersion(out.mct) == 0 {
+		return sealed{}, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
+	}
+	return out, nil
 }

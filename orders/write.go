@@ -2,19 +2,16 @@ package orders
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"piivault/internal/apperr"
-	"piivault/vault"
 )
 
 // scriptCode reads the store script's answer: a code, or {code, note}.
@@ -166,78 +163,21 @@ func (s *Store) storeNoting(ctx context.Context, req Request, note []byte) (Rece
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("canonical request: %w", err)
 	}
-	nonce := make([]byte, 16)
-	if _, err := rand.Read(nonce); err != nil {
-		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
-	}
-	plain, err := json.Marshal(envelope{Nonce: nonce, Shipping: req.Shipping})
+	sealed, err := s.seal(ctx, req.OrderID, req.Shipping, canon)
 	if err != nil {
-		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
+		return Receipt{}, 0, err
 	}
-	mnonce := make([]byte, 16)
-	if _, err := rand.Read(mnonce); err != nil {
-		return Receipt{}, 0, fmt.Errorf("nonce: %w", err)
-	}
-	maskedPlain, err := json.Marshal(envelope{Nonce: mnonce, Shipping: req.Shipping.Masked()})
-	if err != nil {
-		return Receipt{}, 0, fmt.Errorf("envelope: %w", err)
-	}
-	ad := []byte(req.OrderID)
-	// The blind-index HMACs, the encryption and the masked copy's are
-	// independent Vault calls: run them side by side.
-	var (
-		macs, menc     []vault.Result
-		macErr, menErr error
-		wg             sync.WaitGroup
-	)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		macs, macErr = s.sealer.HMAC(ctx, [][]byte{
-			append([]byte("request\x00"), canon...),
-			[]byte("email\x00" + NormalizeEmail(req.Shipping.Email)),
-		})
-	}()
-	go func() {
-		defer wg.Done()
-		menc, menErr = s.sealer.EncryptMasked(ctx, []vault.Plaintext{{Plaintext: maskedPlain, AssociatedData: ad}})
-	}()
-	enc, err := s.sealer.Encrypt(ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: ad}})
-	wg.Wait()
-	if macErr != nil {
-		return Receipt{}, 0, fmt.Errorf("blind index: %w", macErr)
-	}
-	for _, m := range macs {
-		if m.Err != nil {
-			return Receipt{}, 0, fmt.Errorf("blind index: %w", m.Err)
-		}
-	}
-	if err != nil {
-		return Receipt{}, 0, fmt.Errorf("encrypt: %w", err)
-	}
-	if enc[0].Err != nil {
-		return Receipt{}, 0, fmt.Errorf("encrypt: %w", enc[0].Err)
-	}
-	if menErr == nil {
-		menErr = menc[0].Err
-	}
-	if menErr != nil {
-		return Receipt{}, 0, fmt.Errorf("encrypt masked copy: %w", menErr)
-	}
-	digest, bidx := macs[0].Value, macs[1].Value
+	digest, bidx := sealed.digest, sealed.bidx
 
 	now := s.now().UTC().Truncate(time.Millisecond) // Redis keeps milliseconds
 	expires := now.Add(s.retention)
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	version, mversion := CiphertextVersion(enc[0].Value), CiphertextVersion(menc[0].Value)
-	if version == 0 || mversion == 0 {
-		return Receipt{}, 0, fmt.Errorf("encrypt: vault returned a ciphertext without a key version")
-	}
+	version, mversion := CiphertextVersion(sealed.ct), CiphertextVersion(sealed.mct)
 	res, err := storeScript.Run(rctx, s.rdb,
 		[]string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
 			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain},
-		req.OrderID, enc[0].Value, menc[0].Value, bidx, digest, req.PaymentRef,
+		req.OrderID, sealed.ct, sealed.mct, bidx, digest, req.PaymentRef,
 		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
 		now.Format(time.RFC3339Nano)).Result()
 	if err != nil {

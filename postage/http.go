@@ -1,6 +1,7 @@
 package postage
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -31,40 +32,32 @@ func (h *Handler) ready(c *gin.Context) bool {
 
 // Buy handles POST /v1/fulfillment/shipments (fulfillment).
 func (h *Handler) Buy(c *gin.Context) {
-	var req Request
-	if !h.ready(c) {
-		return
+	if h.ready(c) {
+		batch(h, c, "shipments", h.svc.Buy)
 	}
-	if err := web.BindStrict(c, &req); err != nil {
-		h.write(c, err)
-		return
-	}
-	p, _ := web.PrincipalOf(c)
-	out, err := h.svc.Buy(c.Request.Context(), p, c.ClientIP(), req)
-	if err != nil {
-		h.write(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, gin.H{"shipments": out})
 }
 
 // Rates handles POST /v1/fulfillment/rates (fulfillment).
 func (h *Handler) Rates(c *gin.Context) {
-	var req Request
-	if !h.ready(c) {
-		return
+	if h.ready(c) {
+		batch(h, c, "rates", h.svc.Rates)
 	}
+}
+
+// batch reads a Request, runs it as the caller and answers {key: results}.
+func batch[T any](h *Handler, c *gin.Context, key string, run func(context.Context, web.Principal, string, Request) ([]T, error)) {
+	var req Request
 	if err := web.BindStrict(c, &req); err != nil {
 		h.write(c, err)
 		return
 	}
 	p, _ := web.PrincipalOf(c)
-	out, err := h.svc.Rates(c.Request.Context(), p, c.ClientIP(), req)
+	out, err := run(c.Request.Context(), p, c.ClientIP(), req)
 	if err != nil {
 		h.write(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"rates": out})
+	c.JSON(http.StatusOK, gin.H{key: out})
 }
 
 // Refund handles POST /v1/fulfillment/shipments/:order_id/refund

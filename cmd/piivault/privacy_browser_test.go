@@ -90,7 +90,9 @@ func TestCustomersSeeCorrectAndDeleteTheirOwnData(t *testing.T) {
 		chromedp.SendKeys("#f-city", "Newtown", chromedp.ByID),
 		chromedp.SendKeys("#f-country", "US", chromedp.ByID),
 		chromedp.Submit("#f-line1", chromedp.ByID),
-		chromedp.WaitVisible("main", chromedp.ByQuery),
+		// The answer page's own element: "main" would match the form's page
+		// still on screen, and a screenshot taken mid-navigation can hang.
+		chromedp.WaitVisible("p.ok", chromedp.ByQuery),
 	))
 	shot(t, ctx, "privacy-corrected")
 	full := h.call("GET", "/v1/orders/"+ids[0]+"/shipping?reason=address_check", ful, nil)
@@ -108,7 +110,7 @@ func TestCustomersSeeCorrectAndDeleteTheirOwnData(t *testing.T) {
 		chromedp.WaitVisible(`form[action="/privacy/orders/`+ids[1]+`/delete"]`, chromedp.ByQuery),
 		chromedp.Click(`form[action="/privacy/orders/`+ids[1]+`/delete"] input[name=confirm]`, chromedp.ByQuery),
 		chromedp.Click(`form[action="/privacy/orders/`+ids[1]+`/delete"] button`, chromedp.ByQuery),
-		chromedp.WaitVisible("main", chromedp.ByQuery),
+		chromedp.WaitVisible("p.ok", chromedp.ByQuery),
 	))
 	assert.Contains(t, text(t, ctx, "main"), ids[1])
 	shot(t, ctx, "privacy-deleted")
