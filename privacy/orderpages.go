@@ -2,6 +2,8 @@ package privacy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"slices"
 	"strings"
@@ -213,7 +215,10 @@ func (h *Handler) mailReceipt(ctx context.Context, to string, r purge.Receipt) b
 		"We keep nothing else of it: no name, address, email address or phone number. " +
 		"What remains is the order number, its dates and the record of when it was viewed " +
 		"(role, reason and date), which hold no personal data.\n")
-	id := "privacy-receipt-" + r.RequestID
+	// Named by the orders, not the receipt: a double-submitted delete makes
+	// two receipts for one deletion, and the outbox sends one mail per id.
+	sum := sha256.Sum256([]byte(strings.Join(r.Orders, "\n")))
+	id := "privacy-receipt-" + hex.EncodeToString(sum[:16])
 	if err := h.d.Mail.Enqueue(ctx, mail.Message{ID: id, To: to, Subject: "Receipt: your shipping data is deleted", Text: b.String()}); err != nil {
 		h.d.Log.Warn("privacy receipt mail not queued", "id", id, "err", err)
 		return false
