@@ -116,8 +116,23 @@ type Config struct {
 	MaxBody int64
 }
 
-// Deps are a Service's collaborators. Mailer and Watch may be nil.
+// RevealCounter counts decrypts toward a member's hourly reveal limit
+// (the intrusion monitor): an excerpt is PII, so reading it is a reveal.
+type RevealCounter interface {
+	ReserveReveals(ctx context.Context, username string, n int) error
+	ReleaseReveals(ctx context.Context, username string, n int)
+}
+
+// Lockdown says whether reveals are refused for an incident.
+type Lockdown interface {
+	Check(ctx context.Context) error
+}
+
+// Deps are a Service's collaborators. Mailer, Watch, Reveals and Lockdown
+// may be nil.
 type Deps struct {
+	Reveals  RevealCounter
+	Lockdown Lockdown
 	Deleter  Deleter
 	History  History
 	Reporter Reporter

@@ -68,6 +68,8 @@ type Service struct {
 	excerpts Excerpts
 	trail    Recorder
 	watch    SignatureWatcher
+	reveals  RevealCounter
+	lockdown Lockdown
 	log      *slog.Logger
 	now      func() time.Time
 	write    func(*gin.Context, error)
@@ -88,7 +90,7 @@ func New(rdb redis.UniversalClient, cfg Config, d Deps) *Service {
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	s := &Service{rdb: rdb, cfg: cfg, deleter: d.Deleter, history: d.History, reporter: d.Reporter,
 		mailer: d.Mailer, sealer: d.Sealer, excerpts: d.Excerpts, trail: d.Audit, watch: d.Watch,
-		log: d.Log, now: d.Now, write: d.Write}
+		reveals: d.Reveals, lockdown: d.Lockdown, log: d.Log, now: d.Now, write: d.Write}
 	if isNil(s.mailer) {
 		s.mailer = nil // a nil *mail.Outbox in the interface: email is off
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -665,4 +666,64 @@ func TestOnlyAFreshSignedRequestToThePrivacyAddressRuns(t *testing.T) {
 			assert.Equal(t, tc.reason, h.record(a.RequestID)["reason"])
 		})
 	}
+}
+
+// countingReveals is the intrusion monitor's reveal limit.
+type countingReveals struct {
+	mu       sync.Mutex
+	reserved int
+	limit    int
+}
+
+func (c *countingReveals) ReserveReveals(_ context.Context, _ string, n int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reserved+n > c.limit {
+		return apperr.New(apperr.RateLimited, "reveal limit")
+	}
+	c.reserved += n
+	return nil
+}
+
+func (c *countingReveals) ReleaseReveals(_ context.Context, _ string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reserved -= n
+}
+
+type lockedDown bool
+
+func (l *lockedDown) Check(context.Context) error {
+	if *l {
+		return apperr.New(apperr.LockedDown, "locked down")
+	}
+	return nil
+}
+
+// Reading an excerpt is a reveal: counted toward the limit, refused in a
+// lockdown.
+func TestExcerptsAreReveals(t *testing.T) {
+	counter := &countingReveals{limit: 3}
+	var locked lockedDown
+	h := newHarness(t, func(_ *Config, d *Deps) { d.Reveals, d.Lockdown = counter, &locked })
+	h.pending("jane@shop.example", "Delete my data", "one", "x-1@shop.example")
+	h.pending("max@other.example", "Delete my data", "two", "x-2@shop.example")
+	p := web.Principal{Kind: web.KindStaff, Name: "sam", Role: "support", Token: web.Secret("tok-support")}
+
+	list, err := h.svc.List(context.Background(), p)
+	require.NoError(t, err)
+	require.ElementsMatch(t, []string{"one", "two"}, []string{list[0].Excerpt, list[1].Excerpt})
+	assert.Equal(t, 2, counter.reserved, "two excerpts read, two reveals")
+	_, err = h.svc.List(context.Background(), p)
+	assert.Equal(t, apperr.RateLimited, apperr.CodeOf(err), "a list that would cross the limit is refused whole")
+
+	counter.reserved = 0
+	locked = true
+	list, err = h.svc.List(context.Background(), p)
+	require.NoError(t, err)
+	for _, item := range list {
+		assert.Empty(t, item.Excerpt, "no excerpt in a lockdown")
+		assert.True(t, item.ExcerptWithheld)
+	}
+	assert.Equal(t, 0, counter.reserved)
 }

@@ -89,6 +89,24 @@ func (s *Service) List(ctx context.Context, p web.Principal) ([]Pending, error) 
 	out := make([]Pending, 0, len(recs))
 	var read []string
 	refused := false // once Vault refuses the token (or is down), the rest is not tried
+	// Each excerpt is PII: reading it is a reveal, refused in a lockdown
+	// and counted toward the member's hourly limit (a list that would
+	// cross it is refused whole, like a pick-list).
+	want := 0
+	for _, r := range recs {
+		if r.Excerpt != "" {
+			want++
+		}
+	}
+	if want > 0 && s.lockdown != nil && s.lockdown.Check(ctx) != nil {
+		refused = true
+	}
+	if want > 0 && !refused && s.reveals != nil {
+		if err := s.reveals.ReserveReveals(ctx, p.Name, want); err != nil {
+			return nil, err
+		}
+		defer func() { s.reveals.ReleaseReveals(ctx, p.Name, want-len(read)) }()
+	}
 	for _, r := range recs {
 		item := Pending{ID: r.ID, Sender: r.Masked, DKIM: r.DKIM, Kind: r.Kind, Reason: r.Reason, Provider: r.Provider,
 			ReceivedAt: r.ReceivedAt, ExpiresAt: r.ReceivedAt.Add(s.cfg.Retention), Status: r.Status}

@@ -146,7 +146,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		PublicURL: cfg.PublicURL, Retention: cfg.Retention, Verifier: inbound.Verifier{LookupTXT: cfg.dkimLookup},
 		Address: cfg.InboundAddress},
 		requests.Deps{Deleter: a.deletions, History: a.store, Reporter: a.reports, Mailer: mailer, Sealer: senders,
-			Excerpts: vc, Audit: a.audit, Watch: a.monitor, Log: log})
+			Excerpts: vc, Audit: a.audit, Watch: a.monitor, Reveals: a.monitor, Lockdown: a.lockdown, Log: log})
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
 		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
