@@ -177,21 +177,9 @@ func New(d Deps) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{Deps: d, seal: s, pages: map[string]*template.Template{}, proxies: proxies}
-	names, err := fs.Glob(templateFS, "templates/*.html")
-	if err != nil {
+	h := &Handler{Deps: d, seal: s, proxies: proxies}
+	if h.pages, err = web.ParsePages(templateFS, funcs); err != nil {
 		return nil, err
-	}
-	for _, n := range names {
-		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
-			continue
-		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
-		if err != nil {
-			return nil, err
-		}
-		h.pages[base] = t
 	}
 	return h, nil
 }

@@ -204,11 +204,11 @@ func (p Parcel) valid() bool {
 
 // attempt is one order's purchase in one request.
 type attempt struct {
-	out       *Shipment
-	owner     string
-	p         web.Principal
-	actor, ip string
-	rec       orders.LabelRecord
+	out   *Shipment
+	owner string
+	p     web.Principal
+	ip    string
+	rec   orders.LabelRecord
 	// fresh: nothing was sent to EasyPost for this order yet.
 	fresh bool
 }
@@ -229,7 +229,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 	var fresh, recover, busy, bought []*attempt
 	for i, id := range req.OrderIDs {
 		out[i].OrderID = id
-		a := &attempt{out: &out[i], owner: owner, p: p, actor: p.Actor(), ip: ip}
+		a := &attempt{out: &out[i], owner: owner, p: p, ip: ip}
 		outcome, rec, err := s.store.ClaimLabel(ctx, id, owner, s.lease)
 		switch {
 		case err != nil:
@@ -251,7 +251,7 @@ func (s *Service) Buy(ctx context.Context, p web.Principal, ip string, req Reque
 		// No decrypt will ask Vault about this token for these orders: ask
 		// now, so a removed member gets no label either.
 		if _, err := s.verify(ctx, p.Token.Reveal()); err != nil {
-			for _, a := range append(append(fresh, recover...), busy...) {
+			for _, a := range append(fresh, recover...) { // busy ones hold no lease of ours
 				_ = s.store.ReleaseLabel(context.WithoutCancel(ctx), a.out.OrderID, a.owner)
 			}
 			return nil, err
@@ -555,18 +555,21 @@ func (s *Service) failed(ctx context.Context, a *attempt, err error, uncertain b
 	setErr(a.out, ae)
 }
 
-func (a *attempt) entry() audit.Entry { return audit.Entry{Actor: a.actor, IP: a.ip} }
+func (a *attempt) entry() audit.Entry { return audit.Entry{Actor: a.p.Actor(), IP: a.ip} }
 
 // each runs fn for every attempt, s.parallel at a time.
-func (s *Service) each(as []*attempt, fn func(*attempt)) {
-	sem := make(chan struct{}, s.parallel)
+func (s *Service) each(as []*attempt, fn func(*attempt)) { inParallel(s.parallel, as, fn) }
+
+// inParallel runs fn for every item, n at a time, and waits for them all.
+func inParallel[T any](n int, items []T, fn func(T)) {
+	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	for _, a := range as {
+	for _, it := range items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			fn(a)
+			fn(it)
 		}()
 	}
 	wg.Wait()

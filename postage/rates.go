@@ -55,42 +55,36 @@ func (s *Service) Rates(ctx context.Context, p web.Principal, ip string, req Req
 		byID[b.OrderID] = b
 	}
 	out := make([]Rates, len(req.OrderIDs))
-	as := make([]*attempt, len(req.OrderIDs))
+	each := make([]*Rates, len(out))
 	for i, id := range req.OrderIDs {
-		out[i].OrderID = id
-		as[i] = &attempt{out: &Shipment{OrderID: id}}
+		out[i].OrderID, each[i] = id, &out[i]
 	}
-	s.each(as, func(a *attempt) {
-		i := indexOf(req.OrderIDs, a.out.OrderID)
-		b := byID[a.out.OrderID]
+	inParallel(s.parallel, each, func(r *Rates) {
+		b := byID[r.OrderID]
 		if b.Error != nil || b.Shipping == nil {
-			setDetail(a.out, b.Error)
-		} else {
-			shp := s.shipment(req, "", *b.Shipping)
-			created, err := s.ep.CreateShipmentWithContext(ctx, shp)
-			if err != nil {
-				setErr(a.out, carrierError(err))
-			} else {
-				out[i].Rates = quotes(created.Rates, req.Service)
-				if len(out[i].Rates) == 0 {
-					setErr(a.out, apperr.New(apperr.NoRate, "no carrier offers the requested service for this parcel and address"))
-				}
-			}
+			r.fail(b.Error)
+			return
 		}
-		if a.out.Error != nil {
-			out[i].Rates, out[i].Status, out[i].Error = nil, a.out.Status, a.out.Error
+		created, err := s.ep.CreateShipmentWithContext(ctx, s.shipment(req, "", *b.Shipping))
+		if err != nil {
+			d := web.DetailOf(carrierError(err))
+			r.fail(&d)
+			return
+		}
+		if r.Rates = quotes(created.Rates, req.Service); len(r.Rates) == 0 {
+			d := web.DetailOf(apperr.New(apperr.NoRate, "no carrier offers the requested service for this parcel and address"))
+			r.fail(&d)
 		}
 	})
 	return out, nil
 }
 
-func indexOf(ids []string, id string) int {
-	for i, v := range ids {
-		if v == id {
-			return i
-		}
+// fail makes r the order's error d (internal when nil).
+func (r *Rates) fail(d *web.ErrorDetail) {
+	if d == nil {
+		d = &web.ErrorDetail{Code: apperr.Internal, Message: "internal error"}
 	}
-	return -1
+	r.Rates, r.Status, r.Error = nil, web.Status(d.Code), d
 }
 
 // quotes lists rates cheapest first (those of one carrier and service only

@@ -183,7 +183,7 @@ func New(d Deps) (*Handler, error) {
 	if d.Retention <= 0 {
 		d.Retention = 720 * time.Hour
 	}
-	h := &Handler{d: d, pages: map[string]*template.Template{}}
+	h := &Handler{d: d}
 	var err error
 	if h.session, err = keyseal.New(d.Key, "privacy session"); err != nil {
 		return nil, fmt.Errorf("privacy: %w", err)
@@ -202,20 +202,8 @@ func New(d Deps) (*Handler, error) {
 		h.publicOrigin = strings.ToLower(u.Scheme + "://" + u.Host)
 		h.linkBase = strings.TrimRight(d.PublicURL, "/")
 	}
-	names, err := fs.Glob(templateFS, "templates/*.html")
-	if err != nil {
-		return nil, err
-	}
-	for _, n := range names {
-		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
-			continue
-		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
-		if err != nil {
-			return nil, fmt.Errorf("privacy: template %s: %w", base, err)
-		}
-		h.pages[base] = t
+	if h.pages, err = web.ParsePages(templateFS, funcs); err != nil {
+		return nil, fmt.Errorf("privacy: %w", err)
 	}
 	return h, nil
 }

@@ -124,19 +124,33 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.store, a.alerter, log)
 	a.revealer = orders.NewRevealer(a.store, a.monitor, a.lockdown, log)
 	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
+	a.shredder = purge.NewShredder([]purge.ShredKey{
+		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
+		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
+	}, a.store, a.audit, log, cfg.KeyRotation)
+	return a, nil
+}
+
+// customerSide builds what serves customers and sends email: the outbox
+// and emailed requests, both sealing with keys derived from piivault's
+// secret in Vault's KV. Only serve needs them, so CLI commands neither
+// read that secret nor build them.
+func (a *app) customerSide(ctx context.Context) error {
+	cfg, rdb, vc, log := a.cfg, a.redis, a.vault, a.log
+	var err error
 	if a.key, err = vc.ConsoleKey(ctx); err != nil {
-		return nil, fmt.Errorf("console key: %w", err)
+		return fmt.Errorf("console key: %w", err)
 	}
 	if cfg.Mail != nil {
 		seal, err := keyseal.New(a.key, "mail outbox")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		a.mail = mail.NewOutbox(rdb, mail.NewSender(*cfg.Mail), seal, log)
 	}
 	senders, err := keyseal.New(a.key, "inbound sender")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var mailer requests.Mailer // an interface holding a nil *mail.Outbox is not nil
 	if a.mail != nil {
@@ -147,11 +161,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		Address: cfg.InboundAddress},
 		requests.Deps{Deleter: a.deletions, History: a.store, Reporter: a.reports, Mailer: mailer, Sealer: senders,
 			Excerpts: vc, Audit: a.audit, Watch: a.monitor, Reveals: a.monitor, Lockdown: a.lockdown, Log: log})
-	a.shredder = purge.NewShredder([]purge.ShredKey{
-		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},
-		{Key: vc.MaskedKey(), Oldest: a.store.OldestMaskedKeyVersion},
-	}, a.store, a.audit, log, cfg.KeyRotation)
-	return a, nil
+	return nil
 }
 
 // runBackground runs the app's background loops until ctx ends: Vault
@@ -244,6 +254,9 @@ func (a *app) handler() (*gin.Engine, error) {
 	}
 	if a.cfg.LoginRate > 0 {
 		loginLimit = monitoring.NewLimiter(a.redis, "login", a.cfg.LoginRate, time.Minute)
+	}
+	if err := a.customerSide(context.Background()); err != nil {
+		return nil, err
 	}
 	key := a.key
 	ordersHTTP := orders.NewHandler(a.store, a.revealer, write, a.log)
