@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"piivault/internal/apperr"
 	"piivault/vault"
@@ -17,20 +18,44 @@ type AnchorStore interface {
 }
 
 // RunAnchor keeps the anchor in Vault up with what this process appends,
-// until ctx ends. A trail that no longer holds the anchored entry (cut,
-// rebuilt, or lost in a Redis failover) is never anchored over: the anchor
-// stays where it is, so Verify keeps reporting it, and onProblem is told.
+// until ctx ends, then anchors once more (a clean shutdown leaves its tail
+// anchored). The anchor moves on its own pace, at most once per
+// AnchorEvery, never as a step a request waits for: an anchor write is a
+// Vault call, and one per group commit would cost Vault as much as the
+// requests themselves. Entries appended since the last anchor write (at
+// most AnchorEvery plus one Vault round trip) are the only ones a cut of
+// the trail could remove unnoticed.
+//
+// A trail that no longer holds the anchored entry (cut, rebuilt, or lost
+// in a Redis failover) is never anchored over: the anchor stays where it
+// is, so Verify keeps reporting it, and onProblem is told.
 func (l *Log) RunAnchor(ctx context.Context, log *slog.Logger, onProblem func(text string)) {
 	if l.anchor == nil {
 		return
 	}
 	reported := false
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
+			if err := l.Anchor(final); err != nil && !errors.Is(err, ErrDiverged) {
+				log.Warn("audit anchor not advanced at shutdown", "err", err)
+			}
+			cancel()
 			return
 		case <-l.anchorC:
 		}
+		if wait := l.anchorEvery - time.Since(last); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				continue // anchors once more, above
+			case <-t.C:
+			}
+		}
+		last = time.Now()
 		err := l.Anchor(ctx)
 		switch {
 		case errors.Is(err, ErrDiverged):
@@ -48,12 +73,21 @@ func (l *Log) RunAnchor(ctx context.Context, log *slog.Logger, onProblem func(te
 	}
 }
 
+// DefaultAnchorEvery is how often, at most, serve moves the anchor.
+const DefaultAnchorEvery = 250 * time.Millisecond
+
+// AnchorEvery sets how often, at most, RunAnchor moves the anchor (0: after
+// every group commit).
+func AnchorEvery(d time.Duration) Option {
+	return func(l *Log) { l.anchorEvery = max(d, 0) }
+}
+
 // ErrDiverged means the trail in Redis no longer holds the anchored entry.
 var ErrDiverged = errors.New("the audit trail does not hold the entry anchored in Vault")
 
 // Anchor moves the anchor in Vault up to the newest entry this process
 // appended, if it is ahead of it. Commands that append and exit call it
-// before they return; serve's RunAnchor calls it after every group commit.
+// before they return; serve's RunAnchor calls it at most once per AnchorEvery.
 func (l *Log) Anchor(ctx context.Context) error {
 	if l.anchor == nil {
 		return nil

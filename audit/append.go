@@ -34,15 +34,22 @@ type Log struct {
 	queue    []*pending
 	flushing bool
 
-	// cached is the head this process last wrote (used by the flusher only):
+	// cached is the head this process last wrote (written by the flusher
+	// only; Begin reads it under mu while no flusher runs):
 	// appending onto it saves a read; the script refuses it if another
 	// instance has moved the head since, and then the head is read again.
 	cached    string
 	cachedSeq int64
 
+	// early is the entry whose seal Begin started and which is not yet
+	// committed or cancelled: one at a time, and only while nothing else
+	// is queued, so the guess at its place in the chain usually holds.
+	early *Early
+
 	// latest is the newest entry this process appended, for the anchor.
-	latest  vault.Anchor
-	anchorC chan struct{}
+	latest      vault.Anchor
+	anchorC     chan struct{}
+	anchorEvery time.Duration
 	// anchored and anchorVer are the anchor this process last read or
 	// wrote and its KV version (guarded by anchorMu): the next write
 	// goes check-and-set on that version without reading it again; if
@@ -84,7 +91,8 @@ func AnchorAfterReplicas(r Replicas) Option {
 type pending struct {
 	e     Entry
 	done  chan error
-	taken bool // in a group being appended (guarded by Log.mu)
+	taken bool   // in a group being appended (guarded by Log.mu)
+	early *Early // its seal may have been started early (see Begin)
 }
 
 // maxGroup bounds the entries appended by one script call.
@@ -94,7 +102,7 @@ const maxGroup = 256
 // in anchor (nil for none).
 func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore, opts ...Option) *Log {
 	l := &Log{rdb: rdb, sealer: sealer, anchor: anchor, now: time.Now, timeout: 3 * time.Second,
-		anchorC: make(chan struct{}, 1), segmentMax: SegmentEntries}
+		anchorC: make(chan struct{}, 1), anchorEvery: DefaultAnchorEvery, segmentMax: SegmentEntries}
 	for _, o := range opts {
 		o(l)
 	}
@@ -147,16 +155,23 @@ func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
+	ps := make([]*pending, len(entries))
+	for i, e := range entries {
+		ps[i] = &pending{e: e, done: make(chan error, 1)}
+	}
+	return l.append(ctx, ps)
+}
+
+// append queues ps for the flusher and waits for their group.
+func (l *Log) append(ctx context.Context, ps []*pending) error {
 	// Marked before the append: an entry that may have landed is one the
 	// answer must wait for, whatever the request's method.
 	writes.Mark(ctx)
-	ps := make([]*pending, len(entries))
 	l.mu.Lock()
-	for i, e := range entries {
-		if e.Time.IsZero() {
-			e.Time = l.now().UTC()
+	for _, p := range ps {
+		if p.e.Time.IsZero() {
+			p.e.Time = l.now().UTC()
 		}
-		ps[i] = &pending{e: e, done: make(chan error, 1)}
 	}
 	l.queue = append(l.queue, ps...)
 	if !l.flushing {
@@ -272,9 +287,9 @@ func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids
 		prev = g.e.Hash
 		hashes[i] = []byte(g.e.Hash)
 	}
-	seals, err := l.sealer.Seal(ctx, hashes)
+	seals, err := l.seals(ctx, group, hashes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("seal audit entries: %w", err)
+		return nil, nil, err
 	}
 	for i, g := range group {
 		if seals[i].Err != nil {
@@ -318,6 +333,35 @@ func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids
 		ids = append(ids, id)
 	}
 	return ids, nil, nil
+}
+
+// seals seals the group's hashes: an entry whose seal Begin started for
+// the very hash it now has takes that one, the rest go to Vault together.
+func (l *Log) seals(ctx context.Context, group []*pending, hashes [][]byte) ([]vault.Result, error) {
+	out := make([]vault.Result, len(group))
+	var ask [][]byte
+	var at []int
+	for i, g := range group {
+		if r, ok := g.early.sealOf(ctx, g.e.Hash); ok {
+			out[i] = r
+			continue
+		}
+		ask, at = append(ask, hashes[i]), append(at, i)
+	}
+	if len(ask) == 0 {
+		return out, nil
+	}
+	res, err := l.sealer.Seal(ctx, ask)
+	if err == nil && len(res) != len(ask) {
+		err = fmt.Errorf("%d seals for %d entries", len(res), len(ask))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal audit entries: %w", err)
+	}
+	for j, i := range at {
+		out[i] = res[j]
+	}
+	return out, nil
 }
 
 // head returns the newest entry's hash and sequence number, from the head

@@ -16,11 +16,12 @@
 // chain after editing it.
 //
 // Cutting the newest entries (or the whole trail) leaves a consistent
-// chain behind, so the head is anchored outside Redis as well: after every
-// group commit the service writes the newest entry's seq, hash and id to
-// Vault's KV (check-and-set, writable by the service identity only), and
-// Verify holds the trail to that anchor. Only the entries appended since the
-// last anchor write (about one Vault round trip) could vanish unnoticed.
+// chain behind, so the head is anchored outside Redis as well: at most
+// every AnchorEvery (250 ms), off the request path, the service writes the
+// newest entry's seq, hash and id to Vault's KV (check-and-set, writable by
+// the service identity only), and Verify holds the trail to that anchor.
+// Only the entries appended since the last anchor write (at most 250 ms and
+// one Vault round trip) could vanish unnoticed.
 package audit
 
 import (

@@ -57,6 +57,39 @@ func (s *Store) stamped(e audit.Entry) audit.Entry {
 	return e
 }
 
+// Entry is an audit entry started before the change it records, whose
+// seal may run alongside the change (audit.Early). Commit appends it once
+// the change is made; Cancel drops it when nothing changed.
+type Entry interface {
+	Commit(ctx context.Context) error
+	Cancel()
+}
+
+// earlyTrail is a Trail that can start an entry's seal early (*audit.Log).
+type earlyTrail interface {
+	Begin(e audit.Entry) *audit.Early
+}
+
+// begin starts e on the store's trail: early when the trail can, else as
+// a plain Record at Commit.
+func (s *Store) begin(e audit.Entry) Entry { return beginOn(s.trail, e) }
+
+func beginOn(trail Trail, e audit.Entry) Entry {
+	if t, ok := trail.(earlyTrail); ok {
+		return t.Begin(e)
+	}
+	return recordLater{trail: trail, e: e}
+}
+
+// recordLater is an Entry on a trail that cannot seal early.
+type recordLater struct {
+	trail Trail
+	e     audit.Entry
+}
+
+func (r recordLater) Commit(ctx context.Context) error { return r.trail.Record(ctx, r.e) }
+func (r recordLater) Cancel()                          {}
+
 // StoreAudited stores req (see storeNoting for the results) with its audit
 // entry e, whose actor and IP the caller sets; the action and order are
 // filled in. A request refused because an event for the order came first
@@ -69,6 +102,8 @@ func (s *Store) StoreAudited(ctx context.Context, req Request, e audit.Entry) (R
 	if err != nil {
 		return Receipt{}, 0, fmt.Errorf("audit note: %w", err)
 	}
+	entry := s.begin(e)
+	defer entry.Cancel()
 	rcpt, res, err := s.storeNoting(ctx, req, note)
 	switch {
 	case res == Tombstoned:
@@ -79,7 +114,7 @@ func (s *Store) StoreAudited(ctx context.Context, req Request, e audit.Entry) (R
 	case err != nil || res != Created:
 		return rcpt, res, err
 	}
-	return rcpt, res, s.recordNoted(ctx, req.OrderID, e, note)
+	return rcpt, res, s.recordNoted(ctx, req.OrderID, entry, note)
 }
 
 // PurgeAudited destroys an order's PII for reason (see purgeNoting; with
@@ -95,11 +130,13 @@ func (s *Store) PurgeAudited(ctx context.Context, orderID, reason string, paymen
 	if err != nil {
 		return false, fmt.Errorf("audit note: %w", err)
 	}
+	entry := s.begin(e)
+	defer entry.Cancel()
 	done, err := s.purgeNoting(ctx, orderID, reason, payments, note)
 	if err != nil || !done {
 		return done, err
 	}
-	return true, s.recordNoted(ctx, orderID, e, note)
+	return true, s.recordNoted(ctx, orderID, entry, note)
 }
 
 // PurgeManyAudited purges several orders for reason as actor in a few

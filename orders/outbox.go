@@ -16,8 +16,8 @@ import (
 // trail. If the trail is unavailable the note stays in the outbox and the
 // sweep records it later (DrainOutbox): the error says so, as a
 // DeferredError.
-func (s *Store) recordNoted(ctx context.Context, orderID string, e audit.Entry, note []byte) error {
-	if err := s.trail.Record(ctx, e); err != nil {
+func (s *Store) recordNoted(ctx context.Context, orderID string, e Entry, note []byte) error {
+	if err := e.Commit(ctx); err != nil {
 		return &DeferredError{Err: err}
 	}
 	if err := s.ackNote(ctx, orderNote(orderID, note)); err != nil {
@@ -33,7 +33,7 @@ func (s *Store) recordNote(ctx context.Context, orderID string, note []byte) err
 	if err := json.Unmarshal(note, &e); err != nil {
 		return fmt.Errorf("outbox note: %w", err)
 	}
-	return s.recordNoted(ctx, orderID, e, note)
+	return s.recordNoted(ctx, orderID, recordLater{trail: s.trail, e: e}, note)
 }
 
 // Note is one outbox entry: an audit entry of a change already made.

@@ -65,16 +65,20 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 		return Shipping{}, "", err
 	}
 	masked := p.Role != web.RoleFulfillment
-	ship, err := r.store.Reveal(ctx, id, p.Token.Reveal(), masked)
-	if err != nil {
-		return Shipping{}, "", unverifiedRefusal(p, err)
-	}
 	view := "full"
 	if masked {
 		view = "masked"
 	}
-	if err := r.trail.Record(ctx, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
-		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}}); err != nil {
+	// The entry's seal runs alongside the decrypt; it is appended only
+	// once the decrypt succeeded, and before the answer.
+	entry := beginOn(r.trail, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
+		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}})
+	defer entry.Cancel()
+	ship, err := r.store.Reveal(ctx, id, p.Token.Reveal(), masked)
+	if err != nil {
+		return Shipping{}, "", unverifiedRefusal(p, err)
+	}
+	if err := entry.Commit(ctx); err != nil {
 		return Shipping{}, "", err
 	}
 	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason, ""); err != nil {

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,14 +36,15 @@ func cmdRun(ctx context.Context, e *env) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	bin := fs.String("piivault", defaultPiivault(), "the piivault binary to measure")
 	perLevel := fs.Int("orders", 3000, "orders per concurrency level (each for piivault and for the bare pipeline)")
-	levelsFlag := fs.String("levels", "1,16,64", "ingest concurrency levels")
-	reveals := fs.Int("reveals", 1000, "reveals to time")
-	hooks := fs.Int("webhooks", 500, "shipping webhooks to time")
+	levelsFlag := fs.String("levels", "1,4,16,64", "concurrency levels of every phase (ingest, reveal, webhook)")
+	reveals := fs.Int("reveals", 1000, "reveals to time at each level")
+	hooks := fs.Int("webhooks", 500, "shipping webhooks to time at each level")
 	due := fs.Int("due", 100_000, "due orders the sweep purges (0: no sweep)")
 	stored := fs.Int("stored", 1_000_000, "not-yet-due orders stored beside them in the second sweep (0: no second sweep)")
 	out := fs.String("out", "bench/results.json", "where to write the results")
 	profiles := fs.String("profiles", "bench/profiles", "where to write CPU profiles of each phase (\"\": none)")
 	memOrders := fs.Int("memory", 2000, "orders stored, before anything else, to measure Redis memory and keys per held order (0: skip)")
+	readme := fs.String("readme", "", "a README whose goals table (between <!-- bench:goals --> and <!-- /bench:goals -->) this run rewrites")
 	if done, err := e.parseFlags(fs); done || err != nil {
 		return err
 	}
@@ -90,11 +94,14 @@ func cmdRun(ctx context.Context, e *env) error {
 	if err := b.ingest(levels, *perLevel); err != nil {
 		return err
 	}
+	// Reveals cycle through the first n orders; each level's webhooks
+	// take orders after them, which no reveal touches.
 	n := min(*reveals, len(b.reqs))
-	if err := b.reveal(n); err != nil {
+	w := min(*hooks, (len(b.reqs)-n)/len(levels))
+	if err := b.reveal(levels, n, *reveals); err != nil {
 		return err
 	}
-	if err := b.webhooks(n, min(*hooks, len(b.reqs)-n)); err != nil {
+	if err := b.webhooks(levels, n, w); err != nil {
 		return err
 	}
 	b.res.ServePeakRSSMiB = st.servePeakRSS()
@@ -109,7 +116,13 @@ func cmdRun(ctx context.Context, e *env) error {
 		}
 	}
 
+	b.res.Goals = judge(&b.res)
 	printResults(e.stdout, &b.res)
+	if *readme != "" {
+		if err := writeReadme(*readme, &b.res); err != nil {
+			return err
+		}
+	}
 	if err := os.MkdirAll(filepath.Dir(*out), 0o755); err != nil {
 		return err
 	}
@@ -289,52 +302,104 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
-		b.res.Ingest = append(b.res.Ingest, ingestResult{c, pv, bare, pv.PerSecond / bare.PerSecond})
+		b.res.Ingest = append(b.res.Ingest, compare(c, pv, bare))
 	}
 	return nil
 }
 
-// reveal: the first n orders with a fulfillment token, next to a bare
-// transit decrypt with the same token.
-func (b *bench) reveal(n int) error {
-	b.say("reveal")
+// reveal: count reveals at each level, cycling through the first n orders
+// with a fulfillment token, next to a bare transit decrypt of the same
+// orders' bare ciphertexts with the same token.
+func (b *bench) reveal(levels []int, n, count int) error {
+	if n == 0 {
+		return nil
+	}
 	cts := make([]string, n)
 	for i := range cts {
 		cts[i], _ = b.rdb.Get(b.ctx, "bare:"+b.reqs[i].OrderID).Result()
 	}
-	var err error
-	if b.res.Reveal.Bare, err = measure(n, 16, func(i int) error {
-		_, err := b.svc.Decrypt(b.ctx, b.token, cts[i], []byte(b.reqs[i].OrderID))
-		return err
-	}); err != nil {
-		return fmt.Errorf("bare decrypt: %w", err)
-	}
-	if b.res.Reveal.Piivault, err = measure(n, 16, func(i int) error {
-		return b.revealStatus(b.reqs[i].OrderID, http.StatusOK)
-	}); err != nil {
-		return fmt.Errorf("reveal: %w", err)
+	for _, c := range levels {
+		b.say("reveal at concurrency %d", c)
+		bare, err := measure(count, c, func(i int) error {
+			_, err := b.svc.Decrypt(b.ctx, b.token, cts[i%n], []byte(b.reqs[i%n].OrderID))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("bare decrypt: %w", err)
+		}
+		pv, err := measure(count, c, func(i int) error {
+			return b.revealStatus(b.reqs[i%n].OrderID, http.StatusOK)
+		})
+		if err != nil {
+			return fmt.Errorf("reveal: %w", err)
+		}
+		b.res.Reveal = append(b.res.Reveal, compare(c, pv, bare))
 	}
 	return nil
 }
 
-// webhooks: w shipping webhooks for the orders after the first skip; the
-// webhook's answer is the moment the PII is gone, which each reveal after
-// it (410) proves.
-func (b *bench) webhooks(skip, w int) error {
-	b.say("shipping webhooks")
-	var err error
-	if b.res.WebhookToGone, err = measure(w, 16, func(i int) error {
-		id := b.reqs[skip+i].OrderID
-		return b.shipped("bench-"+id, id)
-	}); err != nil {
-		return fmt.Errorf("webhook: %w", err)
+// bareGone is the bare pipeline's shipping event: the ciphertext is
+// deleted and the order marked, in one script.
+var bareGone = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// webhooks: w shipping webhooks at each level for orders after the first
+// skip (none of them revealed); the webhook's answer is the moment the PII
+// is gone, which a reveal after it (410) proves. The bare pipeline checks
+// the same signature (one HMAC) and runs one Redis script on the same
+// orders' bare ciphertexts.
+func (b *bench) webhooks(levels []int, skip, w int) error {
+	if w == 0 {
+		return nil
 	}
-	for i := 0; i < w; i++ {
-		if err := b.revealStatus(b.reqs[skip+i].OrderID, http.StatusGone); err != nil {
-			return fmt.Errorf("after the shipping webhook: %w", err)
+	for li, c := range levels {
+		b.say("shipping webhooks at concurrency %d", c)
+		off := skip + li*w
+		bare, err := measure(w, c, func(i int) error {
+			id := b.reqs[off+i].OrderID
+			body := []byte(`{"event_id":"bare-` + id + `","order_id":"` + id + `","status":"shipped"}`)
+			now := time.Now()
+			sig := webhooks.SignShipping(hookSecret, now, body)
+			if !checkShipping(sig, body, now) {
+				return errors.New("bare webhook: signature does not verify")
+			}
+			n, err := bareGone.Run(b.ctx, b.rdb, []string{"bare:" + id, "bare:gone:" + id}, "shipped", orders.MaxRetention.Milliseconds()).Int()
+			if err == nil && n != 1 {
+				err = fmt.Errorf("bare webhook: no ciphertext for %s", id)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("bare webhook: %w", err)
 		}
+		pv, err := measure(w, c, func(i int) error {
+			id := b.reqs[off+i].OrderID
+			return b.shipped("bench-"+id, id)
+		})
+		if err != nil {
+			return fmt.Errorf("webhook: %w", err)
+		}
+		for i := 0; i < w; i++ {
+			if err := b.revealStatus(b.reqs[off+i].OrderID, http.StatusGone); err != nil {
+				return fmt.Errorf("after the shipping webhook: %w", err)
+			}
+		}
+		b.res.Webhook = append(b.res.Webhook, compare(c, pv, bare))
 	}
 	return nil
+}
+
+// checkShipping is the bare pipeline's signature check: the HMAC the
+// webhook handler computes, compared in constant time.
+func checkShipping(header string, body []byte, at time.Time) bool {
+	ts := strconv.FormatInt(at.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(hookSecret))
+	m.Write([]byte(ts + "." + string(body)))
+	want := "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+	return hmac.Equal([]byte(want), []byte(header))
 }
 
 // profile runs each phase again, unmeasured, while serve's CPU profile
@@ -348,11 +413,14 @@ func (b *bench) profile(dir string, n int) error {
 	fresh := func() orders.Request { return fakeOrder("prof", int(next.Add(1))) }
 	phase := func(name string, c int, op func() error) error {
 		b.say("profiling %s", name)
-		top, err := profilePhase(b.ctx, b.hc, b.st.debug, filepath.Join(dir, name+".pprof"), c, op)
+		p, err := profilePhase(b.ctx, b.hc, b.st.debug, filepath.Join(dir, name+".pprof"), c, op)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", name, err)
 		}
-		b.res.Profiles[name] = top
+		b.res.Profiles[name] = p.top
+		if name == "ingest_c64" && p.ops > 0 {
+			b.res.ServeCPUPerOrderMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+		}
 		return nil
 	}
 

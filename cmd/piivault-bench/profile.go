@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/google/pprof/profile"
 )
@@ -18,17 +20,31 @@ type profileEntry struct {
 	CumPct   float64 `json:"cum_pct"`
 }
 
+// phaseProfile is what profilePhase measured: the profile's top list,
+// the CPU time it sampled and the operations done meanwhile.
+type phaseProfile struct {
+	top []profileEntry
+	cpu time.Duration
+	ops int64
+}
+
 // profilePhase runs op with concurrency c while serve's CPU profile (its
 // loopback pprof listener at debug) records 5 seconds, writes the profile
-// to path and returns its top entries.
-func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c int, op func() error) ([]profileEntry, error) {
+// to path and returns its top entries, serve's CPU time and how many ops
+// finished while it recorded (op runs before and after it too: the count
+// is of those that finished between the profile's start and its answer).
+func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c int, op func() error) (phaseProfile, error) {
 	type result struct {
 		b   []byte
 		err error
 	}
+	var ops atomic.Int64
+	counting := atomic.Bool{}
 	done := make(chan result, 1)
 	go func() {
+		counting.Store(true)
 		status, _, b, err := send(ctx, hc, "GET", debug+"/debug/pprof/profile?seconds=5", "", nil, nil)
+		counting.Store(false)
 		if err == nil && status != http.StatusOK {
 			err = fmt.Errorf("profiler: status %d: %s", status, b)
 		}
@@ -51,6 +67,9 @@ func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c in
 					errc <- err
 					return
 				}
+				if counting.Load() {
+					ops.Add(1)
+				}
 			}
 		}()
 	}
@@ -59,16 +78,35 @@ func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c in
 	wg.Wait()
 	select {
 	case err := <-errc:
-		return nil, err
+		return phaseProfile{}, err
 	default:
 	}
 	if r.err != nil {
-		return nil, r.err
+		return phaseProfile{}, r.err
 	}
 	if err := os.WriteFile(path, r.b, 0o644); err != nil {
-		return nil, err
+		return phaseProfile{}, err
 	}
-	return topOf(r.b)
+	top, err := topOf(r.b)
+	if err != nil {
+		return phaseProfile{}, err
+	}
+	cpu, err := cpuOf(r.b)
+	return phaseProfile{top: top, cpu: cpu, ops: ops.Load()}, err
+}
+
+// cpuOf is the CPU time a profile sampled.
+func cpuOf(raw []byte) (time.Duration, error) {
+	p, err := profile.ParseData(raw)
+	if err != nil {
+		return 0, err
+	}
+	vi := len(p.SampleType) - 1 // cpu nanoseconds
+	var total int64
+	for _, s := range p.Sample {
+		total += s.Value[vi]
+	}
+	return time.Duration(total), nil
 }
 
 // topOf lists a CPU profile's ten hottest functions by flat samples.

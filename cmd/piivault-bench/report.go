@@ -19,13 +19,18 @@ type results struct {
 		Due            int   `json:"due"`
 		Stored         int   `json:"stored_not_due"`
 	} `json:"settings"`
-	Ingest []ingestResult `json:"ingest"`
-	Reveal struct {
-		Piivault latency `json:"piivault"`
-		Bare     latency `json:"bare_decrypt"`
-	} `json:"reveal"`
-	WebhookToGone latency `json:"webhook_to_pii_gone"`
-	Purge         struct {
+	// Each phase at each level, beside its bare baseline: ingest (one
+	// transit encrypt, one Redis SET), reveal (one transit decrypt with
+	// the same member token), webhook → PII gone (the signature's HMAC,
+	// then one Redis script).
+	Ingest  []level `json:"ingest"`
+	Reveal  []level `json:"reveal"`
+	Webhook []level `json:"webhook_to_pii_gone"`
+	// ServeCPUPerOrderMicros is serve's CPU time per stored order at
+	// concurrency 64 (its CPU profile's samples ÷ orders stored meanwhile).
+	ServeCPUPerOrderMicros float64 `json:"serve_cpu_us_per_order_c64"`
+	Goals                  []goal  `json:"goals"`
+	Purge                  struct {
 		DueOnlySeconds    float64 `json:"sweep_due_only_seconds"`
 		WithStoredSeconds float64 `json:"sweep_with_stored_seconds"`
 		SeedPerSecond     float64 `json:"seed_orders_per_second"`
@@ -47,24 +52,150 @@ type results struct {
 	Profiles map[string][]profileEntry `json:"profiles,omitempty"`
 }
 
-// ingestResult is one concurrency level of the ingest phase.
-type ingestResult struct {
+// level is one phase at one concurrency, beside its bare baseline.
+type level struct {
 	Concurrency int     `json:"concurrency"`
 	Piivault    latency `json:"piivault"`
 	Bare        latency `json:"bare"`
-	Ratio       float64 `json:"throughput_ratio"`
+	Throughput  float64 `json:"throughput_ratio"` // piivault/s ÷ bare/s
+	P50         float64 `json:"p50_ratio"`        // piivault p50 ÷ bare p50
+	P99         float64 `json:"p99_ratio"`
+}
+
+func compare(c int, pv, bare latency) level {
+	ratio := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	return level{Concurrency: c, Piivault: pv, Bare: bare, Throughput: ratio(pv.PerSecond, bare.PerSecond),
+		P50: ratio(pv.P50ms, bare.P50ms), P99: ratio(pv.P99ms, bare.P99ms)}
+}
+
+// goal is one line of issue 27's table, judged on this run.
+type goal struct {
+	Path   string  `json:"path"`
+	Value  float64 `json:"value"`
+	Limit  float64 `json:"limit"`
+	AtMost bool    `json:"at_most"` // the value must be at most Limit (else at least)
+	Unit   string  `json:"unit"`
+	Met    bool    `json:"met"`
+}
+
+// judge compares the run with the goals; a goal whose level or phase was
+// not run is left out.
+func judge(r *results) []goal {
+	var out []goal
+	add := func(path string, v, limit float64, atMost bool, unit string) {
+		met := v >= limit
+		if atMost {
+			met = v <= limit
+		}
+		out = append(out, goal{Path: path, Value: v, Limit: limit, AtMost: atMost, Unit: unit, Met: met})
+	}
+	at := func(ls []level, c int) (level, bool) {
+		for _, l := range ls {
+			if l.Concurrency == c {
+				return l, true
+			}
+		}
+		return level{}, false
+	}
+	if l, ok := at(r.Ingest, 1); ok {
+		add("ingest c=1, p50 ÷ bare p50", l.P50, 2, true, "×")
+		add("ingest c=1, p99 ÷ bare p99", l.P99, 2, true, "×")
+	}
+	if l, ok := at(r.Ingest, 4); ok {
+		add("ingest c=4, throughput ÷ bare", l.Throughput, 0.8, false, "×")
+	}
+	if l, ok := at(r.Ingest, 64); ok {
+		add("ingest c=64, throughput ÷ bare", l.Throughput, 1.5, false, "×")
+	}
+	if l, ok := at(r.Reveal, 1); ok {
+		add("reveal c=1, p50 ÷ bare decrypt p50", l.P50, 3, true, "×")
+	}
+	if l, ok := at(r.Reveal, 16); ok {
+		add("reveal c=16, throughput ÷ bare decrypt", l.Throughput, 0.6, false, "×")
+	}
+	if l, ok := at(r.Webhook, 1); ok {
+		add("webhook → PII gone c=1, p50 ÷ bare (HMAC, one script)", l.P50, 2, true, "×")
+	}
+	if r.ServeCPUPerOrderMicros > 0 {
+		add("serve CPU per stored order at c=64", r.ServeCPUPerOrderMicros, 150, true, "µs")
+	}
+	if r.Settings.Due > 0 {
+		add(fmt.Sprintf("sweep %d due", r.Settings.Due), r.Purge.DueOnlySeconds, 10, true, "s")
+		if r.Settings.Stored > 0 {
+			add(fmt.Sprintf("sweep %d due beside %d stored", r.Settings.Due, r.Settings.Stored), r.Purge.WithStoredSeconds, 10, true, "s")
+		}
+	}
+	return out
+}
+
+// goalsTable is the goals as a Markdown table (the README's).
+func goalsTable(r *results) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| path | measured | goal | met |\n| --- | --- | --- | --- |\n")
+	for _, g := range r.Goals {
+		op := "≥"
+		if g.AtMost {
+			op = "≤"
+		}
+		met := "no"
+		if g.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s %s | %s |\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met)
+	}
+	return b.String()
+}
+
+func num(v float64, unit string) string {
+	switch unit {
+	case "×":
+		return fmt.Sprintf("%.2f×", v)
+	case "µs":
+		return fmt.Sprintf("%.0f µs", v)
+	}
+	return fmt.Sprintf("%.1f %s", v, unit)
+}
+
+const readmeBegin, readmeEnd = "<!-- bench:goals -->", "<!-- /bench:goals -->"
+
+// writeReadme replaces the README's goals table with this run's.
+func writeReadme(path string, r *results) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(raw)
+	i, j := strings.Index(s, readmeBegin), strings.Index(s, readmeEnd)
+	if i < 0 || j < i {
+		return fmt.Errorf("%s has no %s … %s block for the goals table", path, readmeBegin, readmeEnd)
+	}
+	table := fmt.Sprintf("%s\nLast `make bench` (%s, %s):\n\n%s%s", readmeBegin, r.When.Format("2006-01-02 15:04 MST"), r.Machine, goalsTable(r), readmeEnd)
+	return os.WriteFile(path, []byte(s[:i]+table+s[j+len(readmeEnd):]), 0o644)
 }
 
 func printResults(w io.Writer, r *results) {
 	fmt.Fprintf(w, "piivault bench — %s — %s\n\n", r.When.Format(time.RFC3339), r.Machine)
-	fmt.Fprintf(w, "%-28s %12s %9s %9s   %12s %9s %9s   %6s\n", "ingest (orders)", "piivault/s", "p50 ms", "p99 ms", "bare/s", "p50 ms", "p99 ms", "ratio")
-	for _, in := range r.Ingest {
-		fmt.Fprintf(w, "%-28s %12.0f %9.2f %9.2f   %12.0f %9.2f %9.2f   %5.2fx\n", fmt.Sprintf("concurrency %d", in.Concurrency),
-			in.Piivault.PerSecond, in.Piivault.P50ms, in.Piivault.P99ms, in.Bare.PerSecond, in.Bare.P50ms, in.Bare.P99ms, in.Ratio)
+	phase := func(name, bare string, ls []level) {
+		if len(ls) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "%-20s %10s %8s %8s   %10s %8s %8s   %7s %7s %7s\n", name, "piivault/s", "p50 ms", "p99 ms", bare+"/s", "p50 ms", "p99 ms", "tput", "p50", "p99")
+		for _, l := range ls {
+			fmt.Fprintf(w, "%-20s %10.0f %8.2f %8.2f   %10.0f %8.2f %8.2f   %6.2fx %6.2fx %6.2fx\n", fmt.Sprintf("  concurrency %d", l.Concurrency),
+				l.Piivault.PerSecond, l.Piivault.P50ms, l.Piivault.P99ms, l.Bare.PerSecond, l.Bare.P50ms, l.Bare.P99ms, l.Throughput, l.P50, l.P99)
+		}
 	}
-	fmt.Fprintf(w, "%-28s %12.0f %9.2f %9.2f   %12.0f %9.2f %9.2f   (bare: transit decrypt)\n", "reveal (concurrency 16)",
-		r.Reveal.Piivault.PerSecond, r.Reveal.Piivault.P50ms, r.Reveal.Piivault.P99ms, r.Reveal.Bare.PerSecond, r.Reveal.Bare.P50ms, r.Reveal.Bare.P99ms)
-	fmt.Fprintf(w, "%-28s %12.0f %9.2f %9.2f\n", "webhook → PII gone (c=16)", r.WebhookToGone.PerSecond, r.WebhookToGone.P50ms, r.WebhookToGone.P99ms)
+	phase("ingest", "bare", r.Ingest)
+	phase("reveal", "decrypt", r.Reveal)
+	phase("webhook → gone", "bare", r.Webhook)
+	if r.ServeCPUPerOrderMicros > 0 {
+		fmt.Fprintf(w, "serve CPU per stored order at c=64: %.0f µs\n", r.ServeCPUPerOrderMicros)
+	}
 	if r.Memory.Orders > 0 {
 		fmt.Fprintf(w, "\nRedis per held order (%d stored): %.0f bytes (%.0f the order's keys, %.0f its audit entry, %.0f its request's access line), %.2f keys   goal <= 2048 bytes\n",
 			r.Memory.Orders, r.Memory.BytesPerOrder, r.Memory.OrderBytesPerOrder, r.Memory.AuditBytesPerOrder, r.Memory.AccessLogBytesPerOrder, r.Memory.KeysPerOrder)
@@ -77,6 +208,19 @@ func printResults(w io.Writer, r *results) {
 		fmt.Fprintf(w, "seeding through the store:               %7.0f orders/s\n", r.Purge.SeedPerSecond)
 	}
 	fmt.Fprintf(w, "peak RSS of serve:                       %7.1f MiB\n", r.ServePeakRSSMiB)
+	if len(r.Goals) > 0 {
+		fmt.Fprintf(w, "\ngoals (issue 27), this run:\n")
+		for _, g := range r.Goals {
+			op, met := "≥", "MISSED"
+			if g.AtMost {
+				op = "≤"
+			}
+			if g.Met {
+				met = "met"
+			}
+			fmt.Fprintf(w, "  %-56s %10s   goal %s %-8s %s\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met)
+		}
+	}
 }
 
 // peakRSS reads a process's high-water resident set size (Linux).

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -75,13 +76,41 @@ func TestRun(t *testing.T) {
 	require.NoError(t, err)
 	var r results
 	require.NoError(t, json.Unmarshal(raw, &r))
-	require.Len(t, r.Ingest, 2)
-	for _, in := range r.Ingest {
-		require.Equal(t, 20, in.Piivault.Count)
-		require.Equal(t, 20, in.Bare.Count)
+	for phase, ls := range map[string][]level{"ingest": r.Ingest, "reveal": r.Reveal, "webhook": r.Webhook} {
+		want := map[string]int{"ingest": 20, "reveal": 10, "webhook": 5}[phase]
+		require.Len(t, ls, 2, phase)
+		for i, l := range ls {
+			require.Equal(t, []int{1, 4}[i], l.Concurrency, phase)
+			require.Equal(t, want, l.Piivault.Count, phase)
+			require.Equal(t, want, l.Bare.Count, phase)
+			require.Greater(t, l.Throughput, 0.0, phase)
+			require.Greater(t, l.P50, 0.0, phase)
+		}
 	}
-	require.Equal(t, 10, r.Reveal.Piivault.Count)
-	require.Equal(t, 5, r.WebhookToGone.Count)
+	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
+	// Every goal whose level ran is judged (c=16 and c=64 did not run).
+	var paths []string
+	for _, g := range r.Goals {
+		paths = append(paths, g.Path)
+	}
+	require.Contains(t, paths, "ingest c=1, p50 ÷ bare p50")
+	require.Contains(t, paths, "ingest c=4, throughput ÷ bare")
+	require.Contains(t, paths, "reveal c=1, p50 ÷ bare decrypt p50")
+	require.Contains(t, paths, "webhook → PII gone c=1, p50 ÷ bare (HMAC, one script)")
+	require.Contains(t, paths, "serve CPU per stored order at c=64")
+	require.NotContains(t, paths, "ingest c=64, throughput ÷ bare")
+	require.Contains(t, stdout.String(), "goals (issue 27)")
+
+	// --readme rewrites the goals table between its markers, and only it.
+	readme := dir + "/README.md"
+	require.NoError(t, os.WriteFile(readme, []byte("# x\n\n<!-- bench:goals -->\nold\n<!-- /bench:goals -->\n\nafter\n"), 0o644))
+	require.NoError(t, writeReadme(readme, &r))
+	got, err := os.ReadFile(readme)
+	require.NoError(t, err)
+	require.NotContains(t, string(got), "old")
+	require.Contains(t, string(got), "| ingest c=1, p50 ÷ bare p50 |")
+	require.True(t, strings.HasSuffix(string(got), "<!-- /bench:goals -->\n\nafter\n"))
+	require.True(t, strings.HasPrefix(string(got), "# x\n\n<!-- bench:goals -->\n"))
 	require.Equal(t, 50, r.Purge.PurgedDueOnly)
 	require.Equal(t, 50, r.Purge.PurgedWithStored)
 	require.Greater(t, r.ServePeakRSSMiB, 0.0)

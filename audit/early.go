@@ -1,0 +1,115 @@
+package audit
+
+import (
+	"context"
+	"errors"
+
+	"piivault/vault"
+)
+
+// Early is an entry whose Vault seal may start before the work it records
+// (a decrypt, an encrypt, a purge), so that at low load the seal and the
+// work overlap instead of following each other. Nothing is appended until
+// Commit, which the caller calls only once the work is done, and the
+// answer still waits for it: an entry is never in the trail for work that
+// did not happen, and no answer leaves before its entry is sealed and
+// appended.
+//
+// The early seal is a guess at the entry's place in the chain: the hash of
+// the entry as it would be if appended next onto this process's head. The
+// flusher uses it only if the entry's hash, chained for real, is exactly
+// that one; otherwise (another entry came first, another instance moved
+// the head) the entry is sealed with its group, as Record does. So a guess
+// costs at most one wasted HMAC, never a wrong seal. Guesses are made only
+// while the trail is idle (nothing queued, no group being appended, no
+// other guess outstanding): under load the group commit already shares one
+// seal call among many entries, and a second Vault call per entry would
+// only slow Vault down.
+type Early struct {
+	l    *Log
+	e    Entry
+	hash string           // the guessed hash, "" when no seal was started
+	seal chan vault.Result // the early seal's result, buffered
+	got  *vault.Result     // the result, once the flusher has taken it
+}
+
+// Begin stamps e (its time, as Record would) and, if the trail is idle,
+// starts sealing it at its guessed place. The caller does the work, then
+// calls Commit (or Cancel, if the work was refused or failed).
+func (l *Log) Begin(e Entry) *Early {
+	if e.Time.IsZero() {
+		e.Time = l.now().UTC()
+	}
+	x := &Early{l: l, e: e}
+	l.mu.Lock()
+	idle := !l.flushing && len(l.queue) == 0 && l.early == nil && l.cached != ""
+	if idle {
+		guess := e
+		guess.Seq, guess.Prev, guess.Seal = l.cachedSeq+1, l.cached, ""
+		x.hash = guess.digest()
+		x.seal = make(chan vault.Result, 1)
+		l.early = x
+	}
+	l.mu.Unlock()
+	if x.seal != nil {
+		go x.start()
+	}
+	return x
+}
+
+func (x *Early) start() {
+	ctx, cancel := context.WithTimeout(context.Background(), x.l.timeout)
+	defer cancel()
+	res, err := x.l.sealer.Seal(ctx, [][]byte{[]byte(x.hash)})
+	switch {
+	case err != nil:
+		x.seal <- vault.Result{Err: err}
+	case len(res) != 1:
+		x.seal <- vault.Result{Err: errNoSeal}
+	default:
+		x.seal <- res[0]
+	}
+}
+
+// Commit appends the entry, waiting as Record does (and no longer than ctx
+// allows). Call it only after the work the entry records was done.
+func (x *Early) Commit(ctx context.Context) error {
+	x.release()
+	p := &pending{e: x.e, done: make(chan error, 1), early: x}
+	return x.l.append(ctx, []*pending{p})
+}
+
+// Cancel drops the entry: the work it would have recorded did not happen.
+// An early seal still running finishes and is thrown away.
+func (x *Early) Cancel() { x.release() }
+
+func (x *Early) release() {
+	x.l.mu.Lock()
+	if x.l.early == x {
+		x.l.early = nil
+	}
+	x.l.mu.Unlock()
+}
+
+// sealOf returns the early seal if it was made for hash and succeeded
+// (waiting for it, as long as ctx allows); false means seal it anew. Only
+// the flusher calls it.
+func (x *Early) sealOf(ctx context.Context, hash string) (vault.Result, bool) {
+	if x == nil || x.seal == nil || x.hash != hash {
+		return vault.Result{}, false
+	}
+	if x.got == nil {
+		select {
+		case r := <-x.seal:
+			x.got = &r
+		case <-ctx.Done():
+			return vault.Result{}, false
+		}
+	}
+	if x.got.Err != nil || x.got.Value == "" {
+		return vault.Result{}, false
+	}
+	return *x.got, true
+}
+
+var errNoSeal = errors.New("vault returned no seal")

@@ -1,0 +1,188 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"piivault/internal/testenv"
+	"piivault/vault"
+)
+
+// countingSealer is Vault's sealer, counting the hashes it is asked to
+// seal; failEarly makes single-hash calls fail, as an early seal is one.
+type countingSealer struct {
+	Sealer
+	mu        sync.Mutex
+	sealed    []string
+	failEarly bool
+}
+
+func (c *countingSealer) Seal(ctx context.Context, inputs [][]byte) ([]vault.Result, error) {
+	c.mu.Lock()
+	for _, in := range inputs {
+		c.sealed = append(c.sealed, string(in))
+	}
+	fail := c.failEarly && len(inputs) == 1
+	c.failEarly = false
+	c.mu.Unlock()
+	if fail {
+		return nil, errors.New("vault is briefly away")
+	}
+	return c.Sealer.Seal(ctx, inputs)
+}
+
+func (c *countingSealer) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.sealed)
+}
+
+// An early seal is used only when the entry lands exactly where it was
+// guessed; otherwise the entry is sealed again with its group. Either way
+// the trail verifies: no entry ever carries a seal of another hash.
+func TestAnEarlySealIsUsedOnlyForTheEntryItWasMadeFor(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	s := &countingSealer{Sealer: env.Service}
+	l := NewLog(env.Redis, s, nil)
+	reveal := func(id string) Entry {
+		return Entry{Actor: "alice", Action: ActionReveal, OrderID: id, IP: "192.0.2.1"}
+	}
+	require.NoError(t, l.Record(ctx, reveal("ord-first"))) // the head is now known
+	require.Equal(t, 1, s.count())
+
+	// Idle: the seal starts at Begin and Commit takes it, no second call.
+	x := l.Begin(reveal("ord-early"))
+	require.NoError(t, x.Commit(ctx))
+	require.Equal(t, 2, s.count(), "one seal for the early entry, made before its commit")
+
+	// Another entry lands first: the guess is wrong, the entry is sealed anew.
+	x = l.Begin(reveal("ord-overtaken"))
+	require.NoError(t, l.Record(ctx, reveal("ord-first-past-the-post")))
+	require.NoError(t, x.Commit(ctx))
+	require.Equal(t, 5, s.count(), "the wasted early seal, the other entry's, and the entry's own")
+
+	// A cancelled entry is never appended, and the next Begin guesses again.
+	x = l.Begin(reveal("ord-cancelled"))
+	x.Cancel()
+	x = l.Begin(reveal("ord-after-cancel"))
+	require.NoError(t, x.Commit(ctx))
+	require.Equal(t, 7, s.count())
+
+	// A failed early seal is made again at commit.
+	s.mu.Lock()
+	s.failEarly = true
+	s.mu.Unlock()
+	x = l.Begin(reveal("ord-early-failed"))
+	require.NoError(t, x.Commit(ctx))
+	require.Equal(t, 9, s.count())
+
+	page, err := l.List(ctx, Filter{Limit: 50})
+	require.NoError(t, err)
+	var ids []string
+	for _, e := range page.Entries {
+		ids = append(ids, e.OrderID)
+		require.NotEmpty(t, e.Seal, "entry %d", e.Seq)
+	}
+	require.ElementsMatch(t, []string{"ord-first", "ord-early", "ord-first-past-the-post", "ord-overtaken",
+		"ord-after-cancel", "ord-early-failed"}, ids, "the cancelled entry is not in the trail")
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 6, v.Entries)
+}
+
+// Entries begun and committed concurrently all land, each with its own
+// valid seal, whichever of them (if any) got an early one.
+func TestConcurrentEarlyEntriesAllVerify(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service, nil)
+	require.NoError(t, l.Record(ctx, Entry{Actor: "system", Action: ActionKeyRotate}))
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := l.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: fmt.Sprintf("ord-c%d", i), IP: "192.0.2.1"})
+			if i%5 == 0 {
+				x.Cancel()
+				return
+			}
+			errs[i] = x.Commit(ctx)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "entry %d", i)
+	}
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 1+32, v.Entries)
+}
+
+// countingAnchor is Vault's anchor store, counting writes.
+type countingAnchor struct {
+	AnchorStore
+	mu     sync.Mutex
+	writes int
+}
+
+func (c *countingAnchor) WriteAnchor(ctx context.Context, a vault.Anchor, cas int) error {
+	c.mu.Lock()
+	c.writes++
+	c.mu.Unlock()
+	return c.AnchorStore.WriteAnchor(ctx, a, cas)
+}
+
+// The anchor moves on its own pace, not once per group commit: many
+// groups in a short time cost a few anchor writes, a clean stop anchors
+// the newest entry, and a cut of anchored entries is still reported.
+func TestTheAnchorMovesAtItsOwnPaceAndStillCatchesACut(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	anchor := &countingAnchor{AnchorStore: env.Service}
+	l := NewLog(env.Redis, env.Service, anchor, AnchorEvery(200*time.Millisecond))
+	run, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.RunAnchor(run, testenv.Logger(), func(string) {})
+	}()
+	start := time.Now()
+	for i := 0; i < 30; i++ {
+		require.NoError(t, l.Record(ctx, Entry{Actor: "alice", Action: ActionReveal, OrderID: fmt.Sprintf("ord-pace-%d", i), IP: "192.0.2.1"}))
+	}
+	elapsed := time.Since(start)
+	stop()
+	<-done
+	anchor.mu.Lock()
+	writes := anchor.writes
+	anchor.mu.Unlock()
+	// One write at the start of each 200 ms window, plus the final one.
+	require.LessOrEqual(t, writes, int(elapsed/(200*time.Millisecond))+2, "30 groups in %v", elapsed)
+	a, _, err := env.Service.ReadAnchor(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 30, a.Seq, "a clean stop anchors the newest entry")
+
+	// The newest entries cut and the head moved back: Verify reports it.
+	msgs := env.Redis.XRange(ctx, logKey, "-", "+").Val()
+	for _, m := range msgs[len(msgs)-3:] {
+		env.Redis.XDel(ctx, logKey, m.ID)
+	}
+	kept, err := decode(msgs[len(msgs)-4])
+	require.NoError(t, err)
+	require.NoError(t, env.Redis.Set(ctx, headKey, headValue(kept.Seq, kept.Hash), 0).Err())
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.False(t, v.Intact)
+	require.Contains(t, v.Broken.Reason, "newest entries were removed")
+}
