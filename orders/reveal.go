@@ -32,7 +32,20 @@ func goneError(ref Reference) *apperr.Error {
 // expired → Gone (with the reason); unknown → NotFound; a token without
 // the decrypt policy → Forbidden (Vault's own refusal).
 func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) (Shipping, error) {
+	return s.reveal(ctx, orderID, token, masked, nil)
+}
+
+// reveal is Reveal with a gate that must pass (nil: none) after the order
+// is read and before its ciphertext goes to Vault: the Revealer's lockdown
+// check, which so runs alongside the read instead of before it.
+func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, gate func() error) (Shipping, error) {
+	if gate == nil {
+		gate = func() error { return nil }
+	}
 	if !ValidOrderID(orderID) {
+		if err := gate(); err != nil {
+			return Shipping{}, err
+		}
 		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
 	}
 	field, decrypt := "ct", s.opener.Decrypt
@@ -46,7 +59,11 @@ func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) 
 	pipe := s.rdb.Pipeline()
 	refCmd := pipe.HGetAll(rctx, k.ref)
 	ctCmd := pipe.HGet(rctx, k.pii, field)
-	if _, err := pipe.Exec(rctx); err != nil && !errors.Is(err, redis.Nil) {
+	_, err := pipe.Exec(rctx)
+	if gerr := gate(); gerr != nil {
+		return Shipping{}, gerr
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return Shipping{}, storeErr(err)
 	}
 	if len(refCmd.Val()) == 0 {
