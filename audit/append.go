@@ -342,7 +342,9 @@ func (l *Log) seals(ctx context.Context, group []*pending, hashes [][]byte) ([]v
 	var ask [][]byte
 	var at []int
 	for i, g := range group {
-		if r, ok := g.early.sealOf(ctx, g.e.Hash); ok {
+		r, ok := g.early.sealOf(ctx, g.e.Hash)
+		g.early.count(ok)
+		if ok {
 			out[i] = r
 			continue
 		}

@@ -28,9 +28,11 @@ import (
 type Early struct {
 	l    *Log
 	e    Entry
-	hash string           // the guessed hash, "" when no seal was started
+	hash string            // the guessed hash, "" when no seal was started
 	seal chan vault.Result // the early seal's result, buffered
 	got  *vault.Result     // the result, once the flusher has taken it
+	// counted: its outcome is in earlySeals (the flusher's only)
+	counted bool
 }
 
 // Begin stamps e (its time, as Record would) and, if the trail is idle,
@@ -89,6 +91,23 @@ func (x *Early) release() {
 		x.l.early = nil
 	}
 	x.l.mu.Unlock()
+}
+
+// count records what became of the early seal in earlySeals, once (an
+// append retried after another instance moved the head asks again).
+func (x *Early) count(used bool) {
+	if x == nil || x.counted {
+		return
+	}
+	x.counted = true
+	switch {
+	case used:
+		earlySeals.WithLabelValues("used").Inc()
+	case x.seal != nil:
+		earlySeals.WithLabelValues("wasted").Inc()
+	default:
+		earlySeals.WithLabelValues("none").Inc()
+	}
 }
 
 // sealOf returns the early seal if it was made for hash and succeeded

@@ -25,6 +25,14 @@ var (
 		Name: "piivault_audit_oldest_hot_entry_age_seconds",
 		Help: "Age of the oldest audit entry still in Redis; past the hot window, the archiver is behind (or PIIVAULT_AUDIT_ARCHIVE is unset).",
 	})
+	// earlySeals counts the entries begun early (Begin) by what became of
+	// their seal: used (it ran alongside the work and was kept), wasted
+	// (another entry took its place first; sealed again with its group) or
+	// none (the trail was busy: sealed with its group, as Record does).
+	earlySeals = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "piivault_audit_early_seals_total",
+		Help: "Audit entries committed after Begin, by their early seal: used, wasted (sealed again) or none (the trail was busy).",
+	}, []string{"seal"})
 	hotWindow = promauto.NewGauge(prometheus.GaugeOpts{
 		Name: "piivault_audit_hot_window_seconds", Help: "PIIVAULT_AUDIT_HOT: how long audit entries stay in Redis.",
 	})

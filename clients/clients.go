@@ -254,12 +254,29 @@ var ErrBadKey = apperr.New(apperr.Unauthorized, "invalid API key")
 
 // Authenticate returns the name of the client owning key.
 func (r *Registry) Authenticate(ctx context.Context, key string) (string, error) {
-	if !strings.HasPrefix(key, KeyPrefix) || len(key) > 128 {
+	if !validKey(key) {
 		return "", ErrBadKey
 	}
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	name, err := r.rdb.HGet(ctx, keysKey, hash(key)).Result()
+	return owner(r.rdb.HGet(ctx, keysKey, hash(key)))
+}
+
+// AuthenticateIn queues key's look-up on p, so that it can share a round
+// trip with the request's other reads; the returned function, called
+// after p ran, answers as Authenticate does.
+func (r *Registry) AuthenticateIn(ctx context.Context, p redis.Pipeliner, key string) func() (string, error) {
+	if !validKey(key) {
+		return func() (string, error) { return "", ErrBadKey }
+	}
+	cmd := p.HGet(ctx, keysKey, hash(key))
+	return func() (string, error) { return owner(cmd) }
+}
+
+func validKey(key string) bool { return strings.HasPrefix(key, KeyPrefix) && len(key) <= 128 }
+
+func owner(cmd *redis.StringCmd) (string, error) {
+	name, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return "", ErrBadKey
 	}

@@ -344,7 +344,19 @@ func (m *Monitor) Unblock(ctx context.Context, actor, ip, fromIP string) error {
 func (m *Monitor) Blocked(ctx context.Context, ip string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, m.timeout)
 	defer cancel()
-	until, err := m.rdb.ZScore(ctx, blocksUntil, ip).Result()
+	return m.blocked(m.rdb.ZScore(ctx, blocksUntil, ip))
+}
+
+// BlockedIn queues Blocked's read on p, so that it can share a round trip
+// with the request's other reads (its API key's look-up); the returned
+// function, called after p ran, answers as Blocked does.
+func (m *Monitor) BlockedIn(ctx context.Context, p redis.Pipeliner, ip string) func() (bool, error) {
+	cmd := p.ZScore(ctx, blocksUntil, ip)
+	return func() (bool, error) { return m.blocked(cmd) }
+}
+
+func (m *Monitor) blocked(cmd *redis.FloatCmd) (bool, error) {
+	until, err := cmd.Result()
 	if errors.Is(err, redis.Nil) {
 		return false, nil
 	}

@@ -3,6 +3,8 @@ package orders_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,4 +183,39 @@ func TestATombstonedStoreRecordsTheEventsPurge(t *testing.T) {
 	notes, err := store.Notes(ctx, 10)
 	require.NoError(t, err)
 	require.Empty(t, notes)
+}
+
+// Concurrent writers share the round trips that remove their notes, but
+// each answers only once its own note is gone: right after every answer,
+// the outbox is empty and every entry is in the trail once.
+func TestConcurrentWritesLeaveNoNoteBehindTheirAnswers(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	trail := audit.NewLog(env.Redis, env.Service, env.Service)
+	store := newStore(t, env, trail)
+	const writers = 40
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := fmt.Sprintf("ord-many-%d", i)
+			if _, _, errs[i] = store.StoreAudited(ctx, order(id, "pi_"+id, "Jane Doe"), audit.Entry{Actor: "client:shop"}); errs[i] != nil {
+				return
+			}
+			if i%2 == 0 {
+				_, errs[i] = store.PurgeAudited(ctx, id, orders.ReasonShipped, nil, audit.Entry{Actor: "webhook:shipping"})
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "writer %d", i)
+	}
+	notes, err := store.Notes(ctx, 100)
+	require.NoError(t, err)
+	require.Empty(t, notes)
+	require.Len(t, entries(t, trail, audit.ActionStore), writers)
+	require.Len(t, entries(t, trail, audit.ActionPurge), writers/2)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -127,6 +128,8 @@ type coalescer struct {
 	stop  chan struct{}
 	once  sync.Once
 	wg    sync.WaitGroup
+	// holding: the loop holds callers and waits for a free Vault call
+	holding atomic.Bool
 }
 
 var errBatcherClosed = apperr.New(apperr.VaultUnavailable, "the encryption queue is shut down")
@@ -147,6 +150,17 @@ func (c *coalescer) do(ctx context.Context, items []any) ([]vault.Result, error)
 	case <-c.stop:
 		return nil, errBatcherClosed
 	default:
+	}
+	// Nothing waiting and a Vault call free: make it here, at once, with
+	// no hand-off to the batching loop (the common case at low load).
+	// Callers that arrive meanwhile queue and are batched as usual.
+	if len(c.queue) == 0 && !c.holding.Load() {
+		select {
+		case c.slots <- struct{}{}:
+			defer func() { <-c.slots }()
+			return c.direct(ctx, items)
+		default:
+		}
 	}
 	cl := &call{ctx: ctx, items: items, done: make(chan callResult, 1)}
 	select {
@@ -183,8 +197,11 @@ func (c *coalescer) loop() {
 			return
 		}
 		// Wait for a free Vault call first: while every call is busy, new
-		// requests pile up in the queue and all go into this batch.
+		// requests pile up in the queue and all go into this batch (and
+		// no caller takes the freed call for itself ahead of them).
+		c.holding.Store(true)
 		c.slots <- struct{}{}
+		c.holding.Store(false)
 		batch, n := []*call{first}, len(first.items)
 		// Take what is waiting. Give stragglers up to MaxWait only while
 		// another batch is in flight: an idle Vault is better used at once.
@@ -219,6 +236,22 @@ func (c *coalescer) loop() {
 			c.run(batch)
 		}()
 	}
+}
+
+// direct sends one caller's items as a batch of their own, bound by the
+// caller's context and the batcher's timeout.
+func (c *coalescer) direct(ctx context.Context, items []any) ([]vault.Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	batchItems.Observe(float64(len(items)))
+	res, err := c.flush(ctx, items)
+	if err == nil && len(res) != len(items) {
+		err = errors.New("vault returned a different number of results than items")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 // run sends one batch, leaving out callers that already gave up, and hands

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -20,10 +21,83 @@ func (s *Store) recordNoted(ctx context.Context, orderID string, e Entry, note [
 	if err := e.Commit(ctx); err != nil {
 		return &DeferredError{Err: err}
 	}
-	if err := s.ackNote(ctx, orderNote(orderID, note)); err != nil {
+	if err := s.acks.ack(ctx, orderNote(orderID, note)); err != nil {
 		return &DeferredError{Err: fmt.Errorf("outbox note not removed (the sweep sees it is in the trail): %w", err)}
 	}
 	return nil
+}
+
+// noteAcker removes recorded notes for concurrent writers, sharing round
+// trips the way the audit trail shares group commits: a writer with
+// nobody ahead removes its note itself, at once; notes that arrive while a
+// removal is in flight wait, and go together in the next pipeline. Each
+// writer still waits for its own note's removal before it answers.
+type noteAcker struct {
+	s     *Store
+	mu    sync.Mutex
+	busy  bool
+	queue []ackWait
+}
+
+type ackWait struct {
+	note Note
+	done chan error
+}
+
+func (a *noteAcker) ack(ctx context.Context, n Note) error {
+	a.mu.Lock()
+	if a.busy {
+		w := ackWait{note: n, done: make(chan error, 1)}
+		a.queue = append(a.queue, w)
+		a.mu.Unlock()
+		select {
+		case err := <-w.done:
+			return err
+		case <-ctx.Done():
+			return storeErr(ctx.Err())
+		}
+	}
+	a.busy = true
+	a.mu.Unlock()
+	err := a.s.ackNotes(ctx, []Note{n})
+	a.next()
+	return err
+}
+
+// next hands the notes that queued meanwhile to a goroutine, or ends the
+// busy spell when there are none.
+func (a *noteAcker) next() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.queue) == 0 {
+		a.busy = false
+		return
+	}
+	go a.drain()
+}
+
+func (a *noteAcker) drain() {
+	for {
+		a.mu.Lock()
+		batch := a.queue
+		a.queue = nil
+		if len(batch) == 0 {
+			a.busy = false
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
+		notes := make([]Note, len(batch))
+		for i, w := range batch {
+			notes[i] = w.note
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), a.s.timeout)
+		err := a.s.ackNotes(ctx, notes)
+		cancel()
+		for _, w := range batch {
+			w.done <- err
+		}
+	}
 }
 
 // recordNote appends the audit entry an outbox note holds (one a script

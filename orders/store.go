@@ -109,6 +109,7 @@ type Store struct {
 	retention time.Duration
 	timeout   time.Duration
 	now       func() time.Time
+	acks      *noteAcker
 }
 
 // Config holds a Store's settings.
@@ -133,7 +134,9 @@ func NewStore(rdb redis.UniversalClient, sealer Sealer, opener Opener, trail Tra
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{rdb: rdb, sealer: sealer, opener: opener, trail: trail, retention: cfg.Retention, timeout: cfg.Timeout, now: cfg.Now}, nil
+	s := &Store{rdb: rdb, sealer: sealer, opener: opener, trail: trail, retention: cfg.Retention, timeout: cfg.Timeout, now: cfg.Now}
+	s.acks = &noteAcker{s: s}
+	return s, nil
 }
 
 // Retention is how long the store keeps PII.
