@@ -200,15 +200,13 @@ func (l *Log) append(ctx context.Context, ps []*pending) error {
 	return first
 }
 
-// flush appends queued entries, a group at a time, until the queue is empty.
+// flush appends queued entries, a group at a time, until the queue is
+// empty. The trail is marked idle before the last group's callers are
+// answered, so a caller's next entry (a request right after its answer)
+// finds it idle and can be sealed early (Begin).
 func (l *Log) flush() {
-	for {
-		l.mu.Lock()
-		if len(l.queue) == 0 {
-			l.flushing = false
-			l.mu.Unlock()
-			return
-		}
+	l.mu.Lock()
+	for len(l.queue) > 0 {
 		n := min(len(l.queue), maxGroup)
 		group := slices.Clone(l.queue[:n])
 		l.queue = slices.Delete(l.queue, 0, n)
@@ -216,30 +214,49 @@ func (l *Log) flush() {
 			g.taken = true
 		}
 		l.mu.Unlock()
-		l.appendGroup(group)
+		results := l.appendGroup(group)
+		l.mu.Lock()
+		idle := len(l.queue) == 0
+		if idle {
+			l.flushing = false
+		}
+		l.mu.Unlock()
+		for i, g := range group {
+			g.done <- results[i]
+		}
+		if idle {
+			return
+		}
+		l.mu.Lock()
 	}
+	l.flushing = false
+	l.mu.Unlock()
 }
 
 // appendGroup chains and appends entries in one round trip, retrying when
-// another instance moved the head first, and answers every entry's caller.
-func (l *Log) appendGroup(group []*pending) {
+// another instance moved the head first, and returns each entry's result.
+func (l *Log) appendGroup(group []*pending) []error {
+	results := make([]error, len(group))
+	group = slices.Clone(group) // shrunk below; the caller's stays whole
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
+	at := make(map[*pending]int, len(group))
+	for i, g := range group {
+		at[g] = i
+	}
 	for attempt := 0; attempt < 50 && len(group) > 0; attempt++ {
 		ids, dups, err := l.tryAppend(ctx, group, attempt > 0)
 		switch {
 		case err != nil:
 			for _, g := range group {
-				g.done <- err
+				results[at[g]] = err
 			}
-			return
+			return results
 		case dups != nil:
 			// Already in the trail: done, and left out of this chain.
 			kept := group[:0]
 			for i, g := range group {
-				if slices.Contains(dups, i+1) {
-					g.done <- nil
-				} else {
+				if !slices.Contains(dups, i+1) {
 					kept = append(kept, g)
 				}
 			}
@@ -255,15 +272,13 @@ func (l *Log) appendGroup(group []*pending) {
 			case l.anchorC <- struct{}{}:
 			default:
 			}
-			for _, g := range group {
-				g.done <- nil
-			}
-			return
+			return results
 		}
 	}
 	for _, g := range group {
-		g.done <- apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
+		results[at[g]] = apperr.New(apperr.StoreUnavailable, "the audit trail is too busy")
 	}
+	return results
 }
 
 // tryAppend makes one attempt. It returns the new stream ids; or dups, the

@@ -186,3 +186,29 @@ func TestTheAnchorMovesAtItsOwnPaceAndStillCatchesACut(t *testing.T) {
 	require.False(t, v.Intact)
 	require.Contains(t, v.Broken.Reason, "newest entries were removed")
 }
+
+// A group holding an entry already in the trail (its event recorded
+// before) and new ones: the old one is left out, the others land, and
+// every caller is answered.
+func TestAGroupWithAnEventAlreadyInTheTrail(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service, env.Service)
+	old := Entry{Actor: "client:shop", Action: ActionStore, OrderID: "ord-old", Event: NewEventID(), Time: time.Now().UTC()}
+	require.NoError(t, l.Record(ctx, old))
+	done := make(chan error, 1)
+	go func() {
+		done <- l.RecordAll(ctx, []Entry{{Actor: "system", Action: ActionKeyRotate}, old,
+			{Actor: "client:shop", Action: ActionStore, OrderID: "ord-new", Event: NewEventID()}})
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("a caller of the group was never answered")
+	}
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 3, v.Entries, "the old event once, the two new entries")
+}
