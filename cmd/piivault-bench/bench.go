@@ -284,6 +284,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 	for li, c := range levels {
 		b.say("ingest at concurrency %d", c)
 		off := li * perLevel
+		cpu := b.vaultCPU()
 		bare, err := measure(perLevel, c, func(i int) error {
 			r := b.reqs[off+i]
 			plain, _ := json.Marshal(r.Shipping)
@@ -296,13 +297,16 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 		if err != nil {
 			return fmt.Errorf("bare ingest: %w", err)
 		}
+		bareCPU := cpu.next(perLevel)
 		pv, err := measure(perLevel, c, func(i int) error {
 			return b.create(b.orders[off+i])
 		})
 		if err != nil {
 			return fmt.Errorf("ingest: %w", err)
 		}
-		b.res.Ingest = append(b.res.Ingest, compare(c, pv, bare))
+		l := compare(c, pv, bare)
+		l.VaultCPUms, l.BareVaultCPUms = cpu.next(perLevel), bareCPU
+		b.res.Ingest = append(b.res.Ingest, l)
 	}
 	return nil
 }
@@ -320,6 +324,7 @@ func (b *bench) reveal(levels []int, n, count int) error {
 	}
 	for _, c := range levels {
 		b.say("reveal at concurrency %d", c)
+		cpu := b.vaultCPU()
 		bare, err := measure(count, c, func(i int) error {
 			_, err := b.svc.Decrypt(b.ctx, b.token, cts[i%n], []byte(b.reqs[i%n].OrderID))
 			return err
@@ -327,15 +332,40 @@ func (b *bench) reveal(levels []int, n, count int) error {
 		if err != nil {
 			return fmt.Errorf("bare decrypt: %w", err)
 		}
+		bareCPU := cpu.next(count)
 		pv, err := measure(count, c, func(i int) error {
 			return b.revealStatus(b.reqs[i%n].OrderID, http.StatusOK)
 		})
 		if err != nil {
 			return fmt.Errorf("reveal: %w", err)
 		}
-		b.res.Reveal = append(b.res.Reveal, compare(c, pv, bare))
+		l := compare(c, pv, bare)
+		l.VaultCPUms, l.BareVaultCPUms = cpu.next(count), bareCPU
+		b.res.Reveal = append(b.res.Reveal, l)
 	}
 	return nil
+}
+
+// cpuMeter reads Vault's CPU time between series.
+type cpuMeter struct {
+	pid  int
+	last time.Duration
+}
+
+func (b *bench) vaultCPU() *cpuMeter {
+	pid := b.st.dev.VaultPID()
+	return &cpuMeter{pid: pid, last: processCPU(pid)}
+}
+
+// next is Vault's CPU time since the last reading, in ms per op.
+func (m *cpuMeter) next(ops int) float64 {
+	now := processCPU(m.pid)
+	d := now - m.last
+	m.last = now
+	if ops == 0 {
+		return 0
+	}
+	return float64(d.Microseconds()) / 1000 / float64(ops)
 }
 
 // bareGone is the bare pipeline's shipping event: the ciphertext is
@@ -418,13 +448,23 @@ func (b *bench) profile(dir string, n int) error {
 			return fmt.Errorf("profile %s: %w", name, err)
 		}
 		b.res.Profiles[name] = p.top
-		if name == "ingest_c64" && p.ops > 0 {
-			b.res.ServeCPUPerOrderMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+		if p.ops > 0 {
+			switch name {
+			case "ingest_c64":
+				b.res.ServeCPUPerOrderMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+			case "healthz_c64":
+				b.res.ServeCPUFloorMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+			}
 		}
 		return nil
 	}
 
 	if err := phase("ingest_c64", 64, func() error { return b.create(clientOrder(fresh())) }); err != nil {
+		return err
+	}
+	if err := phase("healthz_c64", 64, func() error {
+		return expect(b.ctx, b.hc, "GET", b.st.base+"/healthz", "", nil, http.StatusOK, nil)
+	}); err != nil {
 		return err
 	}
 	var ri atomic.Int64

@@ -29,6 +29,10 @@ type results struct {
 	// ServeCPUPerOrderMicros is serve's CPU time per stored order at
 	// concurrency 64 (its CPU profile's samples ÷ orders stored meanwhile).
 	ServeCPUPerOrderMicros float64 `json:"serve_cpu_us_per_order_c64"`
+	// ServeCPUFloorMicros is the same for GET /healthz at concurrency 64:
+	// HTTP, the middleware chain and the access log around a handler that
+	// does nothing (the floor under any route's CPU).
+	ServeCPUFloorMicros float64 `json:"serve_cpu_us_per_healthz_c64"`
 	Goals                  []goal  `json:"goals"`
 	Purge                  struct {
 		DueOnlySeconds    float64 `json:"sweep_due_only_seconds"`
@@ -60,6 +64,12 @@ type level struct {
 	Throughput  float64 `json:"throughput_ratio"` // piivault/s ÷ bare/s
 	P50         float64 `json:"p50_ratio"`        // piivault p50 ÷ bare p50
 	P99         float64 `json:"p99_ratio"`
+	// Vault's CPU time per operation, piivault's and the bare pipeline's
+	// (read from its /proc entry around each series): Vault's own share
+	// of the machine, which no change in piivault can make smaller than
+	// its calls per operation allow.
+	VaultCPUms     float64 `json:"vault_cpu_ms_per_op"`
+	BareVaultCPUms float64 `json:"bare_vault_cpu_ms_per_op"`
 }
 
 func compare(c int, pv, bare latency) level {
@@ -193,8 +203,18 @@ func printResults(w io.Writer, r *results) {
 	phase("ingest", "bare", r.Ingest)
 	phase("reveal", "decrypt", r.Reveal)
 	phase("webhook → gone", "bare", r.Webhook)
+	for _, p := range []struct {
+		name string
+		ls   []level
+	}{{"ingest", r.Ingest}, {"reveal", r.Reveal}} {
+		for _, l := range p.ls {
+			if l.BareVaultCPUms > 0 {
+				fmt.Fprintf(w, "Vault CPU per %s at c=%d: %.2f ms (bare %.2f ms)\n", p.name, l.Concurrency, l.VaultCPUms, l.BareVaultCPUms)
+			}
+		}
+	}
 	if r.ServeCPUPerOrderMicros > 0 {
-		fmt.Fprintf(w, "serve CPU per stored order at c=64: %.0f µs\n", r.ServeCPUPerOrderMicros)
+		fmt.Fprintf(w, "serve CPU per stored order at c=64: %.0f µs (per GET /healthz: %.0f µs)\n", r.ServeCPUPerOrderMicros, r.ServeCPUFloorMicros)
 	}
 	if r.Memory.Orders > 0 {
 		fmt.Fprintf(w, "\nRedis per held order (%d stored): %.0f bytes (%.0f the order's keys, %.0f its audit entry, %.0f its request's access line), %.2f keys   goal <= 2048 bytes\n",
@@ -221,6 +241,24 @@ func printResults(w io.Writer, r *results) {
 			fmt.Fprintf(w, "  %-56s %10s   goal %s %-8s %s\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met)
 		}
 	}
+}
+
+// processCPU is a process's CPU time so far, user and system (Linux; 0
+// when unreadable).
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil || pid == 0 {
+		return 0
+	}
+	// The command name, in parentheses, may hold spaces: count fields after it.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 // peakRSS reads a process's high-water resident set size (Linux).

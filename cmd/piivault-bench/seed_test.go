@@ -87,7 +87,13 @@ func TestRun(t *testing.T) {
 			require.Greater(t, l.P50, 0.0, phase)
 		}
 	}
+	vaultCPU := 0.0 // read in 10 ms ticks: summed over every series
+	for _, l := range append(r.Ingest, r.Reveal...) {
+		vaultCPU += l.VaultCPUms + l.BareVaultCPUms
+	}
+	require.Greater(t, vaultCPU, 0.0, "Vault's CPU time is read")
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
+	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
 	// Every goal whose level ran is judged (c=16 and c=64 did not run).
 	var paths []string
 	for _, g := range r.Goals {
@@ -114,7 +120,7 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 50, r.Purge.PurgedDueOnly)
 	require.Equal(t, 50, r.Purge.PurgedWithStored)
 	require.Greater(t, r.ServePeakRSSMiB, 0.0)
-	for _, p := range []string{"ingest_c64", "reveal_c16", "webhook_c16", "sweep"} {
+	for _, p := range []string{"ingest_c64", "healthz_c64", "reveal_c16", "webhook_c16", "sweep"} {
 		require.FileExists(t, dir+"/profiles/"+p+".pprof")
 	}
 }

@@ -39,6 +39,17 @@ type Stack struct {
 	mu    sync.Mutex
 }
 
+// VaultPID is the Vault server's process id (0 when it is not running),
+// for a benchmark that reads its CPU time.
+func (s *Stack) VaultPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vault == nil || s.vault.Process == nil {
+		return 0
+	}
+	return s.vault.Process.Pid
+}
+
 // VaultBinary finds the vault binary: $PIIVAULT_VAULT_BIN, then `vault` on
 // PATH, then the Makefile's cache (~/.cache/piivault/vault-<version>).
 func VaultBinary() (string, error) {
