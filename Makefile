@@ -87,10 +87,11 @@ run: build vault redis mailpit
 	@scripts/run.sh
 
 # Go benchmarks of the hot in-process paths, then the built bin/piivault
-# against the bare Vault+Redis pipeline (writes bench/results.json).
+# against the bare Vault+Redis pipeline (writes bench/results.json and the
+# goals table in README.md).
 bench: build vault redis
 	go test -run '^$$' -bench . -benchmem ./orders ./webhooks
-	$(BENCH_BIN) run --piivault $(BIN) $(BENCH_FLAGS)
+	$(BENCH_BIN) run --piivault $(BIN) --readme README.md $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin .run

@@ -45,6 +45,8 @@ type Log struct {
 	// committed or cancelled: one at a time, and only while nothing else
 	// is queued, so the guess at its place in the chain usually holds.
 	early *Early
+	// guessAfter: Begin makes no guess before then (see guessPause).
+	guessAfter time.Time
 
 	// latest is the newest entry this process appended, for the anchor.
 	latest      vault.Anchor

@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"errors"
+	"time"
 
 	"piivault/vault"
 )
@@ -22,9 +23,10 @@ import (
 // the head) the entry is sealed with its group, as Record does. So a guess
 // costs at most one wasted HMAC, never a wrong seal. Guesses are made only
 // while the trail is idle (nothing queued, no group being appended, no
-// other guess outstanding): under load the group commit already shares one
-// seal call among many entries, and a second Vault call per entry would
-// only slow Vault down.
+// other guess outstanding), and only guessPause after it was last busy or
+// a guess was last overtaken: under load the group commit
+// already shares one seal call among many entries, and a wasted early
+// seal is one more Vault call on a busy Vault.
 type Early struct {
 	l    *Log
 	e    Entry
@@ -35,6 +37,11 @@ type Early struct {
 	counted bool
 }
 
+// guessPause is how long Begin makes no guess after it saw the trail busy
+// or a guess overtaken: concurrency comes in spells, and at low load (the
+// case early seals are for) the trail is idle at every Begin.
+const guessPause = 100 * time.Millisecond
+
 // Begin stamps e (its time, as Record would) and, if the trail is idle,
 // starts sealing it at its guessed place. The caller does the work, then
 // calls Commit (or Cancel, if the work was refused or failed).
@@ -43,9 +50,15 @@ func (l *Log) Begin(e Entry) *Early {
 		e.Time = l.now().UTC()
 	}
 	x := &Early{l: l, e: e}
+	now := time.Now()
 	l.mu.Lock()
-	idle := !l.flushing && len(l.queue) == 0 && l.early == nil && l.cached != ""
-	if idle {
+	busy := l.flushing || len(l.queue) > 0 || l.early != nil
+	if busy {
+		// Other entries are on their way: under concurrency a guess is
+		// mostly overtaken, and each wasted seal is a Vault call.
+		l.guessAfter = now.Add(guessPause)
+	}
+	if !busy && l.cached != "" && now.After(l.guessAfter) {
 		guess := e
 		guess.Seq, guess.Prev, guess.Seal = l.cachedSeq+1, l.cached, ""
 		x.hash = guess.digest()
@@ -105,6 +118,9 @@ func (x *Early) count(used bool) {
 		earlySeals.WithLabelValues("used").Inc()
 	case x.seal != nil:
 		earlySeals.WithLabelValues("wasted").Inc()
+		x.l.mu.Lock()
+		x.l.guessAfter = time.Now().Add(guessPause)
+		x.l.mu.Unlock()
 	default:
 		earlySeals.WithLabelValues("none").Inc()
 	}

@@ -68,12 +68,18 @@ func TestAnEarlySealIsUsedOnlyForTheEntryItWasMadeFor(t *testing.T) {
 	require.NoError(t, x.Commit(ctx))
 	require.Equal(t, 5, s.count(), "the wasted early seal, the other entry's, and the entry's own")
 
+	// After a wasted guess Begin guesses nothing for a while…
+	x = l.Begin(reveal("ord-right-after"))
+	require.NoError(t, x.Commit(ctx))
+	require.Equal(t, 6, s.count(), "sealed at its commit, as Record does")
+	time.Sleep(guessPause + 20*time.Millisecond) // …then again.
+
 	// A cancelled entry is never appended, and the next Begin guesses again.
 	x = l.Begin(reveal("ord-cancelled"))
 	x.Cancel()
 	x = l.Begin(reveal("ord-after-cancel"))
 	require.NoError(t, x.Commit(ctx))
-	require.Equal(t, 7, s.count())
+	require.Equal(t, 8, s.count())
 
 	// A failed early seal is made again at commit.
 	s.mu.Lock()
@@ -81,7 +87,7 @@ func TestAnEarlySealIsUsedOnlyForTheEntryItWasMadeFor(t *testing.T) {
 	s.mu.Unlock()
 	x = l.Begin(reveal("ord-early-failed"))
 	require.NoError(t, x.Commit(ctx))
-	require.Equal(t, 9, s.count())
+	require.Equal(t, 10, s.count())
 
 	page, err := l.List(ctx, Filter{Limit: 50})
 	require.NoError(t, err)
@@ -91,11 +97,11 @@ func TestAnEarlySealIsUsedOnlyForTheEntryItWasMadeFor(t *testing.T) {
 		require.NotEmpty(t, e.Seal, "entry %d", e.Seq)
 	}
 	require.ElementsMatch(t, []string{"ord-first", "ord-early", "ord-first-past-the-post", "ord-overtaken",
-		"ord-after-cancel", "ord-early-failed"}, ids, "the cancelled entry is not in the trail")
+		"ord-right-after", "ord-after-cancel", "ord-early-failed"}, ids, "the cancelled entry is not in the trail")
 	v, err := l.Verify(ctx)
 	require.NoError(t, err)
 	require.True(t, v.Intact, "%+v", v.Broken)
-	require.EqualValues(t, 6, v.Entries)
+	require.EqualValues(t, 7, v.Entries)
 }
 
 // Entries begun and committed concurrently all land, each with its own

@@ -43,9 +43,11 @@ func (o *Operator) CreateStaff(ctx context.Context, name, role, password string)
 	if _, err := o.api.Logical().WriteWithContext(ctx, userPath, map[string]any{
 		"password":       password,
 		"token_policies": []string{PolicyPrefix + role},
-		"token_ttl":      StaffTokenTTL.String(),
-		"token_max_ttl":  StaffTokenMaxTTL.String(),
-		"token_type":     "service",
+		// No default policy: see setupAppRole.
+		"token_no_default_policy": true,
+		"token_ttl":               StaffTokenTTL.String(),
+		"token_max_ttl":           StaffTokenMaxTTL.String(),
+		"token_type":              "service",
 	}); err != nil {
 		return Enrolment{}, translate(err, "create user")
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	vaultapi "github.com/hashicorp/vault/api"
 	"github.com/stretchr/testify/require"
 
 	"piivault/internal/apperr"
@@ -83,4 +84,44 @@ func TestRoleFromPolicies(t *testing.T) {
 			require.Equal(t, tt.want, vault.RoleFromPolicies(tt.policies))
 		})
 	}
+}
+
+// Tokens carry their role's policy and nothing else: Vault's default
+// policy is templated, so Vault parses it again on every request of a token
+// that has it. Setup brings members added before this up to date, and the
+// service still asks Vault what it may do (its start-up decrypt check).
+func TestTokensCarryTheirRolePolicyAlone(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	policiesOf := func(token string) []string {
+		c, err := vaultapi.NewClient(&vaultapi.Config{Address: env.Stack.VaultAddr})
+		require.NoError(t, err)
+		c.SetToken(token)
+		s, err := c.Auth().Token().LookupSelfWithContext(ctx)
+		require.NoError(t, err)
+		pols, err := s.TokenPolicies()
+		require.NoError(t, err)
+		return pols
+	}
+	require.Equal(t, []string{vault.ServicePolicy}, policiesOf(vault.TokenOf(env.Service)))
+	can, err := env.Service.CanDecrypt(ctx)
+	require.NoError(t, err)
+	require.False(t, can)
+
+	root, err := vaultapi.NewClient(&vaultapi.Config{Address: env.Stack.VaultAddr})
+	require.NoError(t, err)
+	root.SetToken(env.Stack.RootToken)
+	user := "auth/" + vault.UserpassMount + "/users/old-member"
+	_, err = root.Logical().WriteWithContext(ctx, user, map[string]any{
+		"password": "An-Old-Password-0123456789", "token_policies": []string{vault.PolicyPrefix + "support"}})
+	require.NoError(t, err)
+	report, err := env.Root.Setup(ctx, vault.SetupOptions{BindCIDRs: []string{"127.0.0.0/8"}})
+	require.NoError(t, err)
+	require.Contains(t, strings.Join(report.Steps, "\n"), "staff tokens: 1 members'")
+	u, err := root.Logical().ReadWithContext(ctx, user)
+	require.NoError(t, err)
+	require.Equal(t, true, u.Data["token_no_default_policy"])
+	require.Equal(t, []any{vault.PolicyPrefix + "support"}, u.Data["token_policies"], "the role is kept")
+	_, err = root.Logical().DeleteWithContext(ctx, user)
+	require.NoError(t, err)
 }
