@@ -89,8 +89,30 @@ func (l *Lockdown) Status(ctx context.Context) (LockdownState, error) {
 }
 
 func (l *Lockdown) status(ctx context.Context) (LockdownState, error) {
+	return stateOf(l.rdb.Get(ctx, lockdownKey))
+}
+
+// CheckIn queues Check's read on p, so that it shares a round trip with
+// the request's own reads (a reveal's order); the returned function,
+// called after p ran, answers as Check does.
+func (l *Lockdown) CheckIn(ctx context.Context, p redis.Pipeliner) func() error {
+	cmd := p.Get(ctx, lockdownKey)
+	return func() error {
+		s, err := stateOf(cmd)
+		if err != nil {
+			return err
+		}
+		observeLockdown(s)
+		if s.On {
+			return ErrLockedDown
+		}
+		return nil
+	}
+}
+
+func stateOf(cmd *redis.StringCmd) (LockdownState, error) {
 	var s LockdownState
-	b, err := l.rdb.Get(ctx, lockdownKey).Bytes()
+	b, err := cmd.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return s, nil
 	}

@@ -35,15 +35,22 @@ func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) 
 	return s.reveal(ctx, orderID, token, masked, nil)
 }
 
-// reveal is Reveal with a gate that must pass (nil: none) after the order
-// is read and before its ciphertext goes to Vault: the Revealer's lockdown
-// check, which so runs alongside the read instead of before it.
-func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, gate func() error) (Shipping, error) {
-	if gate == nil {
-		gate = func() error { return nil }
+// gate is a check queued on the pipeline that reads the order, which must
+// pass before the ciphertext goes to Vault (the Revealer's lockdown).
+type gate func(p redis.Pipeliner) func() error
+
+// reveal is Reveal with a gate (nil: none).
+func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, g gate) (Shipping, error) {
+	if g == nil {
+		g = func(redis.Pipeliner) func() error { return func() error { return nil } }
 	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	pass := g(pipe)
 	if !ValidOrderID(orderID) {
-		if err := gate(); err != nil {
+		_, _ = pipe.Exec(rctx) // the gate's own error is read by pass
+		if err := pass(); err != nil {
 			return Shipping{}, err
 		}
 		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
@@ -52,15 +59,12 @@ func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, 
 	if masked {
 		field, decrypt = "mct", s.opener.DecryptMasked
 	}
-	// The reference and the ciphertext in one round trip.
+	// The gate, the reference and the ciphertext in one round trip.
 	k := keysOf(orderID)
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	pipe := s.rdb.Pipeline()
 	refCmd := pipe.HGetAll(rctx, k.ref)
 	ctCmd := pipe.HGet(rctx, k.pii, field)
 	_, err := pipe.Exec(rctx)
-	if gerr := gate(); gerr != nil {
+	if gerr := pass(); gerr != nil {
 		return Shipping{}, gerr
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {

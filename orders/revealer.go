@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"piivault/audit"
-	"piivault/internal/apperr"
-	"piivault/internal/web"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/audit"
+	"piivault/internal/apperr"
+	"piivault/internal/web"
 )
 
 // Revealer reveals held orders to staff: the one place where shipping PII
@@ -40,9 +43,12 @@ type RevealWatcher interface {
 	ReleaseReveals(ctx context.Context, username string, n int)
 }
 
-// Lockdown says whether reveals are refused for an incident.
+// Lockdown says whether reveals are refused for an incident. CheckIn
+// queues the same check on a pipeline, so that a reveal reads the
+// lockdown with its order, in one round trip.
 type Lockdown interface {
 	Check(ctx context.Context) error
+	CheckIn(ctx context.Context, p redis.Pipeliner) func() error
 }
 
 // RevealReasons are the purposes a reveal may give (SPEC.md). Codes only:
@@ -61,10 +67,6 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 		return Shipping{}, "", &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
 			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")}
 	}
-	// The lockdown is read alongside the order; it must pass before the
-	// ciphertext goes to Vault.
-	locked := make(chan error, 1)
-	go func() { locked <- r.lockdown.Check(ctx) }()
 	masked := p.Role != web.RoleFulfillment
 	view := "full"
 	if masked {
@@ -75,7 +77,11 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 	entry := beginOn(r.trail, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
 		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}})
 	defer entry.Cancel()
-	ship, err := r.store.reveal(ctx, id, p.Token.Reveal(), masked, func() error { return <-locked })
+	// The lockdown is read with the order, in one round trip; it must pass
+	// before the ciphertext goes to Vault.
+	ship, err := r.store.reveal(ctx, id, p.Token.Reveal(), masked, func(p redis.Pipeliner) func() error {
+		return r.lockdown.CheckIn(ctx, p)
+	})
 	if err != nil {
 		return Shipping{}, "", unverifiedRefusal(p, err)
 	}
