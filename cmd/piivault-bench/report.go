@@ -33,8 +33,8 @@ type results struct {
 	// HTTP, the middleware chain and the access log around a handler that
 	// does nothing (the floor under any route's CPU).
 	ServeCPUFloorMicros float64 `json:"serve_cpu_us_per_healthz_c64"`
-	Goals                  []goal  `json:"goals"`
-	Purge                  struct {
+	Goals               []goal  `json:"goals"`
+	Purge               struct {
 		DueOnlySeconds    float64 `json:"sweep_due_only_seconds"`
 		WithStoredSeconds float64 `json:"sweep_with_stored_seconds"`
 		SeedPerSecond     float64 `json:"seed_orders_per_second"`
