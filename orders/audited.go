@@ -87,6 +87,10 @@ type recordLater struct {
 	e     audit.Entry
 }
 
+// later is e as an Entry recorded at Commit, for changes that have no
+// work of their own to overlap its seal with.
+func (s *Store) later(e audit.Entry) Entry { return recordLater{trail: s.trail, e: e} }
+
 func (r recordLater) Commit(ctx context.Context) error { return r.trail.Record(ctx, r.e) }
 func (r recordLater) Cancel()                          {}
 

@@ -243,6 +243,11 @@ func (c *coalescer) loop() {
 func (c *coalescer) direct(ctx context.Context, items []any) ([]vault.Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	return c.send(ctx, items)
+}
+
+// send makes one Vault call for items and checks it answered each of them.
+func (c *coalescer) send(ctx context.Context, items []any) ([]vault.Result, error) {
 	batchItems.Observe(float64(len(items)))
 	res, err := c.flush(ctx, items)
 	if err == nil && len(res) != len(items) {
@@ -273,11 +278,7 @@ func (c *coalescer) run(batch []*call) {
 	// one caller's cancellation must not fail the others.
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
-	batchItems.Observe(float64(len(items)))
-	res, err := c.flush(ctx, items)
-	if err == nil && len(res) != len(items) {
-		err = errors.New("vault returned a different number of results than items")
-	}
+	res, err := c.send(ctx, items)
 	off := 0
 	for _, cl := range live {
 		if err != nil {

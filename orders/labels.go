@@ -267,7 +267,7 @@ func (s *Store) LabelBoughtAudited(ctx context.Context, orderID string, r LabelR
 	if n == 0 {
 		return false, nil
 	}
-	return true, s.recordNoted(ctx, orderID, recordLater{trail: s.trail, e: e}, note)
+	return true, s.recordNoted(ctx, orderID, s.later(e), note)
 }
 
 // LabelOf returns an order's label record (State "" when there is none).
@@ -315,7 +315,7 @@ func (s *Store) LabelRefundedAudited(ctx context.Context, orderID, shipmentID st
 	if n == 0 {
 		return false, nil
 	}
-	return true, s.recordNoted(ctx, orderID, recordLater{trail: s.trail, e: e}, note)
+	return true, s.recordNoted(ctx, orderID, s.later(e), note)
 }
 
 func labelOfRef(m map[string]string) *PostageLabel {

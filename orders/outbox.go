@@ -107,7 +107,7 @@ func (s *Store) recordNote(ctx context.Context, orderID string, note []byte) err
 	if err := json.Unmarshal(note, &e); err != nil {
 		return fmt.Errorf("outbox note: %w", err)
 	}
-	return s.recordNoted(ctx, orderID, recordLater{trail: s.trail, e: e}, note)
+	return s.recordNoted(ctx, orderID, s.later(e), note)
 }
 
 // Note is one outbox entry: an audit entry of a change already made.

@@ -96,7 +96,7 @@ func (s *Store) RectifyAudited(ctx context.Context, orderID string, ship Shippin
 			if gerr != nil {
 				return Reference{}, gerr
 			}
-			return ref, s.recordNoted(ctx, orderID, recordLater{trail: s.trail, e: e}, note)
+			return ref, s.recordNoted(ctx, orderID, s.later(e), note)
 		case -1:
 			return Reference{}, apperr.New(apperr.NotFound, "no such order")
 		case -2:
