@@ -69,19 +69,27 @@ func Method(m string) string {
 // AccessStore keeps access lines in a Redis stream, capped at about max
 // entries. Every field of a line comes from a closed set or is bounded (an
 // IP, a route template, a fixed method set, numbers), so a line is under
-// 200 bytes and the count cap is a size cap too (1M lines: under 200 MB). Lines wait in a bounded queue and are written in pipelined
-// groups by Run; when the queue is full a line is dropped and counted
-// (it is still in the process log), so no request ever waits on it.
+// 200 bytes and the count cap is a size cap too (1M lines: under 200 MB).
+// Lines wait in a bounded queue and Run writes them in pipelined groups
+// every AccessKeepEvery; when the queue is full a line is dropped and
+// counted (it is still in the process log), so no request ever waits on it.
 type AccessStore struct {
 	rdb   redis.UniversalClient
 	max   int64
+	every time.Duration
 	queue chan map[string]any
 	log   *slog.Logger
 }
 
+// AccessKeepEvery is how often queued access lines are written to Redis.
+// Written on a tick, not as each request ends: a write per request woke
+// a goroutine and made a Redis round trip beside every answer, which at
+// low load cost each request more than the line is worth.
+const AccessKeepEvery = 50 * time.Millisecond
+
 // NewAccessStore builds an AccessStore.
 func NewAccessStore(rdb redis.UniversalClient, max int64, log *slog.Logger) *AccessStore {
-	return &AccessStore{rdb: rdb, max: max, queue: make(chan map[string]any, 8192), log: log}
+	return &AccessStore{rdb: rdb, max: max, every: AccessKeepEvery, queue: make(chan map[string]any, 8192), log: log}
 }
 
 func (a *AccessStore) keep(line map[string]any) {
@@ -92,39 +100,45 @@ func (a *AccessStore) keep(line map[string]any) {
 	}
 }
 
-// Run writes queued lines until ctx ends, then writes what is left.
+// Run writes queued lines every AccessKeepEvery until ctx ends, then
+// writes what is left.
 func (a *AccessStore) Run(ctx context.Context) {
+	t := time.NewTicker(a.every)
+	defer t.Stop()
 	for {
 		select {
-		case line := <-a.queue:
-			a.write(line)
+		case <-t.C:
+			a.writeQueued()
 		case <-ctx.Done():
-			for {
-				select {
-				case line := <-a.queue:
-					a.write(line)
-				default:
-					return
-				}
-			}
+			a.writeQueued()
+			return
 		}
 	}
 }
 
-// write sends line and whatever else is queued in one pipeline.
-func (a *AccessStore) write(first map[string]any) {
+// writeQueued writes every queued line, up to 512 per pipeline.
+func (a *AccessStore) writeQueued() {
+	for len(a.queue) > 0 {
+		a.write()
+	}
+}
+
+// write sends up to 512 queued lines in one pipeline.
+func (a *AccessStore) write() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	pipe := a.rdb.Pipeline()
-	line := first
+loop:
 	for n := 0; n < 512; n++ {
-		pipe.XAdd(ctx, &redis.XAddArgs{Stream: accessKey, MaxLen: a.max, Approx: true, Values: line})
 		select {
-		case line = <-a.queue:
-			continue
+		case line := <-a.queue:
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: accessKey, MaxLen: a.max, Approx: true, Values: line})
 		default:
+			break loop
 		}
-		break
+	}
+	if pipe.Len() == 0 {
+		return
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		accessDropped.Inc()
