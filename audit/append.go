@@ -95,6 +95,9 @@ type pending struct {
 	done  chan error
 	taken bool   // in a group being appended (guarded by Log.mu)
 	early *Early // its seal may have been started early (see Begin)
+	// also queues writes that ride in the round trip of the entry's
+	// append (CommitWith); the flusher sends them once and clears it.
+	also func(p redis.Pipeliner)
 }
 
 // maxGroup bounds the entries appended by one script call.
@@ -164,7 +167,10 @@ func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
 	return l.append(ctx, ps)
 }
 
-// append queues ps for the flusher and waits for their group.
+// append queues ps and waits for their group. When nobody is appending,
+// the caller appends its own group itself, at once: no hand-off to a
+// flusher goroutine on the way in or back. Whatever queued meanwhile goes
+// to a flusher.
 func (l *Log) append(ctx context.Context, ps []*pending) error {
 	// Marked before the append: an entry that may have landed is one the
 	// answer must wait for, whatever the request's method.
@@ -176,11 +182,12 @@ func (l *Log) append(ctx context.Context, ps []*pending) error {
 		}
 	}
 	l.queue = append(l.queue, ps...)
-	if !l.flushing {
-		l.flushing = true
+	own := !l.flushing
+	l.flushing = true
+	l.mu.Unlock()
+	if own && !l.flushOne() {
 		go l.flush()
 	}
-	l.mu.Unlock()
 	var first error
 	for _, p := range ps {
 		select {
@@ -203,36 +210,37 @@ func (l *Log) append(ctx context.Context, ps []*pending) error {
 }
 
 // flush appends queued entries, a group at a time, until the queue is
-// empty. The trail is marked idle before the last group's callers are
-// answered, so a caller's next entry (a request right after its answer)
-// finds it idle and can be sealed early (Begin).
+// empty.
 func (l *Log) flush() {
-	l.mu.Lock()
-	for len(l.queue) > 0 {
-		n := min(len(l.queue), maxGroup)
-		group := slices.Clone(l.queue[:n])
-		l.queue = slices.Delete(l.queue, 0, n)
-		for _, g := range group {
-			g.taken = true
-		}
-		l.mu.Unlock()
-		results := l.appendGroup(group)
-		l.mu.Lock()
-		idle := len(l.queue) == 0
-		if idle {
-			l.flushing = false
-		}
-		l.mu.Unlock()
-		for i, g := range group {
-			g.done <- results[i]
-		}
-		if idle {
-			return
-		}
-		l.mu.Lock()
+	for !l.flushOne() {
 	}
-	l.flushing = false
+}
+
+// flushOne appends the next group and answers its callers; it reports
+// whether the queue is then empty, which ends the flushing spell. The
+// trail is marked idle before the callers are answered, so a caller's
+// next entry (a request right after its answer) finds it idle and can be
+// sealed early (Begin).
+func (l *Log) flushOne() (idle bool) {
+	l.mu.Lock()
+	n := min(len(l.queue), maxGroup)
+	group := slices.Clone(l.queue[:n])
+	l.queue = slices.Delete(l.queue, 0, n)
+	for _, g := range group {
+		g.taken = true
+	}
 	l.mu.Unlock()
+	results := l.appendGroup(group)
+	l.mu.Lock()
+	idle = len(l.queue) == 0
+	if idle {
+		l.flushing = false
+	}
+	l.mu.Unlock()
+	for i, g := range group {
+		g.done <- results[i]
+	}
+	return idle
 }
 
 // appendGroup chains and appends entries in one round trip, retrying when
@@ -325,7 +333,7 @@ func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids
 		args = append(args, k, body)
 	}
 	args[2] = headValue(seq, prev)
-	res, err := appendScript.Run(ctx, l.rdb, keys, args...).Slice()
+	res, err := l.runAppend(ctx, group, keys, args).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil, nil
 	}
@@ -350,6 +358,33 @@ func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids
 		ids = append(ids, id)
 	}
 	return ids, nil, nil
+}
+
+// runAppend runs the append script. Entries committed with CommitWith
+// have their writes sent in the same round trip, after the script, once:
+// the first attempt that reaches Redis carries them, whatever the script
+// answers (an entry's writes are never sent before it was sealed).
+func (l *Log) runAppend(ctx context.Context, group []*pending, keys []string, args []any) *redis.Cmd {
+	var also []*pending
+	for _, g := range group {
+		if g.also != nil {
+			also = append(also, g)
+		}
+	}
+	if len(also) == 0 {
+		return appendScript.Run(ctx, l.rdb, keys, args...)
+	}
+	pipe := l.rdb.Pipeline()
+	cmd := appendScript.EvalSha(ctx, pipe, keys, args...)
+	for _, g := range also {
+		g.also(pipe)
+		g.also = nil
+	}
+	_, _ = pipe.Exec(ctx) // cmd carries the script's own answer
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return appendScript.Eval(ctx, l.rdb, keys, args...)
+	}
+	return cmd
 }
 
 // seals seals the group's hashes: an entry whose seal Begin started for

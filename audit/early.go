@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"piivault/vault"
 )
 
@@ -88,9 +90,16 @@ func (x *Early) start() {
 
 // Commit appends the entry, waiting as Record does (and no longer than ctx
 // allows). Call it only after the work the entry records was done.
-func (x *Early) Commit(ctx context.Context) error {
+func (x *Early) Commit(ctx context.Context) error { return x.CommitWith(ctx, nil) }
+
+// CommitWith is Commit with writes that ride in the round trip of the
+// entry's append: also queues them on the append's pipeline. They are sent
+// only once the entry is sealed, and not undone if the append then fails;
+// for writes that may say more than the trail, never less (a reveal's
+// note for the access report, its count toward the hourly limit).
+func (x *Early) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error {
 	x.release()
-	p := &pending{e: x.e, done: make(chan error, 1), early: x}
+	p := &pending{e: x.e, done: make(chan error, 1), early: x, also: also}
 	return x.l.append(ctx, []*pending{p})
 }
 

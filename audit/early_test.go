@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"piivault/internal/testenv"
@@ -217,4 +218,49 @@ func TestAGroupWithAnEventAlreadyInTheTrail(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, v.Intact, "%+v", v.Broken)
 	require.EqualValues(t, 3, v.Entries, "the old event once, the two new entries")
+}
+
+// failingSealer is a Vault that refuses every seal.
+type failingSealer struct{ Sealer }
+
+func (failingSealer) Seal(context.Context, [][]byte) ([]vault.Result, error) {
+	return nil, errors.New("vault is away")
+}
+
+// CommitWith sends the caller's writes in the round trip of the entry's
+// append, once the entry is sealed; an entry that cannot be sealed sends
+// nothing, so its writes never say more than the trail could.
+func TestCommitWithSendsItsWritesOnlyWithASealedEntry(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service, nil)
+	require.NoError(t, l.Record(ctx, Entry{Actor: "alice", Action: ActionLogin}))
+
+	var sets []*redis.StatusCmd
+	also := func(key string) func(p redis.Pipeliner) {
+		return func(p redis.Pipeliner) { sets = append(sets, p.Set(ctx, key, "1", time.Minute)) }
+	}
+	x := l.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-with"})
+	require.NoError(t, x.CommitWith(ctx, also("test:commitwith:sealed")))
+	require.Len(t, sets, 1, "sent once")
+	require.NoError(t, sets[0].Err())
+	require.Equal(t, "1", env.Redis.Get(ctx, "test:commitwith:sealed").Val())
+
+	// A Redis that forgot the script (a restart, a failover) still gets
+	// the entry, and the writes once.
+	require.NoError(t, env.Redis.ScriptFlush(ctx).Err())
+	x = l.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-noscript"})
+	require.NoError(t, x.CommitWith(ctx, also("test:commitwith:noscript")))
+	require.Len(t, sets, 2)
+	require.Equal(t, "1", env.Redis.Get(ctx, "test:commitwith:noscript").Val())
+
+	down := NewLog(env.Redis, failingSealer{}, nil)
+	x = down.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-unsealed"})
+	require.Error(t, x.CommitWith(ctx, also("test:commitwith:unsealed")))
+	require.Len(t, sets, 2, "an unsealed entry's writes are never queued")
+	require.Zero(t, env.Redis.Exists(ctx, "test:commitwith:unsealed").Val())
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 3, v.Entries)
 }

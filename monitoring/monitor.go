@@ -220,27 +220,49 @@ func (m *Monitor) BadSignature(ctx context.Context, provider string) {
 // Revealed records a reveal by a staff member and suspends the account
 // when it crosses the hourly threshold.
 func (m *Monitor) Revealed(ctx context.Context, username, ip string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
-	defer cancel()
-	n, err := m.count(ctx, "piivault:{mon}:reveal:"+username, time.Hour)
-	if err != nil {
-		m.log.Warn("monitor: reveal not counted", "err", err)
-		return
-	}
-	if n <= int64(m.limits.RevealsPerHour) {
-		return
-	}
-	if err := m.staff.Suspend(ctx, username); err != nil {
-		m.log.Error("monitor: suspend failed", "err", err)
-		return
-	}
-	staffSuspended.Inc()
-	reason := fmt.Sprintf("more than %d reveals within an hour", m.limits.RevealsPerHour)
-	_ = m.audit.Record(ctx, audit.Entry{Actor: "system", Action: audit.ActionStaffSuspend, IP: ip,
-		Detail: map[string]string{"staff": username, "reason": reason}})
-	m.log.Warn("staff account suspended", "staff", username, "reason", reason)
-	m.alerts.Notify("staff_suspended", fmt.Sprintf("piivault: staff account %s suspended pending review: %s", username, reason))
+	p := m.rdb.Pipeline()
+	done := m.RevealedIn(ctx, p, username, ip)
+	_, _ = p.Exec(ctx) // the count's own error is read by done
+	done()
 }
+
+// RevealedIn queues Revealed's count on p, so that it can share a round
+// trip with the reveal's other writes; done, called after p ran, suspends
+// the account if the count crossed the threshold.
+func (m *Monitor) RevealedIn(ctx context.Context, p redis.Pipeliner, username, ip string) (done func()) {
+	// A script, not MULTI: it rides in a pipeline with other slots' keys.
+	cmd := p.Eval(ctx, countScript, []string{"piivault:{mon}:reveal:" + username}, time.Hour.Milliseconds())
+	return func() {
+		n, err := cmd.Int64()
+		if err != nil {
+			m.log.Warn("monitor: reveal not counted", "err", err)
+			return
+		}
+		if n <= int64(m.limits.RevealsPerHour) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.timeout)
+		defer cancel()
+		if err := m.staff.Suspend(ctx, username); err != nil {
+			m.log.Error("monitor: suspend failed", "err", err)
+			return
+		}
+		staffSuspended.Inc()
+		reason := fmt.Sprintf("more than %d reveals within an hour", m.limits.RevealsPerHour)
+		_ = m.audit.Record(ctx, audit.Entry{Actor: "system", Action: audit.ActionStaffSuspend, IP: ip,
+			Detail: map[string]string{"staff": username, "reason": reason}})
+		m.log.Warn("staff account suspended", "staff", username, "reason", reason)
+		m.alerts.Notify("staff_suspended", fmt.Sprintf("piivault: staff account %s suspended pending review: %s", username, reason))
+	}
+}
+
+// countScript is count's INCR and EXPIRE NX as one command (ARGV[1]: the
+// window in ms), for pipelines that cannot hold a MULTI.
+const countScript = `
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1], 'NX')
+return n
+`
 
 // blockScript blocks an IP unless a block is already in force: the first
 // caller gets 1 and records, alerts and logs it; everyone else gets 0.
@@ -353,6 +375,22 @@ func (m *Monitor) Blocked(ctx context.Context, ip string) (bool, error) {
 func (m *Monitor) BlockedIn(ctx context.Context, p redis.Pipeliner, ip string) func() (bool, error) {
 	cmd := p.ZScore(ctx, blocksUntil, ip)
 	return func() (bool, error) { return m.blocked(cmd) }
+}
+
+// ErrBlocked is the answer to a request from a blocked IP.
+var ErrBlocked = apperr.New(apperr.Blocked, "requests from this address are blocked; contact the operator")
+
+// NotBlockedIn is BlockedIn for a caller that only refuses: the returned
+// function answers ErrBlocked for a blocked ip, nil for any other.
+func (m *Monitor) NotBlockedIn(ctx context.Context, p redis.Pipeliner, ip string) func() error {
+	blocked := m.BlockedIn(ctx, p, ip)
+	return func() error {
+		b, err := blocked()
+		if err == nil && b {
+			err = ErrBlocked
+		}
+		return err
+	}
 }
 
 func (m *Monitor) blocked(cmd *redis.FloatCmd) (bool, error) {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/redis/go-redis/v9"
+
 	"piivault/audit"
 )
 
@@ -59,9 +61,11 @@ func (s *Store) stamped(e audit.Entry) audit.Entry {
 
 // Entry is an audit entry started before the change it records, whose
 // seal may run alongside the change (audit.Early). Commit appends it once
-// the change is made; Cancel drops it when nothing changed.
+// the change is made; CommitWith also sends writes in the append's round
+// trip (see audit.Early.CommitWith); Cancel drops it when nothing changed.
 type Entry interface {
 	Commit(ctx context.Context) error
+	CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error
 	Cancel()
 }
 
@@ -72,27 +76,37 @@ type earlyTrail interface {
 
 // begin starts e on the store's trail: early when the trail can, else as
 // a plain Record at Commit.
-func (s *Store) begin(e audit.Entry) Entry { return beginOn(s.trail, e) }
-
-func beginOn(trail Trail, e audit.Entry) Entry {
-	if t, ok := trail.(earlyTrail); ok {
+func (s *Store) begin(e audit.Entry) Entry {
+	if t, ok := s.trail.(earlyTrail); ok {
 		return t.Begin(e)
 	}
-	return recordLater{trail: trail, e: e}
+	return s.later(e)
 }
 
 // recordLater is an Entry on a trail that cannot seal early.
 type recordLater struct {
-	trail Trail
-	e     audit.Entry
+	s *Store
+	e audit.Entry
 }
 
 // later is e as an Entry recorded at Commit, for changes that have no
 // work of their own to overlap its seal with.
-func (s *Store) later(e audit.Entry) Entry { return recordLater{trail: s.trail, e: e} }
+func (s *Store) later(e audit.Entry) Entry { return recordLater{s: s, e: e} }
 
-func (r recordLater) Commit(ctx context.Context) error { return r.trail.Record(ctx, r.e) }
+func (r recordLater) Commit(ctx context.Context) error { return r.s.trail.Record(ctx, r.e) }
 func (r recordLater) Cancel()                          {}
+
+// CommitWith records the entry, then sends also's writes in a round trip
+// of their own.
+func (r recordLater) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error {
+	if err := r.Commit(ctx); err != nil || also == nil {
+		return err
+	}
+	pipe := r.s.rdb.Pipeline()
+	also(pipe)
+	_, _ = pipe.Exec(ctx) // the caller reads each command's own result
+	return nil
+}
 
 // StoreAudited stores req (see storeNoting for the results) with its audit
 // entry e, whose actor and IP the caller sets; the action and order are

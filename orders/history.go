@@ -142,23 +142,35 @@ func (s *Store) NoteReveals(ctx context.Context, ids []string, at time.Time, rol
 	if len(ids) == 0 {
 		return nil
 	}
-	writes.Mark(ctx)
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
+	noted := s.noteRevealsIn(ctx, pipe, ids, at, role, reason, disclosedTo)
+	_, _ = pipe.Exec(ctx) // each command's own error is read by noted
+	return noted()
+}
+
+// noteRevealsIn queues NoteReveals's writes on p; the returned function,
+// called after p ran, answers as NoteReveals does.
+func (s *Store) noteRevealsIn(ctx context.Context, p redis.Pipeliner, ids []string, at time.Time, role, reason, disclosedTo string) func() error {
+	writes.Mark(ctx)
 	v := strconv.FormatInt(at.UnixMilli(), 10) + " " + role + " " + reason
 	if disclosedTo != "" {
 		v += " " + disclosedTo
 	}
+	cmds := make([]redis.Cmder, 0, 2*len(ids))
 	for _, id := range ids {
 		k := keysOf(id).reveals
-		pipe.RPush(ctx, k, v)
-		pipe.PExpire(ctx, k, HistoryFor)
+		cmds = append(cmds, p.RPush(ctx, k, v), p.PExpire(ctx, k, HistoryFor))
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return storeErr(err)
+	return func() error {
+		for _, c := range cmds {
+			if err := c.Err(); err != nil {
+				return storeErr(err)
+			}
+		}
+		return nil
 	}
-	return nil
 }
 
 // Reveals returns the reveals kept for each order.

@@ -44,17 +44,16 @@ func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, 
 	if g == nil {
 		g = func(redis.Pipeliner) func() error { return func() error { return nil } }
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	pipe := s.rdb.Pipeline()
-	pass := g(pipe)
 	if !ValidOrderID(orderID) {
-		_, _ = pipe.Exec(rctx) // the gate's own error is read by pass
-		if err := pass(); err != nil {
+		if err := s.check(ctx, g); err != nil {
 			return Shipping{}, err
 		}
 		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
 	}
+	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	pass := g(pipe)
 	field, decrypt := "ct", s.opener.Decrypt
 	if masked {
 		field, decrypt = "mct", s.opener.DecryptMasked
@@ -93,6 +92,16 @@ func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, 
 		return Shipping{}, fmt.Errorf("decode envelope: %w", err)
 	}
 	return env.Shipping, nil
+}
+
+// check runs gate g on its own, for an answer that reads nothing else.
+func (s *Store) check(ctx context.Context, g gate) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	pass := g(pipe)
+	_, _ = pipe.Exec(ctx) // the gate's own error is read by pass
+	return pass()
 }
 
 // Label is one order of a pick-list: its shipping block or why not.

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -27,18 +28,26 @@ type Revealer struct {
 	trail    Trail
 	watch    RevealWatcher
 	lockdown Lockdown
+	blocks   Blocks
 	log      *slog.Logger
 }
 
 // NewRevealer builds a Revealer; its reveals are recorded in the store's trail.
-func NewRevealer(store *Store, watch RevealWatcher, lockdown Lockdown, log *slog.Logger) *Revealer {
-	return &Revealer{store: store, trail: store.trail, watch: watch, lockdown: lockdown, log: log}
+func NewRevealer(store *Store, watch RevealWatcher, lockdown Lockdown, blocks Blocks, log *slog.Logger) *Revealer {
+	return &Revealer{store: store, trail: store.trail, watch: watch, lockdown: lockdown, blocks: blocks, log: log}
+}
+
+// Blocks refuses blocked IPs (the intrusion monitor). A reveal reads its
+// caller's IP block with its order, in one round trip: the API's reveal
+// route leaves the check to it when the caller's token needs no look-up.
+type Blocks interface {
+	NotBlockedIn(ctx context.Context, p redis.Pipeliner, ip string) func() error
 }
 
 // RevealWatcher is told about every reveal (the intrusion monitor); a
 // pick-list reserves its reveals first and gives back what it did not use.
 type RevealWatcher interface {
-	Revealed(ctx context.Context, username, ip string)
+	RevealedIn(ctx context.Context, p redis.Pipeliner, username, ip string) (done func())
 	ReserveReveals(ctx context.Context, username string, n int) error
 	ReleaseReveals(ctx context.Context, username string, n int)
 }
@@ -63,7 +72,23 @@ func ValidReason(r string) bool { return slices.Contains(RevealReasons, r) }
 // masked copy for every role but fulfillment), and the reveal is audited
 // before anything is returned. view is "full" or "masked".
 func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason string) (Shipping, string, error) {
+	// The caller's IP block and the lockdown are read with the order, in
+	// one round trip; both must pass before the ciphertext goes to Vault,
+	// and before any other answer: a blocked address hears that first.
+	g := func(pipe redis.Pipeliner) func() error {
+		blocked := r.blocks.NotBlockedIn(ctx, pipe, ip)
+		locked := r.lockdown.CheckIn(ctx, pipe)
+		return func() error {
+			if err := blocked(); err != nil {
+				return err
+			}
+			return locked()
+		}
+	}
 	if !ValidReason(reason) {
+		if err := r.store.check(ctx, g); err != nil {
+			return Shipping{}, "", err
+		}
 		return Shipping{}, "", &apperr.Error{Code: apperr.Validation, Fields: []string{"reason"},
 			Message: "reason is required: one of " + strings.Join(RevealReasons, ", ")}
 	}
@@ -74,31 +99,40 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 	}
 	// The entry's seal runs alongside the decrypt; it is appended only
 	// once the decrypt succeeded, and before the answer.
-	entry := beginOn(r.trail, audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
+	entry := r.store.begin(audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
 		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}})
 	defer entry.Cancel()
-	// The lockdown is read with the order, in one round trip; it must pass
-	// before the ciphertext goes to Vault.
-	ship, err := r.store.reveal(ctx, id, p.Token.Reveal(), masked, func(p redis.Pipeliner) func() error {
-		return r.lockdown.CheckIn(ctx, p)
-	})
+	ship, err := r.store.reveal(ctx, id, p.Token.Reveal(), masked, g)
 	if err != nil {
 		return Shipping{}, "", unverifiedRefusal(p, err)
 	}
-	if err := entry.Commit(ctx); err != nil {
+	// The reveal is kept for the access report and counted toward the
+	// hourly limit in the round trip of its entry's append, sent only once
+	// the entry is sealed. If the append itself then fails (503), the
+	// reveal stays noted and counted: both may say more than the member
+	// saw, never less.
+	// (The flusher queues the writes; a caller that gave up waiting may
+	// read before it did: mu.)
+	var mu sync.Mutex
+	var noted func() error
+	var counted func()
+	err = entry.CommitWith(ctx, func(pipe redis.Pipeliner) {
+		mu.Lock()
+		defer mu.Unlock()
+		noted = r.store.noteRevealsIn(ctx, pipe, []string{id}, time.Now(), p.Role, reason, "")
+		counted = r.watch.RevealedIn(ctx, pipe, p.Name, ip)
+	})
+	mu.Lock()
+	if noted != nil {
+		if err := noted(); err != nil {
+			r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
+		}
+		counted()
+	}
+	mu.Unlock()
+	if err != nil {
 		return Shipping{}, "", err
 	}
-	// Kept for the access report and counted toward the hourly limit, both
-	// before the answer, in parallel: neither needs the other.
-	counted := make(chan struct{})
-	go func() {
-		defer close(counted)
-		r.watch.Revealed(ctx, p.Name, ip)
-	}()
-	if err := r.store.NoteReveals(ctx, []string{id}, time.Now(), p.Role, reason, ""); err != nil {
-		r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
-	}
-	<-counted
 	reveals.WithLabelValues(p.Role, reason).Inc()
 	return ship, view, nil
 }

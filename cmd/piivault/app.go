@@ -122,7 +122,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	a.purger = purge.NewPurger(a.store, a.audit, log)
 	a.deletions = purge.NewDeletions(a.purger, a.store, rdb)
 	a.lockdown = compliance.NewLockdown(rdb, vc, a.audit, a.store, a.alerter, log)
-	a.revealer = orders.NewRevealer(a.store, a.monitor, a.lockdown, log)
+	a.revealer = orders.NewRevealer(a.store, a.monitor, a.lockdown, a.monitor, log)
 	a.reports = compliance.NewReports(a.store, a.audit, rdb, []compliance.KeyReader{vc.Key(), vc.MaskedKey()}, cfg.SweepInterval)
 	a.shredder = purge.NewShredder([]purge.ShredKey{
 		{Key: vc.Key(), Oldest: a.store.OldestKeyVersion},

@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"piivault/audit"
 	"piivault/webhooks"
 )
 
@@ -271,6 +272,42 @@ func TestBadAPIKeysBlockTheIP(t *testing.T) {
 		require.Equal(t, 401, h.call("GET", "/v1/orders/x", "pvk_guess"+strconv.Itoa(i), nil).Status)
 	}
 	require.Equal(t, 403, h.call("GET", "/v1/orders/x", h.apiKey, nil).Status)
+}
+
+// TestABlockStopsTheNextRevealOfARememberedToken: a reveal whose token
+// needs no look-up reads its IP block with the order (revealAuth, the
+// Revealer's gate). A block still refuses the very next request, whatever
+// else is wrong with it, and nothing is decrypted or audited.
+func TestABlockStopsTheNextRevealOfARememberedToken(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	h.storeOrder("ord-blocked-reveal")
+	fulfillment, admin := h.loginToken("fulfillment"), h.loginToken("admin")
+	h.ip = "198.51.100.33"
+	path := "/v1/orders/ord-blocked-reveal/shipping?reason=label"
+	require.Equal(t, 200, h.call("GET", path, fulfillment, nil).Status)
+	require.Equal(t, 403, h.call("GET", path, admin, nil).Status, "an admin may not reveal")
+	revealed := countAudit(t, h, audit.ActionReveal)
+
+	for i := 0; i < 10; i++ {
+		require.Equal(t, 401, h.call("GET", "/v1/orders/x", "pvk_guess"+strconv.Itoa(i), nil).Status)
+	}
+	for name, tt := range map[string]struct{ path, token string }{
+		"a reveal":               {path, fulfillment},
+		"without a reason":       {"/v1/orders/ord-blocked-reveal/shipping", fulfillment},
+		"of a malformed id":      {"/v1/orders/%20x/shipping?reason=label", fulfillment},
+		"by a role that may not": {path, admin},
+		"with an unknown token":  {path, "hvs.not-a-token"},
+	} {
+		r := h.call("GET", tt.path, tt.token, nil)
+		require.Equal(t, 403, r.Status, name)
+		require.Equal(t, "blocked", r.errorCode(), name)
+	}
+	require.Equal(t, revealed, countAudit(t, h, audit.ActionReveal), "a blocked reveal is neither decrypted nor audited")
+
+	h.ip = "192.0.2.1"
+	require.Equal(t, 204, h.call("DELETE", "/v1/admin/blocks/198.51.100.33", admin, nil).Status)
+	h.ip = "198.51.100.33"
+	require.Equal(t, 200, h.call("GET", path, fulfillment, nil).Status, "unblocking restores access")
 }
 
 // alertReceiver is a local Slack-compatible webhook that records alerts.
