@@ -68,6 +68,10 @@ type Log struct {
 	// at most segmentMax entries.
 	archive    string
 	segmentMax int
+
+	// acksInScript: outbox notes are removed by the append script (see
+	// Ack); false on a Redis Cluster.
+	acksInScript bool
 }
 
 // Replicas waits until Redis replicas hold every write made so far
@@ -98,6 +102,21 @@ type pending struct {
 	// also queues writes that ride in the round trip of the entry's
 	// append (CommitWith); the flusher sends them once and clears it.
 	also func(p redis.Pipeliner)
+	// ack is an outbox note the append script removes with the entry
+	// (CommitAcking); acked says it did, set by the flusher before done.
+	ack   *Ack
+	acked bool
+}
+
+// Ack names an outbox note (a member of a Redis list) that records the
+// entry for the sweep in case the append is lost: appended and removed by
+// one script, there is no moment when the entry is in the trail and its
+// note still waits, and no round trip of its own. A Redis Cluster cannot
+// run one script over both (they live in different slots): there the
+// caller removes the note itself, after the append.
+type Ack struct {
+	Key   string
+	Value []byte
 }
 
 // maxGroup bounds the entries appended by one script call.
@@ -108,6 +127,8 @@ const maxGroup = 256
 func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore, opts ...Option) *Log {
 	l := &Log{rdb: rdb, sealer: sealer, anchor: anchor, now: time.Now, timeout: 3 * time.Second,
 		anchorC: make(chan struct{}, 1), anchorEvery: DefaultAnchorEvery, segmentMax: SegmentEntries}
+	_, cluster := rdb.(*redis.ClusterClient)
+	l.acksInScript = !cluster
 	for _, o := range opts {
 		o(l)
 	}
@@ -118,25 +139,29 @@ func NewLog(rdb redis.UniversalClient, sealer Sealer, anchor AnchorStore, opts .
 // caller chained onto (else false: the caller re-chains and retries), and
 // only if none of their events is in the trail already (else the list of
 // 1-based positions of those entries: the caller drops them and retries).
-// KEYS: log, head, event keys...  ARGV: genesis head, expected head, new
-// head, event-key count, then for each entry its event-key index (0: none)
-// and its JSON.
+// With each appended entry it removes the entry's outbox note, if any.
+// KEYS: log, head, then event and note-list keys.  ARGV: genesis head,
+// expected head, new head, event memory (ms), then for each entry its
+// event-key index (0: none), its JSON, its note-list key index (0: none)
+// and the note.
 var appendScript = redis.NewScript(`
 local head = redis.call('GET', KEYS[2]) or ARGV[1]
 if head ~= ARGV[2] then return false end
 local dups = {}
 local n = 0
-for i = 5, #ARGV, 2 do
+for i = 5, #ARGV, 4 do
   n = n + 1
   local k = tonumber(ARGV[i])
   if k > 0 and redis.call('EXISTS', KEYS[2 + k]) == 1 then dups[#dups + 1] = n end
 end
 if #dups > 0 then return {'dup', unpack(dups)} end
 local ids = {}
-for i = 5, #ARGV, 2 do
+for i = 5, #ARGV, 4 do
   local k = tonumber(ARGV[i])
   if k > 0 then redis.call('SET', KEYS[2 + k], '1', 'PX', ARGV[4]) end
   ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'entry', ARGV[i + 1])
+  local a = tonumber(ARGV[i + 2])
+  if a > 0 then redis.call('LREM', KEYS[2 + a], 1, ARGV[i + 3]) end
 end
 redis.call('SET', KEYS[2], ARGV[3])
 return ids
@@ -151,6 +176,23 @@ return ids
 // keeps it.
 func (l *Log) Record(ctx context.Context, e Entry) error {
 	return l.RecordAll(ctx, []Entry{e})
+}
+
+// RecordAcking is Record for an entry whose outbox note ack names: the
+// note is removed by the same script that appends the entry, and acked
+// says so. When acked is false (a Redis Cluster, or the entry was in the
+// trail already), the caller removes the note itself.
+func (l *Log) RecordAcking(ctx context.Context, e Entry, ack Ack) (acked bool, err error) {
+	p := &pending{e: e, done: make(chan error, 1), ack: &ack}
+	return l.appendAcking(ctx, p)
+}
+
+// appendAcking appends p and reports whether its note was removed with it.
+func (l *Log) appendAcking(ctx context.Context, p *pending) (bool, error) {
+	if err := l.append(ctx, []*pending{p}); err != nil {
+		return false, err
+	}
+	return p.acked, nil // set before p.done was sent, which append received
 }
 
 // RecordAll appends entries together (one group commit for all of them,
@@ -274,6 +316,9 @@ func (l *Log) appendGroup(group []*pending) []error {
 		case ids == nil:
 			// another instance appended first: chain onto theirs
 		default:
+			for _, g := range group {
+				g.acked = g.ack != nil && l.acksInScript
+			}
 			last := group[len(group)-1].e
 			l.mu.Lock()
 			l.latest = vault.Anchor{Seq: last.Seq, Hash: last.Hash, ID: ids[len(ids)-1]}
@@ -330,7 +375,12 @@ func (l *Log) tryAppend(ctx context.Context, group []*pending, reread bool) (ids
 			keys = append(keys, eventPrefix+g.e.Event)
 			k = len(keys) - 2
 		}
-		args = append(args, k, body)
+		a, note := 0, []byte(nil)
+		if g.ack != nil && l.acksInScript {
+			keys = append(keys, g.ack.Key)
+			a, note = len(keys)-2, g.ack.Value
+		}
+		args = append(args, k, body, a, note)
 	}
 	args[2] = headValue(seq, prev)
 	res, err := l.runAppend(ctx, group, keys, args).Slice()

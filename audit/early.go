@@ -92,6 +92,13 @@ func (x *Early) start() {
 // allows). Call it only after the work the entry records was done.
 func (x *Early) Commit(ctx context.Context) error { return x.CommitWith(ctx, nil) }
 
+// CommitAcking is Commit for an entry whose outbox note ack names, as
+// Log.RecordAcking.
+func (x *Early) CommitAcking(ctx context.Context, ack Ack) (acked bool, err error) {
+	x.release()
+	return x.l.appendAcking(ctx, &pending{e: x.e, done: make(chan error, 1), early: x, ack: &ack})
+}
+
 // CommitWith is Commit with writes that ride in the round trip of the
 // entry's append: also queues them on the append's pipeline. They are sent
 // only once the entry is sealed, and not undone if the append then fails;

@@ -264,3 +264,39 @@ func TestCommitWithSendsItsWritesOnlyWithASealedEntry(t *testing.T) {
 	require.True(t, v.Intact, "%+v", v.Broken)
 	require.EqualValues(t, 3, v.Entries)
 }
+
+// An entry's outbox note is removed by the script that appends the entry:
+// never before the entry is in the trail, never left behind by it. An
+// entry whose event is in the trail already leaves its note to the caller,
+// and one that cannot be sealed leaves it for the sweep.
+func TestTheAppendRemovesTheEntrysOutboxNote(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l := NewLog(env.Redis, env.Service, nil)
+	const list = "test:acking:outbox"
+	e := Entry{Actor: "client:shop", Action: ActionPurge, OrderID: "ord-ack", Event: NewEventID()}
+	note := []byte(`{"note":"ord-ack"}`)
+	require.NoError(t, env.Redis.RPush(ctx, list, "another note", note).Err())
+
+	acked, err := l.Begin(e).CommitAcking(ctx, Ack{Key: list, Value: note})
+	require.NoError(t, err)
+	require.True(t, acked)
+	require.Equal(t, []string{"another note"}, env.Redis.LRange(ctx, list, 0, -1).Val(), "only its own note")
+
+	require.NoError(t, env.Redis.RPush(ctx, list, note).Err())
+	acked, err = l.RecordAcking(ctx, e, Ack{Key: list, Value: note})
+	require.NoError(t, err, "in the trail already: done")
+	require.False(t, acked, "the caller removes the note of an entry that was in the trail already")
+	require.Len(t, env.Redis.LRange(ctx, list, 0, -1).Val(), 2)
+
+	down := NewLog(env.Redis, failingSealer{}, nil)
+	e.Event = NewEventID()
+	_, err = down.RecordAcking(ctx, e, Ack{Key: list, Value: note})
+	require.Error(t, err)
+	require.Len(t, env.Redis.LRange(ctx, list, 0, -1).Val(), 2, "an entry not appended keeps its note")
+
+	v, err := l.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact, "%+v", v.Broken)
+	require.EqualValues(t, 1, v.Entries)
+}

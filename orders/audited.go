@@ -66,6 +66,9 @@ func (s *Store) stamped(e audit.Entry) audit.Entry {
 type Entry interface {
 	Commit(ctx context.Context) error
 	CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error
+	// CommitAcking appends the entry and, where the trail can, removes its
+	// outbox note in the same script (acked; see audit.Ack).
+	CommitAcking(ctx context.Context, ack audit.Ack) (acked bool, err error)
 	Cancel()
 }
 
@@ -95,6 +98,19 @@ func (s *Store) later(e audit.Entry) Entry { return recordLater{s: s, e: e} }
 
 func (r recordLater) Commit(ctx context.Context) error { return r.s.trail.Record(ctx, r.e) }
 func (r recordLater) Cancel()                          {}
+
+// ackingTrail is a Trail that can remove an outbox note with the append
+// (*audit.Log).
+type ackingTrail interface {
+	RecordAcking(ctx context.Context, e audit.Entry, ack audit.Ack) (bool, error)
+}
+
+func (r recordLater) CommitAcking(ctx context.Context, ack audit.Ack) (bool, error) {
+	if t, ok := r.s.trail.(ackingTrail); ok {
+		return t.RecordAcking(ctx, r.e, ack)
+	}
+	return false, r.Commit(ctx)
+}
 
 // CommitWith records the entry, then sends also's writes in a round trip
 // of their own.

@@ -18,10 +18,15 @@ import (
 // sweep records it later (DrainOutbox): the error says so, as a
 // DeferredError.
 func (s *Store) recordNoted(ctx context.Context, orderID string, e Entry, note []byte) error {
-	if err := e.Commit(ctx); err != nil {
+	n := orderNote(orderID, note)
+	acked, err := e.CommitAcking(ctx, audit.Ack{Key: n.key(), Value: n.Body})
+	if err != nil {
 		return &DeferredError{Err: err}
 	}
-	if err := s.acks.ack(ctx, orderNote(orderID, note)); err != nil {
+	if acked {
+		return nil // removed by the append itself
+	}
+	if err := s.acks.ack(ctx, n); err != nil {
 		return &DeferredError{Err: fmt.Errorf("outbox note not removed (the sweep sees it is in the trail): %w", err)}
 	}
 	return nil
@@ -118,6 +123,9 @@ type Note struct {
 
 func orderNote(orderID string, body []byte) Note { return Note{Shard: ShardOf(orderID), Body: body} }
 
+// key is the outbox list that holds n.
+func (n Note) key() string { return tag(n.Shard) + "outbox:notes" }
+
 // Notes returns up to limit outbox notes per shard, oldest first.
 func (s *Store) Notes(ctx context.Context, limit int) ([]Note, error) {
 	cmds, err := perShard(ctx, s, func(ctx context.Context, p redis.Pipeliner, k shardKey) *redis.StringSliceCmd {
@@ -139,7 +147,7 @@ func (s *Store) Notes(ctx context.Context, limit int) ([]Note, error) {
 func (s *Store) ackNote(ctx context.Context, n Note) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	if err := s.rdb.LRem(ctx, tag(n.Shard)+"outbox:notes", 1, n.Body).Err(); err != nil {
+	if err := s.rdb.LRem(ctx, n.key(), 1, n.Body).Err(); err != nil {
 		return storeErr(err)
 	}
 	return nil
@@ -170,7 +178,7 @@ func (s *Store) ackNotes(ctx context.Context, notes []Note) error {
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	for _, n := range notes {
-		pipe.LRem(ctx, tag(n.Shard)+"outbox:notes", 1, n.Body)
+		pipe.LRem(ctx, n.key(), 1, n.Body)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return storeErr(err)
