@@ -29,9 +29,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"sort"
-	"strings"
+	"strconv"
 	"time"
 
 	"piivault/vault"
@@ -108,24 +107,46 @@ type Sealer interface {
 	VerifySeals(ctx context.Context, inputs [][]byte, seals []string) ([]bool, error)
 }
 
-// digest is the entry's hash over every field but ID and Hash, in a fixed form.
+// digest is the entry's hash over every field but ID and Hash, in a fixed
+// form: lines of name=value, strings quoted as Go quotes them (%q).
+// Written with strconv rather than fmt: it is computed twice per entry,
+// on every request's path.
 func (e Entry) digest() string {
 	keys := make([]string, 0, len(e.Detail))
 	for k := range e.Detail {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	var b strings.Builder
-	fmt.Fprintf(&b, "seq=%d\ntime=%s\nactor=%q\naction=%q\norder=%q\nip=%q\n",
-		e.Seq, e.Time.UTC().Format(time.RFC3339Nano), e.Actor, e.Action, e.OrderID, e.IP)
+	b := make([]byte, 0, 512)
+	b = append(b, "seq="...)
+	b = strconv.AppendInt(b, e.Seq, 10)
+	b = append(b, "\ntime="...)
+	b = e.Time.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, "\nactor="...)
+	b = strconv.AppendQuote(b, e.Actor)
+	b = append(b, "\naction="...)
+	b = strconv.AppendQuote(b, e.Action)
+	b = append(b, "\norder="...)
+	b = strconv.AppendQuote(b, e.OrderID)
+	b = append(b, "\nip="...)
+	b = strconv.AppendQuote(b, e.IP)
+	b = append(b, '\n')
 	for _, k := range keys {
-		fmt.Fprintf(&b, "detail.%q=%q\n", k, e.Detail[k])
+		b = append(b, "detail."...)
+		b = strconv.AppendQuote(b, k)
+		b = append(b, '=')
+		b = strconv.AppendQuote(b, e.Detail[k])
+		b = append(b, '\n')
 	}
 	if e.Event != "" {
-		fmt.Fprintf(&b, "event=%q\n", e.Event)
+		b = append(b, "event="...)
+		b = strconv.AppendQuote(b, e.Event)
+		b = append(b, '\n')
 	}
-	fmt.Fprintf(&b, "prev=%s\n", e.Prev)
-	sum := sha256.Sum256([]byte(b.String()))
+	b = append(b, "prev="...)
+	b = append(b, e.Prev...)
+	b = append(b, '\n')
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
