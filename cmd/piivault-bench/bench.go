@@ -284,7 +284,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 	for li, c := range levels {
 		b.say("ingest at concurrency %d", c)
 		off := li * perLevel
-		cpu := b.vaultCPU()
+		cpu := b.cpuMeter()
 		bare, err := measure(perLevel, c, func(i int) error {
 			r := b.reqs[off+i]
 			plain, _ := json.Marshal(r.Shipping)
@@ -305,7 +305,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 			return fmt.Errorf("ingest: %w", err)
 		}
 		l := compare(c, pv, bare)
-		l.VaultCPUms, l.BareVaultCPUms = cpu.next(perLevel), bareCPU
+		l.setCPU(cpu.next(perLevel), bareCPU)
 		b.res.Ingest = append(b.res.Ingest, l)
 	}
 	return nil
@@ -324,7 +324,7 @@ func (b *bench) reveal(levels []int, n, count int) error {
 	}
 	for _, c := range levels {
 		b.say("reveal at concurrency %d", c)
-		cpu := b.vaultCPU()
+		cpu := b.cpuMeter()
 		bare, err := measure(count, c, func(i int) error {
 			_, err := b.svc.Decrypt(b.ctx, b.token, cts[i%n], []byte(b.reqs[i%n].OrderID))
 			return err
@@ -340,32 +340,38 @@ func (b *bench) reveal(levels []int, n, count int) error {
 			return fmt.Errorf("reveal: %w", err)
 		}
 		l := compare(c, pv, bare)
-		l.VaultCPUms, l.BareVaultCPUms = cpu.next(count), bareCPU
+		l.setCPU(cpu.next(count), bareCPU)
 		b.res.Reveal = append(b.res.Reveal, l)
 	}
 	return nil
 }
 
-// cpuMeter reads Vault's CPU time between series.
+// cpuMeter reads, between series, the CPU time of every process a series
+// keeps busy: Vault, Redis, serve and this load generator.
 type cpuMeter struct {
-	pid  int
-	last time.Duration
+	pids [4]int
+	last [4]time.Duration
 }
 
-func (b *bench) vaultCPU() *cpuMeter {
-	pid := b.st.dev.VaultPID()
-	return &cpuMeter{pid: pid, last: processCPU(pid)}
-}
-
-// next is Vault's CPU time since the last reading, in ms per op.
-func (m *cpuMeter) next(ops int) float64 {
-	now := processCPU(m.pid)
-	d := now - m.last
-	m.last = now
-	if ops == 0 {
-		return 0
+func (b *bench) cpuMeter() *cpuMeter {
+	m := &cpuMeter{pids: [4]int{b.st.dev.VaultPID(), b.st.dev.RedisPID(), b.st.serve.Process.Pid, os.Getpid()}}
+	for i, pid := range m.pids {
+		m.last[i] = processCPU(pid)
 	}
-	return float64(d.Microseconds()) / 1000 / float64(ops)
+	return m
+}
+
+// next is each process's CPU time since the last reading, in ms per op.
+func (m *cpuMeter) next(ops int) cpuShare {
+	var per [4]float64
+	for i, pid := range m.pids {
+		now := processCPU(pid)
+		if ops > 0 {
+			per[i] = float64((now - m.last[i]).Microseconds()) / 1000 / float64(ops)
+		}
+		m.last[i] = now
+	}
+	return cpuShare{Vault: per[0], Redis: per[1], Serve: per[2], Load: per[3]}
 }
 
 // bareGone is the bare pipeline's shipping event: the ciphertext is
@@ -388,6 +394,7 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 	for li, c := range levels {
 		b.say("shipping webhooks at concurrency %d", c)
 		off := skip + li*w
+		cpu := b.cpuMeter()
 		bare, err := measure(w, c, func(i int) error {
 			id := b.reqs[off+i].OrderID
 			body := []byte(`{"event_id":"bare-` + id + `","order_id":"` + id + `","status":"shipped"}`)
@@ -405,6 +412,7 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 		if err != nil {
 			return fmt.Errorf("bare webhook: %w", err)
 		}
+		bareCPU := cpu.next(w)
 		pv, err := measure(w, c, func(i int) error {
 			id := b.reqs[off+i].OrderID
 			return b.shipped("bench-"+id, id)
@@ -412,12 +420,14 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 		if err != nil {
 			return fmt.Errorf("webhook: %w", err)
 		}
+		l := compare(c, pv, bare)
+		l.setCPU(cpu.next(w), bareCPU)
 		for i := 0; i < w; i++ {
 			if err := b.revealStatus(b.reqs[off+i].OrderID, http.StatusGone); err != nil {
 				return fmt.Errorf("after the shipping webhook: %w", err)
 			}
 		}
-		b.res.Webhook = append(b.res.Webhook, compare(c, pv, bare))
+		b.res.Webhook = append(b.res.Webhook, l)
 	}
 	return nil
 }

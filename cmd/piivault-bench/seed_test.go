@@ -92,6 +92,13 @@ func TestRun(t *testing.T) {
 		vaultCPU += l.VaultCPUms + l.BareVaultCPUms
 	}
 	require.Greater(t, vaultCPU, 0.0, "Vault's CPU time is read")
+	var serveCPU, loadCPU float64
+	for _, l := range append(append(r.Ingest, r.Reveal...), r.Webhook...) {
+		serveCPU += l.CPU.Serve
+		loadCPU += l.CPU.Load + l.BareCPU.Load
+	}
+	require.Greater(t, serveCPU, 0.0, "serve's CPU time is read")
+	require.Greater(t, loadCPU, 0.0, "the load generator's own CPU time is read")
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
 	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
 	// Every goal whose level ran is judged (c=16 and c=64 did not run).
@@ -106,6 +113,12 @@ func TestRun(t *testing.T) {
 	require.Contains(t, paths, "serve CPU per stored order at c=64")
 	require.NotContains(t, paths, "ingest c=64, throughput ÷ bare")
 	require.Contains(t, stdout.String(), "goals (issue 27)")
+	require.Contains(t, stdout.String(), "CPU ms per operation")
+	for _, g := range r.Goals {
+		if g.Path == "ingest c=4, throughput ÷ bare" {
+			require.Greater(t, g.Ceiling, 0.0, "a throughput goal has its ceiling")
+		}
+	}
 
 	// --readme rewrites the goals table between its markers, and only it.
 	readme := dir + "/README.md"

@@ -50,6 +50,17 @@ func (s *Stack) VaultPID() int {
 	return s.vault.Process.Pid
 }
 
+// RedisPID is the Redis server's process id (0 when it is not running),
+// for a benchmark that reads its CPU time.
+func (s *Stack) RedisPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.redis == nil || s.redis.Process == nil {
+		return 0
+	}
+	return s.redis.Process.Pid
+}
+
 // VaultBinary finds the vault binary: $PIIVAULT_VAULT_BIN, then `vault` on
 // PATH, then the Makefile's cache (~/.cache/piivault/vault-<version>).
 func VaultBinary() (string, error) {
