@@ -19,7 +19,8 @@ import (
 //  1. the change and its audit entry (as an outbox note) are written by one
 //     atomic script: there is never a change without its note;
 //  2. the entry is appended to the audit trail;
-//  3. the note is removed.
+//  3. the note is removed: by the append's own script where Redis allows
+//     one script both keys (audit.Ack), else right after it (a Cluster).
 //
 // A crash or a trail outage after step 1 leaves the note, and the sweep
 // records it (DrainOutbox) with its original time; after step 2, the note's
