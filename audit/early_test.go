@@ -99,10 +99,7 @@ func TestAnEarlySealIsUsedOnlyForTheEntryItWasMadeFor(t *testing.T) {
 	}
 	require.ElementsMatch(t, []string{"ord-first", "ord-early", "ord-first-past-the-post", "ord-overtaken",
 		"ord-right-after", "ord-after-cancel", "ord-early-failed"}, ids, "the cancelled entry is not in the trail")
-	v, err := l.Verify(ctx)
-	require.NoError(t, err)
-	require.True(t, v.Intact, "%+v", v.Broken)
-	require.EqualValues(t, 7, v.Entries)
+	requireIntact(t, l, 7)
 }
 
 // Entries begun and committed concurrently all land, each with its own
@@ -259,10 +256,7 @@ func TestCommitWithSendsItsWritesOnlyWithASealedEntry(t *testing.T) {
 	require.Error(t, x.CommitWith(ctx, also("test:commitwith:unsealed")))
 	require.Len(t, sets, 2, "an unsealed entry's writes are never queued")
 	require.Zero(t, env.Redis.Exists(ctx, "test:commitwith:unsealed").Val())
-	v, err := l.Verify(ctx)
-	require.NoError(t, err)
-	require.True(t, v.Intact, "%+v", v.Broken)
-	require.EqualValues(t, 3, v.Entries)
+	requireIntact(t, l, 3)
 }
 
 // An entry's outbox note is removed by the script that appends the entry:
@@ -295,8 +289,14 @@ func TestTheAppendRemovesTheEntrysOutboxNote(t *testing.T) {
 	require.Error(t, err)
 	require.Len(t, env.Redis.LRange(ctx, list, 0, -1).Val(), 2, "an entry not appended keeps its note")
 
-	v, err := l.Verify(ctx)
+	requireIntact(t, l, 1)
+}
+
+// requireIntact verifies l's trail: intact, with entries entries.
+func requireIntact(t *testing.T, l *Log, entries int) {
+	t.Helper()
+	v, err := l.Verify(context.Background())
 	require.NoError(t, err)
 	require.True(t, v.Intact, "%+v", v.Broken)
-	require.EqualValues(t, 1, v.Entries)
+	require.EqualValues(t, entries, v.Entries)
 }

@@ -41,24 +41,20 @@ type Stack struct {
 
 // VaultPID is the Vault server's process id (0 when it is not running),
 // for a benchmark that reads its CPU time.
-func (s *Stack) VaultPID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.vault == nil || s.vault.Process == nil {
-		return 0
-	}
-	return s.vault.Process.Pid
-}
+func (s *Stack) VaultPID() int { return s.pid(&s.vault) }
 
 // RedisPID is the Redis server's process id (0 when it is not running),
 // for a benchmark that reads its CPU time.
-func (s *Stack) RedisPID() int {
+func (s *Stack) RedisPID() int { return s.pid(&s.redis) }
+
+// pid is the process id of *cmd, read under mu (a restart replaces it).
+func (s *Stack) pid(cmd **exec.Cmd) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.redis == nil || s.redis.Process == nil {
-		return 0
+	if c := *cmd; c != nil && c.Process != nil {
+		return c.Process.Pid
 	}
-	return s.redis.Process.Pid
+	return 0
 }
 
 // VaultBinary finds the vault binary: $PIIVAULT_VAULT_BIN, then `vault` on
