@@ -73,6 +73,7 @@ type Orders interface {
 type Postage interface {
 	Buy(ctx context.Context, p web.Principal, ip string, req postage.Request) ([]postage.Shipment, error)
 	LabelImage(ctx context.Context, p web.Principal, ip, orderID string) ([]byte, error)
+	Refund(ctx context.Context, p web.Principal, ip, orderID string) (postage.Refunded, error)
 }
 
 // Requests are customers' emailed requests that wait for a person
@@ -229,6 +230,7 @@ func (h *Handler) pageTable() []page {
 		{"/labels", "", []string{ful}, nil, h.labels},
 		{"/shipments", "", []string{ful}, nil, h.shipments},
 		{"/shipments/:id/label.png", "", []string{ful}, h.labelImage, nil},
+		{"/orders/:id/refund-label", "", []string{ful, adm}, nil, h.refundLabel},
 		{"/deletions", "Deletions", []string{sup, adm}, h.deletions, h.deletionRequest},
 		{"/requests/:id/confirm", "", []string{sup, adm}, nil, h.confirmRequest},
 		{"/requests/:id/reject", "", []string{sup, adm}, nil, h.rejectRequest},
@@ -367,6 +369,7 @@ var flashes = map[string]string{
 	"deleted":   "The order's personal data is deleted.",
 	"lifted":    "The block is lifted.",
 	"corrected": "The address is corrected. The old one is gone; the order is still destroyed on the same date.",
+	"refunded":  "EasyPost has the label's refund. The order is back in the queue without a label.",
 }
 
 // errorView is the friendly error page's data.

@@ -174,6 +174,22 @@ func (h *Handler) purgeAndBack(c *gin.Context, reason, done string) {
 }
 
 func (h *Handler) shipped(c *gin.Context) { h.purgeAndBack(c, orders.ReasonShipped, "shipped") }
+
+// refundLabel asks EasyPost to refund the order's label, bought by
+// mistake and not yet used; the order stays held, without a label.
+func (h *Handler) refundLabel(c *gin.Context) {
+	if h.Postage == nil {
+		h.fail(c, apperr.New(apperr.NotConfigured, "label buying is not configured"))
+		return
+	}
+	p, _ := principal(c)
+	id := c.Param("id")
+	if _, err := h.Postage.Refund(c.Request.Context(), p, c.ClientIP(), id); err != nil {
+		h.fail(c, err)
+		return
+	}
+	c.Redirect(http.StatusSeeOther, "/console/orders/"+url.PathEscape(id)+"?done=refunded")
+}
 func (h *Handler) deletePII(c *gin.Context) {
 	h.purgeAndBack(c, orders.ReasonCustomerRequest, "deleted")
 }

@@ -88,3 +88,46 @@ func TestConsoleBuysLabelsWithoutShowingAnAddress(t *testing.T) {
 	shot(t, ctx, "fulfillment-queue-labelled")
 	requireNoPII(t, "serve's log", h.logs.String())
 }
+
+// A label bought by mistake is refunded from its order's page: the page
+// names the label (no address), the refund goes to EasyPost, and the order
+// stays held without a label.
+func TestConsoleRefundsALabelBoughtByMistake(t *testing.T) {
+	ep := easyPost(t, "")
+	h := postageHarness(t, nil, ep)
+	id := "ord-post-refund"
+	h.storeOrder(id)
+	_, tok := h.login("fulfillment")
+	s := shipmentsOf(t, h.call("POST", "/v1/fulfillment/shipments", tok, shipmentsBody([]string{id})))[id]
+	require.Nil(t, s["error"])
+	name, pw, key := h.staffMember("fulfillment")
+	ctx := browser(t)
+	consoleLogin(t, ctx, h.url, name, pw, key)
+
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Navigate(h.url+"/console/orders/"+id),
+		chromedp.WaitVisible(`form[action$="/refund-label"] button`, chromedp.ByQuery),
+	))
+	body := text(t, ctx, "main")
+	assert.Contains(t, body, "Postage label")
+	assert.Contains(t, body, s["tracking_code"].(string))
+	shot(t, ctx, "fulfillment-order-label")
+	require.NoError(t, chromedp.Run(ctx,
+		chromedp.Click(`form[action$="/refund-label"] button`, chromedp.ByQuery),
+		chromedp.WaitNotPresent(`form[action$="/refund-label"]`, chromedp.ByQuery),
+	))
+	body = text(t, ctx, "main")
+	assert.Contains(t, body, "EasyPost has the label's refund")
+	assert.NotContains(t, body, "Postage label")
+	var html string
+	require.NoError(t, chromedp.Run(ctx, chromedp.OuterHTML("html", &html, chromedp.ByQuery)))
+	requireNoPII(t, "the order page", html)
+	shot(t, ctx, "fulfillment-order-label-refunded")
+
+	order := h.call("GET", "/v1/orders/"+id, h.apiKey, nil)
+	assert.Equal(t, "held", order.Body["status"], "a refund keeps the order held")
+	assert.Nil(t, order.Body["label"])
+	refunds := auditWith(t, h, audit.ActionLabelRefunded, id)
+	require.Len(t, refunds, 1)
+	assert.Equal(t, name, refunds[0].Actor, "the member who clicked")
+}
