@@ -102,6 +102,9 @@ type pending struct {
 	// also queues writes that ride in the round trip of the entry's
 	// append (CommitWith); the flusher sends them once and clears it.
 	also func(p redis.Pipeliner)
+	// alsoRan says also queued its writes on a pipeline that was then
+	// sent; set before done, like acked.
+	alsoRan bool
 	// ack is an outbox note the append script removes with the entry
 	// (CommitAcking); acked says it did, set by the flusher before done.
 	ack   *Ack
@@ -189,7 +192,7 @@ func (l *Log) RecordAcking(ctx context.Context, e Entry, ack Ack) (acked bool, e
 
 // appendAcking appends p and reports whether its note was removed with it.
 func (l *Log) appendAcking(ctx context.Context, p *pending) (bool, error) {
-	if err := l.append(ctx, []*pending{p}); err != nil {
+	if _, err := l.append(ctx, []*pending{p}); err != nil {
 		return false, err
 	}
 	return p.acked, nil // set before p.done was sent, which append received
@@ -206,14 +209,19 @@ func (l *Log) RecordAll(ctx context.Context, entries []Entry) error {
 	for i, e := range entries {
 		ps[i] = &pending{e: e, done: make(chan error, 1)}
 	}
-	return l.append(ctx, ps)
+	_, err := l.append(ctx, ps)
+	return err
 }
 
-// append queues ps and waits for their group. When nobody is appending,
-// the caller appends its own group itself, at once: no hand-off to a
-// flusher goroutine on the way in or back. Whatever queued meanwhile goes
-// to a flusher.
-func (l *Log) append(ctx context.Context, ps []*pending) error {
+// append appends ps and waits for their group, no longer than ctx
+// allows. When nobody is appending, the caller appends its own entries
+// itself, at once, bounded by its ctx (and the trail's timeout): no
+// hand-off to a flusher goroutine on the way in or back; entries that
+// queued meanwhile go to a flusher after. Otherwise ps queue for the
+// flusher. delivered says their group answered: their results, and what
+// the append wrote into them (acked, alsoRan), may be read; an error
+// without it means ctx ended first (an entry already sent may still land).
+func (l *Log) append(ctx context.Context, ps []*pending) (delivered bool, err error) {
 	// Marked before the append: an entry that may have landed is one the
 	// answer must wait for, whatever the request's method.
 	writes.Mark(ctx)
@@ -223,56 +231,99 @@ func (l *Log) append(ctx context.Context, ps []*pending) error {
 			p.e.Time = l.now().UTC()
 		}
 	}
-	l.queue = append(l.queue, ps...)
-	own := !l.flushing
-	l.flushing = true
-	l.mu.Unlock()
-	if own && !l.flushOne() {
-		go l.flush()
+	if !l.flushing && len(ps) <= maxGroup {
+		l.flushing = true // the queue is empty whenever nobody flushes
+		for _, p := range ps {
+			p.taken = true
+		}
+		l.mu.Unlock()
+		if !l.appendAndAnswer(ctx, ps) {
+			go l.flush()
+		}
+	} else {
+		l.queue = append(l.queue, ps...)
+		if !l.flushing {
+			l.flushing = true
+			go l.flush()
+		}
+		l.mu.Unlock()
 	}
 	var first error
 	for _, p := range ps {
+		var err error
 		select {
-		case err := <-p.done:
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			l.mu.Lock()
-			for _, q := range ps {
-				if i := slices.Index(l.queue, q); i >= 0 && !q.taken {
-					l.queue = slices.Delete(l.queue, i, i+1)
+		case err = <-p.done: // answered already (the caller's own group): ctx is moot
+		default:
+			select {
+			case err = <-p.done:
+			case <-ctx.Done():
+				l.mu.Lock()
+				for _, q := range ps {
+					if i := slices.Index(l.queue, q); i >= 0 && !q.taken {
+						l.queue = slices.Delete(l.queue, i, i+1)
+					}
 				}
+				l.mu.Unlock()
+				return false, apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
 			}
-			l.mu.Unlock()
-			return apperr.Wrap(apperr.StoreUnavailable, ctx.Err(), "the audit trail did not answer in time")
+		}
+		if first == nil {
+			first = err
 		}
 	}
-	return first
+	return true, first
 }
 
 // flush appends queued entries, a group at a time, until the queue is
 // empty.
 func (l *Log) flush() {
-	for !l.flushOne() {
+	for {
+		l.mu.Lock()
+		n := min(len(l.queue), maxGroup)
+		group := slices.Clone(l.queue[:n])
+		l.queue = slices.Delete(l.queue, 0, n)
+		for _, g := range group {
+			g.taken = true
+		}
+		l.mu.Unlock()
+		if l.appendAndAnswer(context.Background(), group) {
+			return
+		}
 	}
 }
 
-// flushOne appends the next group and answers its callers; it reports
-// whether the queue is then empty, which ends the flushing spell. The
-// trail is marked idle before the callers are answered, so a caller's
-// next entry (a request right after its answer) finds it idle and can be
-// sealed early (Begin).
-func (l *Log) flushOne() (idle bool) {
-	l.mu.Lock()
-	n := min(len(l.queue), maxGroup)
-	group := slices.Clone(l.queue[:n])
-	l.queue = slices.Delete(l.queue, 0, n)
-	for _, g := range group {
-		g.taken = true
-	}
-	l.mu.Unlock()
-	results := l.appendGroup(group)
+// errAppendPanicked answers a group whose append panicked.
+var errAppendPanicked = errors.New("audit: the append failed unexpectedly")
+
+// appendAndAnswer appends group (bounded by ctx and the trail's timeout)
+// and answers its callers; it reports whether the queue is then empty,
+// which ends the flushing spell. The trail is marked idle before the
+// callers are answered, so a caller's next entry (a request right after
+// its answer) finds it idle and can be sealed early (Begin). Should the
+// append panic (in a caller's also, the sealer), the group fails and the
+// trail goes on, rather than wait for a flusher that is gone; the panic
+// goes on too.
+func (l *Log) appendAndAnswer(ctx context.Context, group []*pending) (idle bool) {
+	var results []error
+	defer func() {
+		if results != nil {
+			return
+		}
+		failed := make([]error, len(group))
+		for i := range failed {
+			failed[i] = errAppendPanicked
+		}
+		if !l.answer(group, failed) {
+			go l.flush()
+		}
+	}()
+	results = l.appendGroup(ctx, group)
+	return l.answer(group, results)
+}
+
+// answer ends the flushing spell if the queue is empty, then hands each
+// entry of group its result; it reports whether the spell ended.
+func (l *Log) answer(group []*pending, results []error) (idle bool) {
 	l.mu.Lock()
 	idle = len(l.queue) == 0
 	if idle {
@@ -287,10 +338,10 @@ func (l *Log) flushOne() (idle bool) {
 
 // appendGroup chains and appends entries in one round trip, retrying when
 // another instance moved the head first, and returns each entry's result.
-func (l *Log) appendGroup(group []*pending) []error {
+func (l *Log) appendGroup(parent context.Context, group []*pending) []error {
 	results := make([]error, len(group))
 	group = slices.Clone(group) // shrunk below; the caller's stays whole
-	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	ctx, cancel := context.WithTimeout(parent, l.timeout)
 	defer cancel()
 	at := make(map[*pending]int, len(group))
 	for i, g := range group {
@@ -428,7 +479,7 @@ func (l *Log) runAppend(ctx context.Context, group []*pending, keys []string, ar
 	cmd := appendScript.EvalSha(ctx, pipe, keys, args...)
 	for _, g := range also {
 		g.also(pipe)
-		g.also = nil
+		g.also, g.alsoRan = nil, true
 	}
 	_, _ = pipe.Exec(ctx) // cmd carries the script's own answer
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {

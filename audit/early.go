@@ -90,7 +90,10 @@ func (x *Early) start() {
 
 // Commit appends the entry, waiting as Record does (and no longer than ctx
 // allows). Call it only after the work the entry records was done.
-func (x *Early) Commit(ctx context.Context) error { return x.CommitWith(ctx, nil) }
+func (x *Early) Commit(ctx context.Context) error {
+	_, err := x.CommitWith(ctx, nil)
+	return err
+}
 
 // CommitAcking is Commit for an entry whose outbox note ack names, as
 // Log.RecordAcking.
@@ -103,11 +106,15 @@ func (x *Early) CommitAcking(ctx context.Context, ack Ack) (acked bool, err erro
 // entry's append: also queues them on the append's pipeline. They are sent
 // only once the entry is sealed, and not undone if the append then fails;
 // for writes that may say more than the trail, never less (a reveal's
-// note for the access report, its count toward the hourly limit).
-func (x *Early) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error {
+// note for the access report, its count toward the hourly limit). sent
+// says also ran and its pipeline was sent: only then may the caller read
+// what also queued (not when ctx ended first, while the flusher may still
+// be sending it).
+func (x *Early) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) (sent bool, err error) {
 	x.release()
 	p := &pending{e: x.e, done: make(chan error, 1), early: x, also: also}
-	return x.l.append(ctx, []*pending{p})
+	delivered, err := x.l.append(ctx, []*pending{p})
+	return delivered && p.alsoRan, err
 }
 
 // Cancel drops the entry: the work it would have recorded did not happen.

@@ -238,7 +238,9 @@ func TestCommitWithSendsItsWritesOnlyWithASealedEntry(t *testing.T) {
 		return func(p redis.Pipeliner) { sets = append(sets, p.Set(ctx, key, "1", time.Minute)) }
 	}
 	x := l.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-with"})
-	require.NoError(t, x.CommitWith(ctx, also("test:commitwith:sealed")))
+	sent, err := x.CommitWith(ctx, also("test:commitwith:sealed"))
+	require.NoError(t, err)
+	require.True(t, sent)
 	require.Len(t, sets, 1, "sent once")
 	require.NoError(t, sets[0].Err())
 	require.Equal(t, "1", env.Redis.Get(ctx, "test:commitwith:sealed").Val())
@@ -247,13 +249,17 @@ func TestCommitWithSendsItsWritesOnlyWithASealedEntry(t *testing.T) {
 	// the entry, and the writes once.
 	require.NoError(t, env.Redis.ScriptFlush(ctx).Err())
 	x = l.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-noscript"})
-	require.NoError(t, x.CommitWith(ctx, also("test:commitwith:noscript")))
+	sent, err = x.CommitWith(ctx, also("test:commitwith:noscript"))
+	require.NoError(t, err)
+	require.True(t, sent)
 	require.Len(t, sets, 2)
 	require.Equal(t, "1", env.Redis.Get(ctx, "test:commitwith:noscript").Val())
 
 	down := NewLog(env.Redis, failingSealer{}, nil)
 	x = down.Begin(Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-unsealed"})
-	require.Error(t, x.CommitWith(ctx, also("test:commitwith:unsealed")))
+	sent, err = x.CommitWith(ctx, also("test:commitwith:unsealed"))
+	require.Error(t, err)
+	require.False(t, sent)
 	require.Len(t, sets, 2, "an unsealed entry's writes are never queued")
 	require.Zero(t, env.Redis.Exists(ctx, "test:commitwith:unsealed").Val())
 	requireIntact(t, l, 3)
@@ -299,4 +305,39 @@ func requireIntact(t *testing.T, l *Log, entries int) {
 	require.NoError(t, err)
 	require.True(t, v.Intact, "%+v", v.Broken)
 	require.EqualValues(t, entries, v.Entries)
+}
+
+// unhurriedSealer is a Vault that takes d to seal, or gives up with ctx.
+type unhurriedSealer struct {
+	Sealer
+	d time.Duration
+}
+
+func (s unhurriedSealer) Seal(ctx context.Context, in [][]byte) ([]vault.Result, error) {
+	select {
+	case <-time.After(s.d):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.Sealer.Seal(ctx, in)
+}
+
+// A caller that appends its own entry (the trail was idle) still stops at
+// its own deadline, as Record promises, and an entry not sent by then is
+// not in the trail; the trail goes on.
+func TestACallerAppendingItsOwnEntryStopsAtItsDeadline(t *testing.T) {
+	env := testenv.Shared(t)
+	l := NewLog(env.Redis, unhurriedSealer{Sealer: env.Service, d: 2 * time.Second}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.Error(t, l.Record(ctx, Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-late"}))
+	require.Less(t, time.Since(start), time.Second, "not the sealer's two seconds")
+	page, err := l.List(context.Background(), Filter{OrderID: "ord-late"})
+	require.NoError(t, err)
+	require.Empty(t, page.Entries)
+
+	fast := NewLog(env.Redis, env.Service, nil)
+	require.NoError(t, fast.Record(context.Background(), Entry{Actor: "alice", Action: ActionReveal, OrderID: "ord-in-time"}))
+	requireIntact(t, fast, 1)
 }

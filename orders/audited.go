@@ -66,7 +66,7 @@ func (s *Store) stamped(e audit.Entry) audit.Entry {
 // trip (see audit.Early.CommitWith); Cancel drops it when nothing changed.
 type Entry interface {
 	Commit(ctx context.Context) error
-	CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error
+	CommitWith(ctx context.Context, also func(p redis.Pipeliner)) (sent bool, err error)
 	// CommitAcking appends the entry and, where the trail can, removes its
 	// outbox note in the same script (acked; see audit.Ack).
 	CommitAcking(ctx context.Context, ack audit.Ack) (acked bool, err error)
@@ -115,14 +115,16 @@ func (r recordLater) CommitAcking(ctx context.Context, ack audit.Ack) (bool, err
 
 // CommitWith records the entry, then sends also's writes in a round trip
 // of their own.
-func (r recordLater) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) error {
+func (r recordLater) CommitWith(ctx context.Context, also func(p redis.Pipeliner)) (bool, error) {
 	if err := r.Commit(ctx); err != nil || also == nil {
-		return err
+		return false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, r.s.timeout)
+	defer cancel()
 	pipe := r.s.rdb.Pipeline()
 	also(pipe)
 	_, _ = pipe.Exec(ctx) // the caller reads each command's own result
-	return nil
+	return true, nil
 }
 
 // StoreAudited stores req (see storeNoting for the results) with its audit

@@ -32,58 +32,81 @@ func goneError(ref Reference) *apperr.Error {
 // expired → Gone (with the reason); unknown → NotFound; a token without
 // the decrypt policy → Forbidden (Vault's own refusal).
 func (s *Store) Reveal(ctx context.Context, orderID, token string, masked bool) (Shipping, error) {
-	return s.reveal(ctx, orderID, token, masked, nil)
+	o, err := s.readSealed(ctx, orderID, masked, nil)
+	if err != nil {
+		return Shipping{}, err
+	}
+	return s.open(ctx, o, token)
 }
 
 // gate is a check queued on the pipeline that reads the order, which must
-// pass before the ciphertext goes to Vault (the Revealer's lockdown).
+// pass before the ciphertext goes to Vault (the Revealer's IP block and
+// lockdown).
 type gate func(p redis.Pipeliner) func() error
 
-// reveal is Reveal with a gate (nil: none).
-func (s *Store) reveal(ctx context.Context, orderID, token string, masked bool, g gate) (Shipping, error) {
+// sealedOrder is a held order's ciphertext, read for a reveal.
+type sealedOrder struct {
+	id     string
+	ref    Reference
+	ct     string
+	masked bool
+}
+
+// readSealed reads a held order's ciphertext (with masked, the masked
+// copy) in one round trip with gate g (nil: none), whose answer comes
+// first. Purged or expired → Gone (with the reason); unknown → NotFound.
+func (s *Store) readSealed(ctx context.Context, orderID string, masked bool, g gate) (sealedOrder, error) {
 	if g == nil {
 		g = func(redis.Pipeliner) func() error { return func() error { return nil } }
 	}
 	if !ValidOrderID(orderID) {
 		if err := s.check(ctx, g); err != nil {
-			return Shipping{}, err
+			return sealedOrder{}, err
 		}
-		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
+		return sealedOrder{}, apperr.New(apperr.NotFound, "no such order")
 	}
-	rctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	pipe := s.rdb.Pipeline()
 	pass := g(pipe)
-	field, decrypt := "ct", s.opener.Decrypt
+	field := "ct"
 	if masked {
-		field, decrypt = "mct", s.opener.DecryptMasked
+		field = "mct"
 	}
-	// The gate, the reference and the ciphertext in one round trip.
 	k := keysOf(orderID)
-	refCmd := pipe.HGetAll(rctx, k.ref)
-	ctCmd := pipe.HGet(rctx, k.pii, field)
-	_, err := pipe.Exec(rctx)
+	refCmd := pipe.HGetAll(ctx, k.ref)
+	ctCmd := pipe.HGet(ctx, k.pii, field)
+	_, err := pipe.Exec(ctx)
 	if gerr := pass(); gerr != nil {
-		return Shipping{}, gerr
+		return sealedOrder{}, gerr
 	}
 	if err != nil && !errors.Is(err, redis.Nil) {
-		return Shipping{}, storeErr(err)
+		return sealedOrder{}, storeErr(err)
 	}
 	if len(refCmd.Val()) == 0 {
-		return Shipping{}, apperr.New(apperr.NotFound, "no such order")
+		return sealedOrder{}, apperr.New(apperr.NotFound, "no such order")
 	}
 	ref := parseRef(refCmd.Val())
 	if ref.Status != StatusHeld {
-		return Shipping{}, goneError(ref)
+		return sealedOrder{}, goneError(ref)
 	}
-	ct := ctCmd.Val()
-	if ct == "" {
-		return Shipping{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
+	if ctCmd.Val() == "" {
+		return sealedOrder{}, goneError(ref) // expired by TTL; the next sweep stamps the reference
 	}
-	plain, err := decrypt(ctx, token, ct, []byte(orderID))
+	return sealedOrder{id: orderID, ref: ref, ct: ctCmd.Val(), masked: masked}, nil
+}
+
+// open decrypts o with the caller's own Vault token; a token without the
+// decrypt policy → Forbidden (Vault's own refusal).
+func (s *Store) open(ctx context.Context, o sealedOrder, token string) (Shipping, error) {
+	decrypt := s.opener.Decrypt
+	if o.masked {
+		decrypt = s.opener.DecryptMasked
+	}
+	plain, err := decrypt(ctx, token, o.ct, []byte(o.id))
 	if err != nil {
 		if apperr.Is(err, apperr.Gone) {
-			return Shipping{}, goneError(ref)
+			return Shipping{}, goneError(o.ref)
 		}
 		return Shipping{}, err
 	}

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -97,12 +96,17 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 	if masked {
 		view = "masked"
 	}
-	// The entry's seal runs alongside the decrypt; it is appended only
+	o, err := r.store.readSealed(ctx, id, masked, g)
+	if err != nil {
+		return Shipping{}, "", err
+	}
+	// The gate passed (a blocked IP or a lockdown never reaches Vault):
+	// the entry's seal starts now, beside the decrypt. It is appended only
 	// once the decrypt succeeded, and before the answer.
 	entry := r.store.begin(audit.Entry{Actor: p.Actor(), Action: audit.ActionReveal, OrderID: id,
 		IP: ip, Detail: map[string]string{"role": p.Role, "view": view, "reason": reason}})
 	defer entry.Cancel()
-	ship, err := r.store.reveal(ctx, id, p.Token.Reveal(), masked, g)
+	ship, err := r.store.open(ctx, o, p.Token.Reveal())
 	if err != nil {
 		return Shipping{}, "", unverifiedRefusal(p, err)
 	}
@@ -111,25 +115,18 @@ func (r *Revealer) Reveal(ctx context.Context, p web.Principal, ip, id, reason s
 	// the entry is sealed. If the append itself then fails (503), the
 	// reveal stays noted and counted: both may say more than the member
 	// saw, never less.
-	// (The flusher queues the writes; a caller that gave up waiting may
-	// read before it did: mu.)
-	var mu sync.Mutex
 	var noted func() error
 	var counted func()
-	err = entry.CommitWith(ctx, func(pipe redis.Pipeliner) {
-		mu.Lock()
-		defer mu.Unlock()
+	sent, err := entry.CommitWith(ctx, func(pipe redis.Pipeliner) {
 		noted = r.store.noteRevealsIn(ctx, pipe, []string{id}, time.Now(), p.Role, reason, "")
 		counted = r.watch.RevealedIn(ctx, pipe, p.Name, ip)
 	})
-	mu.Lock()
-	if noted != nil {
+	if sent {
 		if err := noted(); err != nil {
 			r.log.Warn("reveal not kept for the access report", "order_id", id, "err", err)
 		}
 		counted()
 	}
-	mu.Unlock()
 	if err != nil {
 		return Shipping{}, "", err
 	}
