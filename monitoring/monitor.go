@@ -217,18 +217,10 @@ func (m *Monitor) BadSignature(ctx context.Context, provider string) {
 	}
 }
 
-// Revealed records a reveal by a staff member and suspends the account
-// when it crosses the hourly threshold.
-func (m *Monitor) Revealed(ctx context.Context, username, ip string) {
-	p := m.rdb.Pipeline()
-	done := m.RevealedIn(ctx, p, username, ip)
-	_, _ = p.Exec(ctx) // the count's own error is read by done
-	done()
-}
-
-// RevealedIn queues Revealed's count on p, so that it can share a round
-// trip with the reveal's other writes; done, called after p ran, suspends
-// the account if the count crossed the threshold.
+// RevealedIn counts a reveal by a staff member toward the hourly
+// threshold, queued on p so that it shares a round trip with the reveal's
+// other writes; done, called after p ran, suspends the account if the
+// count crossed the threshold.
 func (m *Monitor) RevealedIn(ctx context.Context, p redis.Pipeliner, username, ip string) (done func()) {
 	// A script, not MULTI: it rides in a pipeline with other slots' keys.
 	cmd := p.Eval(ctx, countScript, []string{"piivault:{mon}:reveal:" + username}, time.Hour.Milliseconds())
