@@ -67,21 +67,28 @@ func (s *Store) readSealed(ctx context.Context, orderID string, masked bool, g g
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	pipe := s.rdb.Pipeline()
-	pass := g(pipe)
 	field := "ct"
 	if masked {
 		field = "mct"
 	}
 	k := keysOf(orderID)
-	refCmd := pipe.HGetAll(ctx, k.ref)
-	ctCmd := pipe.HGet(ctx, k.pii, field)
-	_, err := pipe.Exec(ctx)
+	var pass func() error
+	var refCmd *redis.MapStringStringCmd
+	var ctCmd *redis.StringCmd
+	if err := s.pipe.Do(ctx, func(pipe redis.Pipeliner) {
+		pass = g(pipe)
+		refCmd = pipe.HGetAll(ctx, k.ref)
+		ctCmd = pipe.HGet(ctx, k.pii, field)
+	}); err != nil {
+		return sealedOrder{}, storeErr(err)
+	}
 	if gerr := pass(); gerr != nil {
 		return sealedOrder{}, gerr
 	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return sealedOrder{}, storeErr(err)
+	for _, err := range []error{refCmd.Err(), ctCmd.Err()} {
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return sealedOrder{}, storeErr(err)
+		}
 	}
 	if len(refCmd.Val()) == 0 {
 		return sealedOrder{}, apperr.New(apperr.NotFound, "no such order")
@@ -121,10 +128,11 @@ func (s *Store) open(ctx context.Context, o sealedOrder, token string) (Shipping
 func (s *Store) check(ctx context.Context, g gate) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	pipe := s.rdb.Pipeline()
-	pass := g(pipe)
-	_, _ = pipe.Exec(ctx) // the gate's own error is read by pass
-	return pass()
+	var pass func() error
+	if err := s.pipe.Do(ctx, func(pipe redis.Pipeliner) { pass = g(pipe) }); err != nil {
+		return storeErr(err)
+	}
+	return pass() // the gate's own error is read by pass
 }
 
 // Label is one order of a pick-list: its shipping block or why not.

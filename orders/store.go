@@ -67,6 +67,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"piivault/internal/apperr"
+	"piivault/internal/redispipe"
 	"piivault/vault"
 )
 
@@ -103,6 +104,7 @@ const HistoryFor = 396 * 24 * time.Hour
 // Store keeps orders in Redis, encrypted by Vault.
 type Store struct {
 	rdb       redis.UniversalClient
+	pipe      *redispipe.Shared // a request's reads and writes, sent with other requests'
 	sealer    Sealer
 	opener    Opener
 	trail     Trail
@@ -117,6 +119,9 @@ type Config struct {
 	Retention time.Duration // how long PII is kept; at most MaxRetention
 	Timeout   time.Duration // bound on each Redis round trip group (default 3s)
 	Now       func() time.Time
+	// Pipe shares the hot paths' round trips with other requests' (serve
+	// passes the one its middleware uses); nil: the store makes its own.
+	Pipe *redispipe.Shared
 }
 
 // NewStore builds a Store whose every change is recorded in trail.
@@ -134,7 +139,10 @@ func NewStore(rdb redis.UniversalClient, sealer Sealer, opener Opener, trail Tra
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Store{rdb: rdb, sealer: sealer, opener: opener, trail: trail, retention: cfg.Retention, timeout: cfg.Timeout, now: cfg.Now}
+	if cfg.Pipe == nil {
+		cfg.Pipe = redispipe.New(rdb, redispipe.Config{Timeout: cfg.Timeout})
+	}
+	s := &Store{rdb: rdb, pipe: cfg.Pipe, sealer: sealer, opener: opener, trail: trail, retention: cfg.Retention, timeout: cfg.Timeout, now: cfg.Now}
 	s.acks = &noteAcker{s: s}
 	return s, nil
 }
@@ -243,4 +251,18 @@ func storeErr(err error) error {
 		return apperr.Wrap(apperr.NotFound, err, "not found")
 	}
 	return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
+}
+
+// runShared runs script in a pipeline shared with other requests' (one
+// round trip for all of them), and once more on its own when Redis lost
+// the script (NOSCRIPT: nothing ran).
+func (s *Store) runShared(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+	var cmd *redis.Cmd
+	if err := s.pipe.Do(ctx, func(p redis.Pipeliner) { cmd = script.EvalSha(ctx, p, keys, args...) }); err != nil {
+		return nil, err
+	}
+	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		return script.Eval(ctx, s.rdb, keys, args...).Result()
+	}
+	return cmd.Result()
 }

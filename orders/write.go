@@ -174,12 +174,12 @@ func (s *Store) storeNoting(ctx context.Context, req Request, note []byte) (Rece
 	rctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	version, mversion := CiphertextVersion(sealed.ct), CiphertextVersion(sealed.mct)
-	res, err := storeScript.Run(rctx, s.rdb,
-		[]string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
-			k.outbox, k.tomb, k.shopPrefix + req.ShopDomain},
-		req.OrderID, sealed.ct, sealed.mct, bidx, digest, req.PaymentRef,
+	keys := []string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx, k.payrefPrefix + req.PaymentRef, k.keyver, k.keyverMasked,
+		k.outbox, k.tomb, k.shopPrefix + req.ShopDomain}
+	args := []any{req.OrderID, sealed.ct, sealed.mct, bidx, digest, req.PaymentRef,
 		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
-		now.Format(time.RFC3339Nano)).Result()
+		now.Format(time.RFC3339Nano)}
+	res, err := s.runShared(rctx, storeScript, keys, args)
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}

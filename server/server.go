@@ -22,6 +22,7 @@ import (
 	"piivault/compliance"
 	"piivault/console"
 	"piivault/internal/apperr"
+	"piivault/internal/redispipe"
 	"piivault/internal/web"
 	"piivault/monitoring"
 	"piivault/orders"
@@ -63,8 +64,11 @@ type Limiter interface {
 
 // Deps is everything the API needs, built by cmd/piivault.
 type Deps struct {
-	Log            *slog.Logger
-	Redis          redis.UniversalClient
+	Log   *slog.Logger
+	Redis redis.UniversalClient
+	// Pipe sends each request's block check (and its API key's look-up)
+	// in a round trip shared with other requests'; nil: New makes one.
+	Pipe           *redispipe.Shared
 	Vault          Checker
 	Clients        ClientAuth
 	Staff          StaffAuth
@@ -109,6 +113,9 @@ func New(d Deps) (*gin.Engine, error) {
 	r.RemoteIPHeaders = []string{"X-Forwarded-For", "X-Real-IP"}
 	if err := r.SetTrustedProxies(d.TrustedProxies); err != nil {
 		return nil, err
+	}
+	if d.Pipe == nil {
+		d.Pipe = redispipe.New(d.Redis, redispipe.Config{})
 	}
 	s := &srv{d: d}
 	r.Use(gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, _ any) {
@@ -320,22 +327,26 @@ const blockLaterKey = "piivault.blockLater"
 // checkBlocked refuses a blocked IP and reports whether the request may go on.
 func (s *srv) checkBlocked(c *gin.Context) bool {
 	ctx, ip := c.Request.Context(), c.ClientIP()
-	var blocked bool
-	var err error
 	in, pipelined := s.d.Clients.(clientAuthIn)
-	if cred, presented := bearer(c); presented && pipelined && strings.HasPrefix(cred, "pvk_") {
-		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		defer cancel()
-		pipe := s.d.Redis.Pipeline()
-		isBlocked := s.d.Monitor.BlockedIn(ctx, pipe, ip)
-		owner := in.AuthenticateIn(ctx, pipe, cred)
-		_, _ = pipe.Exec(ctx) // each command's own error is read below
-		if blocked, err = isBlocked(); err == nil {
-			name, kerr := owner()
-			c.Set(keyLookupKey, keyLookup{key: cred, name: name, err: kerr})
+	cred, presented := bearer(c)
+	withKey := presented && pipelined && strings.HasPrefix(cred, "pvk_")
+	var isBlocked func() (bool, error)
+	var owner func() (string, error)
+	err := s.d.Pipe.Do(ctx, func(pipe redis.Pipeliner) {
+		isBlocked = s.d.Monitor.BlockedIn(ctx, pipe, ip)
+		if withKey {
+			owner = in.AuthenticateIn(ctx, pipe, cred)
 		}
+	})
+	var blocked bool
+	if err != nil { // nothing was sent: the request's context ended first
+		err = apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 	} else {
-		blocked, err = s.d.Monitor.Blocked(ctx, ip)
+		blocked, err = isBlocked()
+	}
+	if err == nil && withKey {
+		name, kerr := owner()
+		c.Set(keyLookupKey, keyLookup{key: cred, name: name, err: kerr})
 	}
 	if err == nil && blocked {
 		err = monitoring.ErrBlocked

@@ -18,6 +18,7 @@ import (
 	"piivault/console"
 	"piivault/inbound"
 	"piivault/internal/keyseal"
+	"piivault/internal/redispipe"
 	"piivault/internal/replication"
 	"piivault/internal/web"
 	"piivault/mail"
@@ -56,6 +57,7 @@ type app struct {
 	cfg       *config
 	log       *slog.Logger
 	redis     redis.UniversalClient
+	pipe      *redispipe.Shared // hot paths' round trips, shared between requests
 	vault     *vault.Client
 	batcher   *orders.Batcher
 	store     *orders.Store
@@ -98,7 +100,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 		rdb.Close()
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, redis: rdb, vault: vc}
+	a := &app{cfg: cfg, log: log, redis: rdb, vault: vc, pipe: redispipe.New(rdb, redispipe.Config{})}
 	b := readBuildInfo() // what `piivault version` prints
 	monitoring.SetBuildInfo(b.Version, b.GoVersion, b.Commit)
 	a.batcher = orders.NewBatcher(vc, orders.BatchConfig{MaxItems: cfg.BatchSize, MaxWait: cfg.BatchWait})
@@ -108,7 +110,7 @@ func newApp(ctx context.Context, cfg *config, log *slog.Logger) (*app, error) {
 	}
 	a.replicas = replication.New(rdb, cfg.RedisWait, 0)
 	a.audit = newAuditLog(rdb, vc, a.replicas, cfg.AuditArchive)
-	a.store, err = orders.NewStore(rdb, sealer, vc, a.audit, orders.Config{Retention: cfg.Retention})
+	a.store, err = orders.NewStore(rdb, sealer, vc, a.audit, orders.Config{Retention: cfg.Retention, Pipe: a.pipe})
 	if err != nil {
 		return nil, err
 	}
@@ -289,6 +291,7 @@ func (a *app) handler() (*gin.Engine, error) {
 		Replicas:  replicas,
 		Log:       a.log,
 		Redis:     a.redis,
+		Pipe:      a.pipe,
 		Vault:     a.vault,
 		Clients:   a.clients,
 		Staff:     a.staff,
