@@ -349,16 +349,36 @@ func (b *bench) reveal(levels []int, n, count int) error {
 // cpuMeter reads, between series, the CPU time of every process a series
 // keeps busy: Vault, Redis, serve and this load generator.
 type cpuMeter struct {
-	pids [4]int
-	last [4]time.Duration
+	pids      [4]int
+	last      [4]time.Duration
+	reads     func() int64 // Redis's read events so far
+	lastReads int64
 }
 
 func (b *bench) cpuMeter() *cpuMeter {
-	m := &cpuMeter{pids: [4]int{b.st.dev.VaultPID(), b.st.dev.RedisPID(), b.st.serve.Process.Pid, os.Getpid()}}
+	m := &cpuMeter{pids: [4]int{b.st.dev.VaultPID(), b.st.dev.RedisPID(), b.st.serve.Process.Pid, os.Getpid()},
+		reads: func() int64 { return redisReads(b.ctx, b.rdb) }}
 	for i, pid := range m.pids {
 		m.last[i] = processCPU(pid)
 	}
+	m.lastReads = m.reads()
 	return m
+}
+
+// redisReads is Redis's count of read events (INFO stats
+// total_reads_processed): every round trip of every client is at least one.
+func redisReads(ctx context.Context, rdb redis.UniversalClient) int64 {
+	info, err := rdb.Info(ctx, "stats").Result()
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "total_reads_processed:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // next is each process's CPU time since the last reading, in ms per op.
@@ -371,7 +391,12 @@ func (m *cpuMeter) next(ops int) cpuShare {
 		}
 		m.last[i] = now
 	}
-	return cpuShare{Vault: per[0], Redis: per[1], Serve: per[2], Load: per[3]}
+	share := cpuShare{Vault: per[0], Redis: per[1], Serve: per[2], Load: per[3]}
+	if reads := m.reads(); ops > 0 {
+		share.RedisReads = float64(reads-m.lastReads) / float64(ops)
+		m.lastReads = reads
+	}
+	return share
 }
 
 // bareGone is the bare pipeline's shipping event: the ciphertext is

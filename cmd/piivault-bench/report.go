@@ -84,6 +84,10 @@ type cpuShare struct {
 	Redis float64 `json:"redis"`
 	Serve float64 `json:"serve"`
 	Load  float64 `json:"load"` // this benchmark's own client
+	// RedisReads is Redis's read events per operation (INFO stats
+	// total_reads_processed), from every client: about its round trips,
+	// the figure that sharing pipelines between requests lowers.
+	RedisReads float64 `json:"redis_reads"`
 }
 
 // setCPU records both series' CPU shares.

@@ -99,6 +99,11 @@ func TestRun(t *testing.T) {
 	}
 	require.Greater(t, serveCPU, 0.0, "serve's CPU time is read")
 	require.Greater(t, loadCPU, 0.0, "the load generator's own CPU time is read")
+	for _, l := range r.Ingest {
+		// The bare pipeline's SET is one round trip; piivault's order makes more.
+		require.GreaterOrEqual(t, l.BareCPU.RedisReads, 1.0, "Redis's round trips per bare order are read")
+		require.Greater(t, l.CPU.RedisReads, l.BareCPU.RedisReads)
+	}
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
 	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
 	// Every goal whose level ran is judged (c=16 and c=64 did not run).
