@@ -50,6 +50,7 @@ func SealKeyName(key string) string { return key + "-audit" }
 // Client talks to Vault. It is safe for concurrent use.
 type Client struct {
 	api      *vaultapi.Client
+	raw      *vaultapi.Client // transit's typed calls: api's settings, no per-call timeout of its own
 	mount    string
 	key      string
 	indexKey string
@@ -104,7 +105,16 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	api.ClearToken() // never pick VAULT_TOKEN up implicitly
-	c := &Client{api: api, mount: cfg.TransitMount, key: cfg.TransitKey,
+	// vaultapi bounds a raw call by its own timeout and ends it as the call
+	// returns, before the answer is read; transit's calls are bounded by
+	// c.ctx instead, and every one names its token.
+	raw, err := api.Clone()
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	raw.SetClientTimeout(0)
+	raw.ClearToken()
+	c := &Client{api: api, raw: raw, mount: cfg.TransitMount, key: cfg.TransitKey,
 		indexKey: IndexKeyName(cfg.TransitKey), sealKey: SealKeyName(cfg.TransitKey), cfg: cfg, log: log}
 	// AppRole wins when configured: an operator's VAULT_TOKEN left in the
 	// environment must never become the service's identity.

@@ -3,8 +3,10 @@ package vault
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"time"
@@ -40,92 +42,147 @@ func (c *Client) EncryptMasked(ctx context.Context, items []Plaintext) ([]Result
 }
 
 func (c *Client) encrypt(ctx context.Context, key string, items []Plaintext) ([]Result, error) {
-	batch := make([]map[string]any, len(items))
+	batch := make([]transitItem, len(items))
 	for i, it := range items {
-		batch[i] = map[string]any{"plaintext": b64(it.Plaintext), "associated_data": b64(it.AssociatedData)}
+		batch[i] = transitItem{Plaintext: b64(it.Plaintext), AssociatedData: b64(it.AssociatedData)}
 	}
-	return c.batch(ctx, "encrypt/"+key, batch, "ciphertext")
+	return c.batch(ctx, "encrypt/"+key, batch, func(r transitResult) string { return r.Ciphertext })
 }
 
 // HMAC computes blind-index HMACs of every input with the index key.
 func (c *Client) HMAC(ctx context.Context, inputs [][]byte) ([]Result, error) {
-	batch := make([]map[string]any, len(inputs))
-	for i, in := range inputs {
-		batch[i] = map[string]any{"input": b64(in)}
-	}
-	return c.batch(ctx, "hmac/"+c.indexKey+"/sha2-256", batch, "hmac")
-}
-
-func (c *Client) batch(ctx context.Context, path string, batch []map[string]any, field string) ([]Result, error) {
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	// partial_failure_response_code keeps the other items' results when one
-	// item fails; without it vaultapi returns only an error for all of them.
-	s, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/"+path, map[string]any{
-		"batch_input": batch, "partial_failure_response_code": 200,
-	})
-	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
-		return nil, serviceErr(err, "transit "+path)
-	}
-	if s == nil {
-		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no batch results")
-	}
-	raw, _ := s.Data["batch_results"].([]any)
-	if len(raw) != len(batch) {
-		return nil, fmt.Errorf("vault transit %s: %d results for %d items", path, len(raw), len(batch))
-	}
-	out := make([]Result, len(raw))
-	for i, r := range raw {
-		m, _ := r.(map[string]any)
-		if msg, _ := m["error"].(string); msg != "" {
-			out[i].Err = apperr.New(apperr.Invalid, "vault rejected item %d: %s", i, msg)
-			continue
-		}
-		v, _ := m[field].(string)
-		if v == "" {
-			out[i].Err = fmt.Errorf("vault transit %s: item %d has no %s", path, i, field)
-			continue
-		}
-		out[i].Value = v
-	}
-	return out, nil
+	return c.hmac(ctx, c.indexKey, inputs)
 }
 
 // Seal computes audit seals (HMACs with the audit key) of every input.
 func (c *Client) Seal(ctx context.Context, inputs [][]byte) ([]Result, error) {
-	batch := make([]map[string]any, len(inputs))
+	return c.hmac(ctx, c.sealKey, inputs)
+}
+
+func (c *Client) hmac(ctx context.Context, key string, inputs [][]byte) ([]Result, error) {
+	batch := make([]transitItem, len(inputs))
 	for i, in := range inputs {
-		batch[i] = map[string]any{"input": b64(in)}
+		batch[i] = transitItem{Input: b64(in)}
 	}
-	return c.batch(ctx, "hmac/"+c.sealKey+"/sha2-256", batch, "hmac")
+	return c.batch(ctx, "hmac/"+key+"/sha2-256", batch, func(r transitResult) string { return r.HMAC })
+}
+
+// transitItem is one item of a transit batch_input. Each call sets the
+// fields its endpoint reads, and sends those alone.
+type transitItem struct {
+	Plaintext      string `json:"plaintext,omitempty"`
+	Ciphertext     string `json:"ciphertext,omitempty"`
+	AssociatedData string `json:"associated_data,omitempty"`
+	Input          string `json:"input,omitempty"`
+	HMAC           string `json:"hmac,omitempty"`
+}
+
+// transitResult is one item of an answer's batch_results, or the data of
+// an answer to a single item.
+type transitResult struct {
+	Ciphertext string `json:"ciphertext"`
+	Plaintext  string `json:"plaintext"`
+	HMAC       string `json:"hmac"`
+	Valid      bool   `json:"valid"`
+	Error      string `json:"error"`
+}
+
+// batchRequest is a transit batch call. partial_failure_response_code
+// keeps the other items' results when one item fails; without it Vault
+// answers 400 with only an error for all of them.
+type batchRequest struct {
+	Batch       []transitItem `json:"batch_input"`
+	PartialCode int           `json:"partial_failure_response_code"`
+}
+
+type batchResults struct {
+	Results []transitResult `json:"batch_results"`
+}
+
+// transitCall writes req to the transit path with token and decodes the answer's data into a T. It is vaultapi's
+// raw write, decoded into typed structs rather than vaultapi's generic
+// maps: transit calls are the request paths' most frequent Vault calls.
+// An error answer still returns whatever data it carried.
+func transitCall[T any](ctx context.Context, c *Client, token, path string, req any) (T, error) {
+	var data T
+	body, err := json.Marshal(req)
+	if err != nil {
+		return data, fmt.Errorf("vault %s: %w", path, err)
+	}
+	ctx, cancel := c.ctx(ctx)
+	defer cancel()
+	api := c.raw.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
+	resp, err := api.Logical().WriteRawWithContext(ctx, c.mount+"/"+path, body)
+	if resp != nil {
+		defer resp.Body.Close()
+		var derr error
+		if data, derr = dataOf[T](resp.Body); derr != nil && err == nil {
+			err = fmt.Errorf("vault %s: unreadable answer: %w", path, derr)
+		}
+	}
+	return data, err
+}
+
+// dataOf reads a Vault answer to its end (so that its connection is
+// reused) and decodes its data.
+func dataOf[T any](r io.Reader) (T, error) {
+	var out struct {
+		Data T `json:"data"`
+	}
+	b, err := io.ReadAll(r)
+	if err == nil {
+		err = json.Unmarshal(b, &out)
+	}
+	return out.Data, err
+}
+
+// batch makes one transit batch call with the service's token and takes
+// each item's value (field) or error.
+func (c *Client) batch(ctx context.Context, path string, batch []transitItem, field func(transitResult) string) ([]Result, error) {
+	raw, err := c.batchCall(ctx, c.api.Token(), path, batch)
+	if err != nil {
+		return nil, serviceErr(err, "transit "+path)
+	}
+	out := make([]Result, len(raw))
+	for i, r := range raw {
+		if r.Error != "" {
+			out[i].Err = apperr.New(apperr.Invalid, "vault rejected item %d: %s", i, r.Error)
+			continue
+		}
+		if out[i].Value = field(r); out[i].Value == "" {
+			out[i].Err = fmt.Errorf("vault transit %s: item %d has no value", path, i)
+		}
+	}
+	return out, nil
+}
+
+// batchCall sends batch and returns one result per item. A failed call
+// that still answered every item (an item's own error) is not an error.
+func (c *Client) batchCall(ctx context.Context, token, path string, batch []transitItem) ([]transitResult, error) {
+	data, err := transitCall[batchResults](ctx, c, token, path, batchRequest{Batch: batch, PartialCode: 200})
+	if err != nil && len(data.Results) == 0 {
+		return nil, err
+	}
+	if len(data.Results) != len(batch) {
+		return nil, fmt.Errorf("vault transit %s: %d results for %d items", path, len(data.Results), len(batch))
+	}
+	return data.Results, nil
 }
 
 // VerifySeals checks seals made by Seal: valid[i] says whether seals[i] is
 // the audit key's HMAC of inputs[i].
 func (c *Client) VerifySeals(ctx context.Context, inputs [][]byte, seals []string) ([]bool, error) {
-	batch := make([]map[string]any, len(inputs))
+	batch := make([]transitItem, len(inputs))
 	for i, in := range inputs {
-		batch[i] = map[string]any{"input": b64(in), "hmac": seals[i]}
+		batch[i] = transitItem{Input: b64(in), HMAC: seals[i]}
 	}
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	s, err := c.api.Logical().WriteWithContext(ctx, c.mount+"/verify/"+c.sealKey+"/sha2-256", map[string]any{
-		"batch_input": batch, "partial_failure_response_code": 200,
-	})
-	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
+	raw, err := c.batchCall(ctx, c.api.Token(), "verify/"+c.sealKey+"/sha2-256", batch)
+	if err != nil {
 		return nil, serviceErr(err, "verify seals")
-	}
-	if s == nil {
-		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no verification results")
-	}
-	raw, _ := s.Data["batch_results"].([]any)
-	if len(raw) != len(inputs) {
-		return nil, fmt.Errorf("vault verify: %d results for %d seals", len(raw), len(inputs))
 	}
 	valid := make([]bool, len(raw))
 	for i, r := range raw {
-		m, _ := r.(map[string]any)
-		valid[i], _ = m["valid"].(bool) // a malformed seal comes back with an error and no "valid"
+		valid[i] = r.Valid // a malformed seal comes back with an error and not valid
 	}
 	return valid, nil
 }
@@ -144,28 +201,30 @@ func (c *Client) DecryptMasked(ctx context.Context, token, ciphertext string, as
 }
 
 func (c *Client) decrypt(ctx context.Context, key, token, ciphertext string, associatedData []byte) ([]byte, error) {
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	as := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
-	s, err := as.Logical().WriteWithContext(ctx, c.mount+"/decrypt/"+key, map[string]any{
-		"ciphertext": ciphertext, "associated_data": b64(associatedData),
-	})
+	r, err := transitCall[transitResult](ctx, c, token, "decrypt/"+key,
+		transitItem{Ciphertext: ciphertext, AssociatedData: b64(associatedData)})
 	if err != nil {
 		var re *vaultapi.ResponseError
 		if errors.As(err, &re) && re.StatusCode == 400 {
 			return nil, apperr.Wrap(apperr.Gone, err, "the shipping data can no longer be decrypted")
 		}
-		return nil, translate(err, "transit decrypt")
+		return nil, decryptErr(err)
 	}
-	if s == nil {
-		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no plaintext")
-	}
-	p, _ := s.Data["plaintext"].(string)
-	out, err := base64.StdEncoding.DecodeString(p)
+	out, err := base64.StdEncoding.DecodeString(r.Plaintext)
 	if err != nil {
 		return nil, fmt.Errorf("vault decrypt: plaintext is not base64: %w", err)
 	}
 	return out, nil
+}
+
+// decryptErr maps a failed decrypt call. 404 (the key or the mount is
+// missing) means Vault cannot answer, not that the order is unknown.
+func decryptErr(err error) error {
+	var re *vaultapi.ResponseError
+	if errors.As(err, &re) && re.StatusCode == 404 {
+		return apperr.Wrap(apperr.VaultUnavailable, err, "vault returned no plaintext")
+	}
+	return translate(err, "transit decrypt")
 }
 
 // Ciphertext is one item to decrypt, with the associated data it was bound to.
@@ -180,35 +239,21 @@ type Ciphertext struct {
 // Items that cannot be decrypted any more carry Gone; the call as a whole
 // fails with Forbidden for a token without decrypt.
 func (c *Client) DecryptBatch(ctx context.Context, token string, items []Ciphertext) ([]Result, error) {
-	batch := make([]map[string]any, len(items))
+	batch := make([]transitItem, len(items))
 	for i, it := range items {
-		batch[i] = map[string]any{"ciphertext": it.Ciphertext, "associated_data": b64(it.AssociatedData)}
+		batch[i] = transitItem{Ciphertext: it.Ciphertext, AssociatedData: b64(it.AssociatedData)}
 	}
-	ctx, cancel := c.ctx(ctx)
-	defer cancel()
-	as := c.api.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
-	s, err := as.Logical().WriteWithContext(ctx, c.mount+"/decrypt/"+c.key, map[string]any{
-		"batch_input": batch, "partial_failure_response_code": 200,
-	})
-	if err != nil && (s == nil || s.Data["batch_results"] == nil) {
-		return nil, translate(err, "transit decrypt")
-	}
-	if s == nil {
-		return nil, apperr.New(apperr.VaultUnavailable, "vault returned no batch results")
-	}
-	raw, _ := s.Data["batch_results"].([]any)
-	if len(raw) != len(items) {
-		return nil, fmt.Errorf("vault decrypt: %d results for %d items", len(raw), len(items))
+	raw, err := c.batchCall(ctx, token, "decrypt/"+c.key, batch)
+	if err != nil {
+		return nil, decryptErr(err)
 	}
 	out := make([]Result, len(raw))
 	for i, r := range raw {
-		m, _ := r.(map[string]any)
-		if msg, _ := m["error"].(string); msg != "" {
+		if r.Error != "" {
 			out[i].Err = apperr.New(apperr.Gone, "the shipping data can no longer be decrypted")
 			continue
 		}
-		p, _ := m["plaintext"].(string)
-		plain, err := base64.StdEncoding.DecodeString(p)
+		plain, err := base64.StdEncoding.DecodeString(r.Plaintext)
 		if err != nil {
 			out[i].Err = fmt.Errorf("vault decrypt: plaintext is not base64: %w", err)
 			continue

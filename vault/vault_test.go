@@ -125,3 +125,49 @@ func TestTokensCarryTheirRolePolicyAlone(t *testing.T) {
 	_, err = root.Logical().DeleteWithContext(ctx, user)
 	require.NoError(t, err)
 }
+
+// Transit's answers are read item by item: one bad item fails only itself,
+// and a refused call fails as a whole with the right code.
+func TestTransitAnswersItemByItem(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	enc, err := env.Service.Encrypt(ctx, []vault.Plaintext{
+		{Plaintext: []byte("Jane Doe"), AssociatedData: []byte("order-1")},
+		{Plaintext: []byte("John Roe"), AssociatedData: []byte("order-2")},
+	})
+	require.NoError(t, err)
+	root := env.Root.Client()
+
+	labels, err := root.DecryptBatch(ctx, env.RootToken, []vault.Ciphertext{
+		{Ciphertext: enc[0].Value, AssociatedData: []byte("order-1")},
+		{Ciphertext: enc[1].Value, AssociatedData: []byte("order-1")}, // bound to order-2
+	})
+	require.NoError(t, err)
+	require.NoError(t, labels[0].Err)
+	require.Equal(t, "Jane Doe", labels[0].Value)
+	require.Equal(t, apperr.Gone, apperr.CodeOf(labels[1].Err))
+
+	seals, err := env.Service.Seal(ctx, [][]byte{[]byte("entry-1"), []byte("entry-2")})
+	require.NoError(t, err)
+	valid, err := env.Service.VerifySeals(ctx, [][]byte{[]byte("entry-1"), []byte("entry-2"), []byte("entry-3")},
+		[]string{seals[0].Value, seals[0].Value, "not a seal"})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, false, false}, valid)
+
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  apperr.Code
+	}{
+		{"no token", "", apperr.Forbidden},
+		{"the service's own token", vault.TokenOf(env.Service), apperr.Forbidden},
+		{"a token Vault does not know", "hvs.not-a-token", apperr.Forbidden},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := root.DecryptBatch(ctx, tc.token, []vault.Ciphertext{{Ciphertext: enc[0].Value, AssociatedData: []byte("order-1")}})
+			require.Equal(t, tc.want, apperr.CodeOf(err), "%v", err)
+			_, err = root.Decrypt(ctx, tc.token, enc[0].Value, []byte("order-1"))
+			require.Equal(t, tc.want, apperr.CodeOf(err), "%v", err)
+		})
+	}
+}
