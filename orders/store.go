@@ -256,13 +256,15 @@ func storeErr(err error) error {
 // runShared runs script in a pipeline shared with other requests' (one
 // round trip for all of them), and once more on its own when Redis lost
 // the script (NOSCRIPT: nothing ran).
-func (s *Store) runShared(ctx context.Context, script *redis.Script, keys []string, args []any) (any, error) {
+func (s *Store) runShared(ctx context.Context, script *redis.Script, keys []string, args []any) *redis.Cmd {
 	var cmd *redis.Cmd
 	if err := s.pipe.Do(ctx, func(p redis.Pipeliner) { cmd = script.EvalSha(ctx, p, keys, args...) }); err != nil {
-		return nil, err
+		cmd = redis.NewCmd(ctx)
+		cmd.SetErr(err)
+		return cmd
 	}
 	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		return script.Eval(ctx, s.rdb, keys, args...).Result()
+		return script.Eval(ctx, s.rdb, keys, args...)
 	}
-	return cmd.Result()
+	return cmd
 }

@@ -179,7 +179,7 @@ func (s *Store) storeNoting(ctx context.Context, req Request, note []byte) (Rece
 	args := []any{req.OrderID, sealed.ct, sealed.mct, bidx, digest, req.PaymentRef,
 		strconv.FormatInt(now.UnixMilli(), 10), expires.UnixMilli(), version, mversion, note, req.ShopDomain,
 		now.Format(time.RFC3339Nano)}
-	res, err := s.runShared(rctx, storeScript, keys, args)
+	res, err := s.runShared(rctx, storeScript, keys, args).Result()
 	if err != nil {
 		return Receipt{}, 0, storeErr(err)
 	}
@@ -226,11 +226,18 @@ func (s *Store) purgeNoting(ctx context.Context, orderID, reason string, payment
 	// The email's HMAC is on the PII hash (gone with it when the TTL came
 	// first: then the order's link expires with its score); references of
 	// earlier versions kept it too.
-	pipe := s.rdb.Pipeline()
-	refFields := pipe.HMGet(ctx, k.ref, "bidx", "payment_ref", "shop")
-	piiBidx := pipe.HGet(ctx, k.pii, "bidx")
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	var refFields *redis.SliceCmd
+	var piiBidx *redis.StringCmd
+	if err := s.pipe.Do(ctx, func(pipe redis.Pipeliner) {
+		refFields = pipe.HMGet(ctx, k.ref, "bidx", "payment_ref", "shop")
+		piiBidx = pipe.HGet(ctx, k.pii, "bidx")
+	}); err != nil {
 		return false, storeErr(err)
+	}
+	for _, err := range []error{refFields.Err(), piiBidx.Err()} {
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return false, storeErr(err)
+		}
 	}
 	vals := refFields.Val()
 	bidx, _ := vals[0].(string)
@@ -239,10 +246,10 @@ func (s *Store) purgeNoting(ctx context.Context, orderID, reason string, payment
 	if bidx == "" {
 		bidx = piiBidx.Val()
 	}
-	n, err := purgeScript.Run(ctx, s.rdb, []string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx,
+	n, err := s.runShared(ctx, purgeScript, []string{k.ref, k.pii, k.expiry, k.mailPrefix + bidx,
 		k.payrefPrefix + payref, k.keyver, k.keyverMasked, k.outbox, k.shopPrefix + shop, k.legacyEmailPrefix + bidx, k.mailOf},
-		orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note,
-		strings.Join(payments, "\n"), bidx).Int()
+		[]any{orderID, string(StatusAfter(reason)), reason, strconv.FormatInt(s.now().UnixMilli(), 10), note,
+			strings.Join(payments, "\n"), bidx}).Int()
 	if err != nil {
 		return false, storeErr(err)
 	}

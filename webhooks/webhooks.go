@@ -35,6 +35,7 @@ import (
 
 	"piivault/audit"
 	"piivault/internal/apperr"
+	"piivault/internal/redispipe"
 	"piivault/internal/web"
 	"piivault/orders"
 	"piivault/purge"
@@ -113,6 +114,7 @@ type Handler struct {
 	audit     Recorder
 	watch     SignatureWatcher
 	rdb       redis.UniversalClient
+	pipe      *redispipe.Shared // an event's claim and its "done", shared with other requests' round trips
 	log       *slog.Logger
 	write     func(*gin.Context, error)
 	now       func() time.Time
@@ -135,8 +137,11 @@ type Deps struct {
 	Audit   Recorder
 	Watch   SignatureWatcher
 	Redis   redis.UniversalClient
-	Log     *slog.Logger
-	Write   func(*gin.Context, error)
+	// Pipe shares an event's claim and its "done" with other requests'
+	// round trips; nil: the handler makes its own.
+	Pipe  *redispipe.Shared
+	Log   *slog.Logger
+	Write func(*gin.Context, error)
 	// EasyPost, when set, looks up the order of tracker events that name
 	// only a shipment piivault has not seen.
 	EasyPost ShipmentLookup
@@ -146,8 +151,11 @@ type Deps struct {
 
 // NewHandler builds a Handler.
 func NewHandler(d Deps) *Handler {
+	if d.Pipe == nil {
+		d.Pipe = redispipe.New(d.Redis, redispipe.Config{})
+	}
 	return &Handler{secrets: d.Secrets, orders: d.Orders, purger: d.Purger, bulk: d.Bulk, audit: d.Audit,
-		watch: d.Watch, rdb: d.Redis, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute,
+		watch: d.Watch, rdb: d.Redis, pipe: d.Pipe, log: d.Log, write: d.Write, now: time.Now, tolerance: 5 * time.Minute,
 		easypost: d.EasyPost, alerts: d.Alerts, reports: d.Reports, links: tracking.NewLinks(d.Redis)}
 }
 
@@ -178,7 +186,12 @@ type delivery struct {
 func (h *Handler) run(c *gin.Context, d delivery) {
 	ctx := c.Request.Context()
 	key := "piivault:{wh}:" + d.provider + ":" + d.eventID
-	ok, err := h.rdb.SetNX(ctx, key, "processing", processingLease).Result()
+	var claim *redis.BoolCmd
+	err := h.pipe.Do(ctx, func(p redis.Pipeliner) { claim = p.SetNX(ctx, key, "processing", processingLease) })
+	var ok bool
+	if err == nil {
+		ok, err = claim.Result()
+	}
 	if err != nil {
 		h.write(c, apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable"))
 		return
@@ -203,7 +216,12 @@ func (h *Handler) run(c *gin.Context, d delivery) {
 		h.write(c, err)
 		return
 	}
-	if err := h.rdb.Set(ctx, key, "done", RememberFor).Err(); err != nil {
+	var done *redis.StatusCmd
+	err = h.pipe.Do(ctx, func(p redis.Pipeliner) { done = p.Set(ctx, key, "done", RememberFor) })
+	if err == nil {
+		err = done.Err()
+	}
+	if err != nil {
 		h.log.Warn("webhook event not remembered", "provider", d.provider, "err", err)
 	}
 	events.WithLabelValues(d.provider, outcome).Inc()

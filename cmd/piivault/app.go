@@ -314,7 +314,7 @@ func (a *app) handler() (*gin.Engine, error) {
 			Secrets: webhooks.Secrets{Stripe: stripe, Shopify: string(a.cfg.ShopifySecret),
 				EasyPost: string(a.cfg.EasyPostSecret), Shipping: string(a.cfg.ShippingSecret)},
 			Orders: a.store, Purger: a.purger, Bulk: a.deletions, Audit: a.audit, Watch: a.monitor,
-			Redis: a.redis, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter, Reports: a.reports,
+			Redis: a.redis, Pipe: a.pipe, Log: a.log, Write: write, EasyPost: easypost, Alerts: a.alerter, Reports: a.reports,
 		}),
 		LoginLimit:       loginLimit,
 		ClientLimit:      clientLimit,
