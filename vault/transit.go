@@ -111,7 +111,12 @@ func transitCall[T any](ctx context.Context, c *Client, token, path string, req 
 	}
 	ctx, cancel := c.ctx(ctx)
 	defer cancel()
-	api := c.raw.WithRequestCallbacks(func(r *vaultapi.Request) { r.ClientToken = token })
+	api := c.raw.WithRequestCallbacks(func(r *vaultapi.Request) {
+		r.ClientToken = token
+		// A redirect (a standby naming the active node) sends the body
+		// again from Obj: vaultapi's raw write leaves it nil ("null").
+		r.Obj = json.RawMessage(body)
+	})
 	resp, err := api.Logical().WriteRawWithContext(ctx, c.mount+"/"+path, body)
 	if resp != nil {
 		defer resp.Body.Close()
@@ -140,6 +145,9 @@ func dataOf[T any](r io.Reader) (T, error) {
 // each item's value (field) or error.
 func (c *Client) batch(ctx context.Context, path string, batch []transitItem, field func(transitResult) string) ([]Result, error) {
 	raw, err := c.batchCall(ctx, c.api.Token(), path, batch)
+	if errors.Is(err, errResultCount) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, serviceErr(err, "transit "+path)
 	}
@@ -156,15 +164,19 @@ func (c *Client) batch(ctx context.Context, path string, batch []transitItem, fi
 	return out, nil
 }
 
-// batchCall sends batch and returns one result per item. A failed call
-// that still answered every item (an item's own error) is not an error.
+// errResultCount is an answer that does not hold one result per item.
+var errResultCount = errors.New("vault answered a different number of results than items")
+
+// batchCall sends batch and returns one result per item; an item's own
+// error is in its result. A refused call (every item failed: Vault then
+// answers 400, whatever partial_failure_response_code says) is an error.
 func (c *Client) batchCall(ctx context.Context, token, path string, batch []transitItem) ([]transitResult, error) {
 	data, err := transitCall[batchResults](ctx, c, token, path, batchRequest{Batch: batch, PartialCode: 200})
-	if err != nil && len(data.Results) == 0 {
+	if err != nil {
 		return nil, err
 	}
 	if len(data.Results) != len(batch) {
-		return nil, fmt.Errorf("vault transit %s: %d results for %d items", path, len(data.Results), len(batch))
+		return nil, fmt.Errorf("vault transit %s: %d results for %d items: %w", path, len(data.Results), len(batch), errResultCount)
 	}
 	return data.Results, nil
 }
@@ -177,6 +189,9 @@ func (c *Client) VerifySeals(ctx context.Context, inputs [][]byte, seals []strin
 		batch[i] = transitItem{Input: b64(in), HMAC: seals[i]}
 	}
 	raw, err := c.batchCall(ctx, c.api.Token(), "verify/"+c.sealKey+"/sha2-256", batch)
+	if errors.Is(err, errResultCount) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, serviceErr(err, "verify seals")
 	}
@@ -208,23 +223,13 @@ func (c *Client) decrypt(ctx context.Context, key, token, ciphertext string, ass
 		if errors.As(err, &re) && re.StatusCode == 400 {
 			return nil, apperr.Wrap(apperr.Gone, err, "the shipping data can no longer be decrypted")
 		}
-		return nil, decryptErr(err)
+		return nil, translate(err, "transit decrypt")
 	}
 	out, err := base64.StdEncoding.DecodeString(r.Plaintext)
 	if err != nil {
 		return nil, fmt.Errorf("vault decrypt: plaintext is not base64: %w", err)
 	}
 	return out, nil
-}
-
-// decryptErr maps a failed decrypt call. 404 (the key or the mount is
-// missing) means Vault cannot answer, not that the order is unknown.
-func decryptErr(err error) error {
-	var re *vaultapi.ResponseError
-	if errors.As(err, &re) && re.StatusCode == 404 {
-		return apperr.Wrap(apperr.VaultUnavailable, err, "vault returned no plaintext")
-	}
-	return translate(err, "transit decrypt")
 }
 
 // Ciphertext is one item to decrypt, with the associated data it was bound to.
@@ -244,8 +249,11 @@ func (c *Client) DecryptBatch(ctx context.Context, token string, items []Ciphert
 		batch[i] = transitItem{Ciphertext: it.Ciphertext, AssociatedData: b64(it.AssociatedData)}
 	}
 	raw, err := c.batchCall(ctx, token, "decrypt/"+c.key, batch)
+	if errors.Is(err, errResultCount) {
+		return nil, err
+	}
 	if err != nil {
-		return nil, decryptErr(err)
+		return nil, translate(err, "transit decrypt")
 	}
 	out := make([]Result, len(raw))
 	for i, r := range raw {

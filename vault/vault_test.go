@@ -2,6 +2,8 @@ package vault_test
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -170,4 +172,27 @@ func TestTransitAnswersItemByItem(t *testing.T) {
 			require.Equal(t, tc.want, apperr.CodeOf(err), "%v", err)
 		})
 	}
+}
+
+// A standby that does not forward requests redirects them to the active
+// node (307): a transit call follows it with its body, not an empty one.
+func TestTransitCallsFollowARedirectWithTheirBody(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	standby := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, env.VaultAddr+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	})}
+	go func() { _ = standby.Serve(l) }()
+	t.Cleanup(func() { _ = standby.Close() })
+
+	c, err := vault.New(ctx, vault.Config{Addr: "http://" + l.Addr().String(), Token: env.RootToken}, testenv.Logger())
+	require.NoError(t, err)
+	enc, err := c.Encrypt(ctx, []vault.Plaintext{{Plaintext: []byte("Jane Doe"), AssociatedData: []byte("order-1")}})
+	require.NoError(t, err)
+	require.NoError(t, enc[0].Err)
+	plain, err := c.Decrypt(ctx, env.RootToken, enc[0].Value, []byte("order-1"))
+	require.NoError(t, err)
+	require.Equal(t, "Jane Doe", string(plain))
 }

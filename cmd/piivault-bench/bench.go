@@ -392,10 +392,11 @@ func (m *cpuMeter) next(ops int) cpuShare {
 		m.last[i] = now
 	}
 	share := cpuShare{Vault: per[0], Redis: per[1], Serve: per[2], Load: per[3]}
-	if reads := m.reads(); ops > 0 {
+	reads := m.reads() // 0: unread, and then so is this share
+	if ops > 0 && reads > 0 && m.lastReads > 0 {
 		share.RedisReads = float64(reads-m.lastReads) / float64(ops)
-		m.lastReads = reads
 	}
+	m.lastReads = reads
 	return share
 }
 

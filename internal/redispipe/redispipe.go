@@ -30,6 +30,11 @@ type Shared struct {
 	rdb      redis.UniversalClient
 	timeout  time.Duration
 	inFlight int
+	// alone: every caller sends its own pipeline. A Cluster client sends
+	// a node's share of a pipeline again, whole, after some errors (up
+	// to MaxRedirects times): other callers' writes, already answered,
+	// would run twice.
+	alone bool
 
 	mu      sync.Mutex
 	busy    int    // pipelines being sent
@@ -38,8 +43,10 @@ type Shared struct {
 
 // Config tunes a Shared.
 type Config struct {
-	InFlight int           // pipelines sent at once (default 2)
-	Timeout  time.Duration // bound on one pipeline's round trip (default 3s)
+	InFlight int // pipelines sent at once (default 2)
+	// Timeout bounds the wait for a connection (default 3s); the client's
+	// read and write timeouts bound the round trip itself.
+	Timeout time.Duration
 }
 
 // New shares rdb's pipelines.
@@ -50,7 +57,8 @@ func New(rdb redis.UniversalClient, cfg Config) *Shared {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 3 * time.Second
 	}
-	return &Shared{rdb: rdb, timeout: cfg.Timeout, inFlight: cfg.InFlight}
+	_, cluster := rdb.(*redis.ClusterClient)
+	return &Shared{rdb: rdb, timeout: cfg.Timeout, inFlight: cfg.InFlight, alone: cluster}
 }
 
 // A job's states: queued, taken into a pipeline, or given up by its caller.
@@ -61,9 +69,10 @@ const (
 )
 
 type job struct {
-	fill  func(redis.Pipeliner)
-	state atomic.Int32
-	done  chan struct{}
+	fill     func(redis.Pipeliner)
+	state    atomic.Int32
+	done     chan struct{}
+	panicked any // what fill panicked with, raised again in the caller
 }
 
 // Do queues fill's commands and returns once they were answered. A nil
@@ -77,17 +86,16 @@ func (s *Shared) Do(ctx context.Context, fill func(redis.Pipeliner)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if s.alone {
+		s.own(ctx, fill)
+		return nil
+	}
 	s.mu.Lock()
 	if s.busy < s.inFlight && len(s.waiting) == 0 {
 		s.busy++
 		s.mu.Unlock()
 		defer s.next()
-		ctx, cancel := context.WithTimeout(ctx, s.timeout)
-		defer cancel()
-		pipe := s.rdb.Pipeline()
-		fill(pipe)
-		callers.Observe(1)
-		_, _ = pipe.Exec(ctx) // each command carries its own answer
+		s.own(ctx, fill)
 		return nil
 	}
 	j := &job{fill: fill, done: make(chan struct{})}
@@ -95,15 +103,46 @@ func (s *Shared) Do(ctx context.Context, fill func(redis.Pipeliner)) error {
 	s.mu.Unlock()
 	select {
 	case <-j.done:
-		return nil
 	case <-ctx.Done():
 		if j.state.CompareAndSwap(queued, abandoned) {
 			return ctx.Err()
 		}
 		// Already in a pipeline on its way: its answer comes within the
-		// pipeline's own timeout, and the caller must see it.
+		// client's timeouts, and the caller must see it.
 		<-j.done
-		return nil
+	}
+	if j.panicked != nil {
+		panic(j.panicked)
+	}
+	return nil
+}
+
+// own sends the caller's commands alone, on its own goroutine.
+func (s *Shared) own(ctx context.Context, fill func(redis.Pipeliner)) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	pipe := s.rdb.Pipeline()
+	fill(pipe)
+	callers.Observe(1)
+	exec(ctx, pipe)
+}
+
+// exec sends pipe. A pipeline can fail before any command is sent (a new
+// connection's AUTH refused, say) with its commands untouched: each then
+// carries that error, so that no caller reads a command never sent as an
+// empty answer (a block check must not pass as "not blocked").
+func exec(ctx context.Context, pipe redis.Pipeliner) {
+	cmds, err := pipe.Exec(ctx)
+	if err == nil {
+		return
+	}
+	for _, c := range cmds {
+		if c.Err() != nil {
+			return // the error is a command's own: the pipeline was answered
+		}
+	}
+	for _, c := range cmds {
+		c.SetErr(err)
 	}
 }
 
@@ -131,15 +170,24 @@ func (s *Shared) send(batch []*job) {
 	live := batch[:0]
 	for _, j := range batch {
 		if j.state.CompareAndSwap(queued, taken) {
-			j.fill(pipe)
+			j.fillIn(pipe)
 			live = append(live, j)
 		}
 	}
 	if len(live) > 0 {
 		callers.Observe(float64(len(live)))
-		_, _ = pipe.Exec(ctx)
+		exec(ctx, pipe)
 	}
 	for _, j := range live {
 		close(j.done)
 	}
+}
+
+// fillIn queues j's commands on pipe. A panic is the caller's, raised
+// again on its own goroutine (where the server's recovery answers 500),
+// not this one's, which would end the process; what it queued before the
+// panic is still sent, as it would be on the caller's own pipeline.
+func (j *job) fillIn(pipe redis.Pipeliner) {
+	defer func() { j.panicked = recover() }()
+	j.fill(pipe)
 }

@@ -68,7 +68,7 @@ func hold(t *testing.T, s *redispipe.Shared, d time.Duration) <-chan struct{} {
 func TestCallersQueuedBehindABusyPipelineShareTheNextOne(t *testing.T) {
 	rdb, sent := startRedis(t)
 	s := redispipe.New(rdb, redispipe.Config{InFlight: 1})
-	freed := hold(t, s, 300*time.Millisecond)
+	freed := hold(t, s, time.Second)
 
 	const callers = 12
 	var wg sync.WaitGroup
@@ -95,10 +95,10 @@ func TestCallersQueuedBehindABusyPipelineShareTheNextOne(t *testing.T) {
 }
 
 func TestOneCallersFailedCommandIsNotAnothers(t *testing.T) {
-	rdb, _ := startRedis(t)
+	rdb, sent := startRedis(t)
 	require.NoError(t, rdb.Set(context.Background(), "word", "not a number", 0).Err())
 	s := redispipe.New(rdb, redispipe.Config{InFlight: 1})
-	freed := hold(t, s, 200*time.Millisecond)
+	freed := hold(t, s, 300*time.Millisecond)
 
 	var incr *redis.IntCmd
 	var get *redis.StringCmd
@@ -114,6 +114,7 @@ func TestOneCallersFailedCommandIsNotAnothers(t *testing.T) {
 	}()
 	wg.Wait()
 	<-freed
+	require.EqualValues(t, 2, sent.n.Load(), "the held pipeline, then one for both callers")
 	require.Error(t, incr.Err(), "INCR of a word fails")
 	assert.NoError(t, get.Err(), "the other caller's read, in the same pipeline, does not")
 	assert.Equal(t, "not a number", get.Val())
@@ -152,4 +153,89 @@ func TestARedisThatIsDownFailsEachCommandNotTheCall(t *testing.T) {
 	require.NoError(t, s.Do(context.Background(), func(p redis.Pipeliner) { get = p.Get(context.Background(), "k") }))
 	require.Error(t, get.Err())
 	assert.NotErrorIs(t, get.Err(), redis.Nil, "a refused connection is not an absent key")
+}
+
+// A pipeline can fail before a single command is sent: a new connection's
+// AUTH refused (a rotated password). No command may then read as an empty
+// answer: a block check would pass as "not blocked".
+func TestAPipelineThatWasNeverSentFailsEveryCommand(t *testing.T) {
+	stack, err := devstack.StartRedis()
+	require.NoError(t, err)
+	t.Cleanup(stack.Stop)
+	admin := redis.NewClient(&redis.Options{Addr: stack.RedisAddr})
+	require.NoError(t, admin.ConfigSet(context.Background(), "requirepass", "the-new-password").Err())
+	require.NoError(t, admin.Close())
+	rdb := redis.NewClient(&redis.Options{Addr: stack.RedisAddr, MaxRetries: -1, Password: "the-old-password"})
+	t.Cleanup(func() { _ = rdb.Close() })
+	s := redispipe.New(rdb, redispipe.Config{InFlight: 1})
+
+	check := func(t *testing.T) {
+		var score *redis.FloatCmd
+		var get *redis.StringCmd
+		require.NoError(t, s.Do(context.Background(), func(p redis.Pipeliner) {
+			score = p.ZScore(context.Background(), "blocks", "192.0.2.1")
+			get = p.Get(context.Background(), "k")
+		}))
+		for _, err := range []error{score.Err(), get.Err()} {
+			require.Error(t, err)
+			assert.NotErrorIs(t, err, redis.Nil, "an unsent command is not an absent key")
+		}
+	}
+	t.Run("sent on its own", check)
+	t.Run("sent with others", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() { defer wg.Done(); check(t) }()
+		}
+		wg.Wait()
+	})
+}
+
+func TestAPanicWhileQueuingIsTheCallersAndFreesThePipeline(t *testing.T) {
+	rdb, _ := startRedis(t)
+	s := redispipe.New(rdb, redispipe.Config{InFlight: 1})
+	freed := hold(t, s, 300*time.Millisecond)
+
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		_ = s.Do(context.Background(), func(redis.Pipeliner) { panic("a bug in a caller") })
+	}()
+	assert.Equal(t, "a bug in a caller", <-panicked, "raised again on the caller's goroutine")
+	<-freed
+	var get *redis.StringCmd
+	require.NoError(t, s.Do(context.Background(), func(p redis.Pipeliner) { get = p.Get(context.Background(), "k") }))
+	assert.ErrorIs(t, get.Err(), redis.Nil, "the next caller is answered")
+}
+
+// A Cluster client sends a node's share of a pipeline again, whole, after
+// some errors: there, callers never share one, so another caller's write
+// cannot run twice.
+func TestOnAClusterEachCallerSendsItsOwn(t *testing.T) {
+	cluster, err := devstack.StartRedisCluster(3)
+	require.NoError(t, err)
+	t.Cleanup(cluster.Stop)
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cluster.Addrs, MaxRetries: -1, DisableIdentity: true})
+	t.Cleanup(func() { _ = rdb.Close() })
+	sent := &pipelines{}
+	rdb.AddHook(sent)
+	s := redispipe.New(rdb, redispipe.Config{InFlight: 1})
+	freed := hold(t, s, 300*time.Millisecond)
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var set *redis.StatusCmd
+			assert.NoError(t, s.Do(context.Background(), func(p redis.Pipeliner) {
+				set = p.Set(context.Background(), fmt.Sprintf("k%d", i), i, 0)
+			}))
+			assert.NoError(t, set.Err())
+		}()
+	}
+	wg.Wait()
+	<-freed
+	assert.EqualValues(t, 9, sent.n.Load(), "the held pipeline, and one for each caller")
 }
