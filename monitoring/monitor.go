@@ -353,17 +353,10 @@ func (m *Monitor) Unblock(ctx context.Context, actor, ip, fromIP string) error {
 		Detail: map[string]string{"ip": ip}})
 }
 
-// Blocked reports whether ip is blocked now. It is checked on every
-// request: one sorted-set score read.
-func (m *Monitor) Blocked(ctx context.Context, ip string) (bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, m.timeout)
-	defer cancel()
-	return m.blocked(m.rdb.ZScore(ctx, blocksUntil, ip))
-}
-
-// BlockedIn queues Blocked's read on p, so that it can share a round trip
-// with the request's other reads (its API key's look-up); the returned
-// function, called after p ran, answers as Blocked does.
+// BlockedIn queues the read of whether ip is blocked now (one sorted-set
+// score, checked on every request) on p, so that it shares a round trip
+// with the request's other reads; the returned function, called after p
+// ran, answers.
 func (m *Monitor) BlockedIn(ctx context.Context, p redis.Pipeliner, ip string) func() (bool, error) {
 	cmd := p.ZScore(ctx, blocksUntil, ip)
 	return func() (bool, error) { return m.blocked(cmd) }

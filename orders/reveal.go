@@ -85,10 +85,8 @@ func (s *Store) readSealed(ctx context.Context, orderID string, masked bool, g g
 	if gerr := pass(); gerr != nil {
 		return sealedOrder{}, gerr
 	}
-	for _, err := range []error{refCmd.Err(), ctCmd.Err()} {
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return sealedOrder{}, storeErr(err)
-		}
+	if err := readErr(refCmd, ctCmd); err != nil {
+		return sealedOrder{}, err
 	}
 	if len(refCmd.Val()) == 0 {
 		return sealedOrder{}, apperr.New(apperr.NotFound, "no such order")

@@ -253,6 +253,17 @@ func storeErr(err error) error {
 	return apperr.Wrap(apperr.StoreUnavailable, err, "the store is unavailable")
 }
 
+// readErr is the first failure among reads sent together, as a store
+// error; an absent key (redis.Nil) is an answer, not a failure.
+func readErr(cmds ...redis.Cmder) error {
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return storeErr(err)
+		}
+	}
+	return nil
+}
+
 // runShared runs script in a pipeline shared with other requests' (one
 // round trip for all of them), and once more on its own when Redis lost
 // the script (NOSCRIPT: nothing ran).

@@ -234,10 +234,8 @@ func (s *Store) purgeNoting(ctx context.Context, orderID, reason string, payment
 	}); err != nil {
 		return false, storeErr(err)
 	}
-	for _, err := range []error{refFields.Err(), piiBidx.Err()} {
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return false, storeErr(err)
-		}
+	if err := readErr(refFields, piiBidx); err != nil {
+		return false, err
 	}
 	vals := refFields.Val()
 	bidx, _ := vals[0].(string)
