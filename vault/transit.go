@@ -99,10 +99,10 @@ type batchResults struct {
 	Results []transitResult `json:"batch_results"`
 }
 
-// transitCall writes req to the transit path with token and decodes the answer's data into a T. It is vaultapi's
-// raw write, decoded into typed structs rather than vaultapi's generic
-// maps: transit calls are the request paths' most frequent Vault calls.
-// An error answer still returns whatever data it carried.
+// transitCall writes req to the transit path with token and decodes the
+// answer's data into a T. It is vaultapi's raw write, decoded into typed
+// structs rather than vaultapi's generic maps: transit calls are the
+// request paths' most frequent Vault calls.
 func transitCall[T any](ctx context.Context, c *Client, token, path string, req any) (T, error) {
 	var data T
 	body, err := json.Marshal(req)
