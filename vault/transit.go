@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	vaultapi "github.com/hashicorp/vault/api"
@@ -44,7 +46,7 @@ func (c *Client) EncryptMasked(ctx context.Context, items []Plaintext) ([]Result
 func (c *Client) encrypt(ctx context.Context, key string, items []Plaintext) ([]Result, error) {
 	batch := make([]transitItem, len(items))
 	for i, it := range items {
-		batch[i] = transitItem{Plaintext: b64(it.Plaintext), AssociatedData: b64(it.AssociatedData)}
+		batch[i] = transitItem{Plaintext: it.Plaintext, AssociatedData: it.AssociatedData}
 	}
 	return c.batch(ctx, "encrypt/"+key, batch, func(r transitResult) string { return r.Ciphertext })
 }
@@ -62,18 +64,20 @@ func (c *Client) Seal(ctx context.Context, inputs [][]byte) ([]Result, error) {
 func (c *Client) hmac(ctx context.Context, key string, inputs [][]byte) ([]Result, error) {
 	batch := make([]transitItem, len(inputs))
 	for i, in := range inputs {
-		batch[i] = transitItem{Input: b64(in)}
+		batch[i] = transitItem{Input: in}
 	}
 	return c.batch(ctx, "hmac/"+key+"/sha2-256", batch, func(r transitResult) string { return r.HMAC })
 }
 
 // transitItem is one item of a transit batch_input. Each call sets the
-// fields its endpoint reads, and sends those alone.
+// fields its endpoint reads, and sends those alone. The byte fields are
+// the ones transit wants in base64, which encoding/json writes []byte as,
+// straight into the request (no base64 string of each first).
 type transitItem struct {
-	Plaintext      string `json:"plaintext,omitempty"`
+	Plaintext      []byte `json:"plaintext,omitempty"`
 	Ciphertext     string `json:"ciphertext,omitempty"`
-	AssociatedData string `json:"associated_data,omitempty"`
-	Input          string `json:"input,omitempty"`
+	AssociatedData []byte `json:"associated_data,omitempty"`
+	Input          []byte `json:"input,omitempty"`
 	HMAC           string `json:"hmac,omitempty"`
 }
 
@@ -129,16 +133,39 @@ func transitCall[T any](ctx context.Context, c *Client, token, path string, req 
 }
 
 // dataOf reads a Vault answer to its end (so that its connection is
-// reused) and decodes its data.
+// reused) and decodes its data. The answer is read into a buffer kept for
+// the next one: transit answers are the request paths' largest reads.
 func dataOf[T any](r io.Reader) (T, error) {
 	var out struct {
 		Data T `json:"data"`
 	}
-	b, err := io.ReadAll(r)
+	buf := answers.Get().(*bytes.Buffer)
+	defer putAnswer(buf)
+	_, err := buf.ReadFrom(r)
 	if err == nil {
-		err = json.Unmarshal(b, &out)
+		err = json.Unmarshal(buf.Bytes(), &out)
 	}
 	return out.Data, err
+}
+
+// answers holds buffers for Vault's answers between calls.
+var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxKeptAnswer is the largest buffer kept for reuse: a pick-list's
+// answer may be far larger than a request path's, and is left to the
+// collector.
+const maxKeptAnswer = 64 << 10
+
+// putAnswer wipes buf and keeps it for the next answer. A decrypt's answer
+// holds an order's shipping block (in base64): it must not linger in a
+// buffer that waits for reuse.
+func putAnswer(buf *bytes.Buffer) {
+	if buf.Cap() > maxKeptAnswer {
+		return
+	}
+	clear(buf.Bytes()[:buf.Cap()])
+	buf.Reset()
+	answers.Put(buf)
 }
 
 // batch makes one transit batch call with the service's token and takes
@@ -186,7 +213,7 @@ func (c *Client) batchCall(ctx context.Context, token, path string, batch []tran
 func (c *Client) VerifySeals(ctx context.Context, inputs [][]byte, seals []string) ([]bool, error) {
 	batch := make([]transitItem, len(inputs))
 	for i, in := range inputs {
-		batch[i] = transitItem{Input: b64(in), HMAC: seals[i]}
+		batch[i] = transitItem{Input: in, HMAC: seals[i]}
 	}
 	raw, err := c.batchCall(ctx, c.api.Token(), "verify/"+c.sealKey+"/sha2-256", batch)
 	if errors.Is(err, errResultCount) {
@@ -217,7 +244,7 @@ func (c *Client) DecryptMasked(ctx context.Context, token, ciphertext string, as
 
 func (c *Client) decrypt(ctx context.Context, key, token, ciphertext string, associatedData []byte) ([]byte, error) {
 	r, err := transitCall[transitResult](ctx, c, token, "decrypt/"+key,
-		transitItem{Ciphertext: ciphertext, AssociatedData: b64(associatedData)})
+		transitItem{Ciphertext: ciphertext, AssociatedData: associatedData})
 	if err != nil {
 		var re *vaultapi.ResponseError
 		if errors.As(err, &re) && re.StatusCode == 400 {
@@ -246,7 +273,7 @@ type Ciphertext struct {
 func (c *Client) DecryptBatch(ctx context.Context, token string, items []Ciphertext) ([]Result, error) {
 	batch := make([]transitItem, len(items))
 	for i, it := range items {
-		batch[i] = transitItem{Ciphertext: it.Ciphertext, AssociatedData: b64(it.AssociatedData)}
+		batch[i] = transitItem{Ciphertext: it.Ciphertext, AssociatedData: it.AssociatedData}
 	}
 	raw, err := c.batchCall(ctx, token, "decrypt/"+c.key, batch)
 	if errors.Is(err, errResultCount) {

@@ -1,0 +1,28 @@
+package vault
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// A Vault answer is read into a buffer kept for the next answer, which is
+// wiped first: a decrypt's answer holds an order's shipping block.
+func TestAnAnswersBufferIsWipedBeforeItIsKept(t *testing.T) {
+	buf := bytes.NewBufferString(`{"data":{"plaintext":"eyJuYW1lIjoiSmFuZSBEb2UifQ=="}}`)
+	held := buf.Bytes()[:buf.Cap()]
+	putAnswer(buf)
+	require.Equal(t, make([]byte, len(held)), held, "the answer's bytes are still in the kept buffer")
+	require.Zero(t, buf.Len())
+
+	// Answers read one after another through kept buffers decode alone:
+	// nothing of a longer answer before them is read with them.
+	long := `{"data":{"plaintext":"` + strings.Repeat("QQ", 4096) + `"}}`
+	for _, answer := range []string{long, `{"data":{"plaintext":"Sm9l"}}`} {
+		r, err := dataOf[transitResult](strings.NewReader(answer))
+		require.NoError(t, err)
+		require.Equal(t, answer[len(`{"data":{"plaintext":"`):len(answer)-len(`"}}`)], r.Plaintext)
+	}
+}
