@@ -17,6 +17,12 @@ func TestAnAnswersBufferIsWipedBeforeItIsKept(t *testing.T) {
 	require.Equal(t, make([]byte, len(held)), held, "the answer's bytes are still in the kept buffer")
 	require.Zero(t, buf.Len())
 
+	// One too large to keep (a pick-list's answer) is wiped all the same.
+	big := bytes.NewBuffer(bytes.Repeat([]byte("QQ"), maxKeptAnswer))
+	held = big.Bytes()[:big.Cap()]
+	putAnswer(big)
+	require.Equal(t, make([]byte, len(held)), held, "a large answer's bytes are left in memory")
+
 	// Answers read one after another through kept buffers decode alone:
 	// nothing of a longer answer before them is read with them.
 	long := `{"data":{"plaintext":"` + strings.Repeat("QQ", 4096) + `"}}`

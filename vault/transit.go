@@ -156,14 +156,15 @@ var answers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // collector.
 const maxKeptAnswer = 64 << 10
 
-// putAnswer wipes buf and keeps it for the next answer. A decrypt's answer
-// holds an order's shipping block (in base64): it must not linger in a
-// buffer that waits for reuse.
+// putAnswer wipes buf and keeps it for the next answer unless it is
+// larger than maxKeptAnswer. A decrypt's answer holds an order's shipping
+// block (in base64), and a pick-list's a hundred: they must not linger in
+// memory until it is reused.
 func putAnswer(buf *bytes.Buffer) {
+	clear(buf.Bytes()[:buf.Cap()])
 	if buf.Cap() > maxKeptAnswer {
 		return
 	}
-	clear(buf.Bytes()[:buf.Cap()])
 	buf.Reset()
 	answers.Put(buf)
 }
