@@ -3,6 +3,7 @@ package vault_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,9 +17,9 @@ import (
 
 // BenchmarkTransitCallClientCPU is what one transit call costs the process
 // that makes it, in CPU: piivault's call (vaultapi's raw write, decoded
-// into typed results) beside the same request sent and its answer decoded
-// with nothing but net/http and encoding/json, against the test environment's real Vault. On the 2-core
-// development machine the two cost the same, so a leaner transit client
+// into typed results) beside the same request sent and its answer
+// decoded with nothing but net/http and encoding/json, against the test
+// environment's real Vault. On the 2-core development machine the two cost the same, so a leaner transit client
 // than vaultapi would save nothing: a call's cost is net/http's and the
 // kernel's (the round trip's system calls and goroutine wake-ups).
 func BenchmarkTransitCallClientCPU(b *testing.B) {
@@ -26,14 +27,18 @@ func BenchmarkTransitCallClientCPU(b *testing.B) {
 	ctx := context.Background()
 	input := [][]byte{[]byte("email\x00jane.doe@example.com")}
 	addr, token := env.VaultAddr, vault.TokenOf(env.Service)
-	body := []byte(`{"batch_input":[{"input":"ZW1haWwAamFuZS5kb2VAZXhhbXBsZS5jb20="}],"partial_failure_response_code":200}`)
+	body := []byte(`{"batch_input":[{"input":"` + base64.StdEncoding.EncodeToString(input[0]) +
+		`"}],"partial_failure_response_code":200}`)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	calls := map[string]func() error{
-		"piivault": func() error {
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"piivault", func() error {
 			_, err := env.Service.HMAC(ctx, input)
 			return err
-		},
-		"net/http": func() error {
+		}},
+		{"net/http", func() error {
 			req, err := http.NewRequestWithContext(ctx, http.MethodPost, addr+"/v1/"+vault.IndexHMACPath(env.Service), bytes.NewReader(body))
 			if err != nil {
 				return err
@@ -56,10 +61,10 @@ func BenchmarkTransitCallClientCPU(b *testing.B) {
 				} `json:"data"`
 			}
 			return json.Unmarshal(raw, &answer)
-		},
+		}},
 	}
-	for _, name := range []string{"piivault", "net/http"} {
-		call := calls[name]
+	for _, c := range calls {
+		name, call := c.name, c.call
 		b.Run(name+"/serial", func(b *testing.B) {
 			cpu := processCPU()
 			for b.Loop() {
