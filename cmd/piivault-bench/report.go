@@ -128,10 +128,13 @@ type goal struct {
 	Unit   string  `json:"unit"`
 	Met    bool    `json:"met"`
 	// Ceiling (throughput goals): the most this machine allows, were
-	// serve's CPU per operation only its GET /healthz's (level.ceiling).
-	// Below Limit: out of reach on this machine with piivault's calls as
-	// they are, whatever serve does.
+	// serve's CPU per operation only its floor (level.ceiling): what its
+	// GET /healthz costs it, plus, for a reveal, the decrypt's own cost to
+	// the process that makes it. Below Limit: out of reach on this machine
+	// with piivault's calls as they are, whatever serve does.
 	Ceiling float64 `json:"ceiling,omitempty"`
+	// Floor says what serve's floor was in Ceiling's reckoning.
+	Floor string `json:"ceiling_serve_floor,omitempty"`
 }
 
 // judge compares the run with the goals; a goal whose level or phase was
@@ -157,22 +160,27 @@ func judge(r *results) []goal {
 		add("ingest c=1, p50 ÷ bare p50", l.P50, 2, true, "×")
 		add("ingest c=1, p99 ÷ bare p99", l.P99, 2, true, "×")
 	}
-	cores, floor := runtime.NumCPU(), r.ServeCPUFloorMicros/1000
-	addTput := func(path string, l level, limit float64) {
+	cores, healthz := runtime.NumCPU(), r.ServeCPUFloorMicros/1000
+	addTput := func(path string, l level, limit, floor float64, what string) {
 		add(path, l.Throughput, limit, false, "×")
 		out[len(out)-1].Ceiling = l.ceiling(cores, floor)
+		out[len(out)-1].Floor = what
 	}
 	if l, ok := at(r.Ingest, 4); ok {
-		addTput("ingest c=4, throughput ÷ bare", l, 0.8)
+		addTput("ingest c=4, throughput ÷ bare", l, 0.8, healthz, floorHealthz)
 	}
 	if l, ok := at(r.Ingest, 64); ok {
-		addTput("ingest c=64, throughput ÷ bare", l, 1.5)
+		addTput("ingest c=64, throughput ÷ bare", l, 1.5, healthz, floorHealthz)
 	}
 	if l, ok := at(r.Reveal, 1); ok {
 		add("reveal c=1, p50 ÷ bare decrypt p50", l.P50, 3, true, "×")
 	}
 	if l, ok := at(r.Reveal, 16); ok {
-		addTput("reveal c=16, throughput ÷ bare decrypt", l, 0.6)
+		// A reveal's decrypt is made with the revealing member's own
+		// token, one call per reveal; the bare loop makes that same call
+		// through the same client, and its CPU per call is what the call
+		// costs serve too.
+		addTput("reveal c=16, throughput ÷ bare decrypt", l, 0.6, healthz+l.BareCPU.Load, floorDecrypt)
 	}
 	if l, ok := at(r.Webhook, 1); ok {
 		add("webhook → PII gone c=1, p50 ÷ bare (HMAC, one script)", l.P50, 2, true, "×")
@@ -189,10 +197,16 @@ func judge(r *results) []goal {
 	return out
 }
 
+// What serve's floor was in a ceiling's reckoning.
+const (
+	floorHealthz = "GET /healthz"
+	floorDecrypt = "GET /healthz + one decrypt call"
+)
+
 // goalsTable is the goals as a Markdown table (the README's).
 func goalsTable(r *results) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| path | measured | goal | met | ceiling if serve cost what `GET /healthz` does |\n| --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(&b, "| path | measured | goal | met | ceiling were serve at its floor |\n| --- | --- | --- | --- | --- |\n")
 	for _, g := range r.Goals {
 		op := "≥"
 		if g.AtMost {
@@ -204,7 +218,7 @@ func goalsTable(r *results) string {
 		}
 		ceiling := "—"
 		if g.Ceiling > 0 {
-			ceiling = num(g.Ceiling, g.Unit)
+			ceiling = num(g.Ceiling, g.Unit) + " (" + g.Floor + ")"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s |\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met, ceiling)
 	}
@@ -291,7 +305,7 @@ func printResults(w io.Writer, r *results) {
 			}
 			ceiling := ""
 			if g.Ceiling > 0 {
-				ceiling = fmt.Sprintf("   ceiling %.2f× (serve at its /healthz cost)", g.Ceiling)
+				ceiling = fmt.Sprintf("   ceiling %.2f× (serve at %s)", g.Ceiling, g.Floor)
 			}
 			fmt.Fprintf(w, "  %-56s %10s   goal %s %-8s %s%s\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met, ceiling)
 		}
