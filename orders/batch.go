@@ -151,10 +151,12 @@ func (c *coalescer) do(ctx context.Context, items []any) ([]vault.Result, error)
 		return nil, errBatcherClosed
 	default:
 	}
-	// Nothing waiting and a Vault call free: make it here, at once, with
-	// no hand-off to the batching loop (the common case at low load).
-	// Callers that arrive meanwhile queue and are batched as usual.
-	if len(c.queue) == 0 && !c.holding.Load() {
+	// An idle batcher (nothing waiting, no call in flight): make the call
+	// here, at once, with no hand-off to the batching loop (the common
+	// case at low load). While a call is in flight, even with the other
+	// free, a caller queues and shares the next batch: taking the free
+	// call alone made every other call under load a one-item call.
+	if len(c.queue) == 0 && !c.holding.Load() && len(c.slots) == 0 {
 		select {
 		case c.slots <- struct{}{}:
 			defer func() { <-c.slots }()

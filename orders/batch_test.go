@@ -337,3 +337,54 @@ func TestBatcherClosedRefuses(t *testing.T) {
 	require.Equal(t, apperr.VaultUnavailable, apperr.CodeOf(err))
 	require.Zero(t, f.calls.Load(), "a closed batcher asks nobody")
 }
+
+// While a batch is on its way to Vault, a newcomer does not take the other
+// Vault call for itself: it joins the next batch with whoever comes after
+// it. (Taking it alone made every other call under load a one-item call.)
+func TestBatcherNewcomersJoinABatchWhileOneIsInFlight(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var mu sync.Mutex
+	var sizes []int
+	f := &fakeSealer{encrypt: func(ctx context.Context, items []vault.Plaintext) ([]vault.Result, error) {
+		if string(items[0].Plaintext) == "first" {
+			entered <- struct{}{}
+			<-release
+		} else {
+			mu.Lock()
+			sizes = append(sizes, len(items))
+			mu.Unlock()
+		}
+		return echo(ctx, items)
+	}}
+	// MaxItems 2: the newcomers' batch goes as soon as both are in it.
+	b := NewBatcher(f, BatchConfig{MaxItems: 2, MaxWait: time.Minute})
+	defer b.Close()
+	released := sync.OnceFunc(func() { close(release) })
+	defer released()
+
+	first := make(chan error, 1)
+	go func() {
+		_, err := b.Encrypt(context.Background(), []vault.Plaintext{{Plaintext: []byte("first")}})
+		first <- err
+	}()
+	within(t, entered, "the first call") // in flight, and the second Vault call free
+
+	answers := make(chan answer, 2)
+	for i, p := range []string{"a", "b"} {
+		go func() {
+			res, err := b.Encrypt(context.Background(), []vault.Plaintext{{Plaintext: []byte(p)}})
+			answers <- answer{i, res, err}
+		}()
+	}
+	for range 2 {
+		a := within(t, answers, "a newcomer")
+		require.NoError(t, a.err)
+		require.Equal(t, "ct:"+[]string{"a", "b"}[a.caller], a.res[0].Value, "each newcomer gets its own result")
+	}
+	mu.Lock()
+	require.Equal(t, []int{2}, sizes, "the two newcomers share one Vault call")
+	mu.Unlock()
+	released()
+	require.NoError(t, within(t, first, "the first caller"))
+}
