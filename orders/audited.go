@@ -14,7 +14,8 @@ import (
 
 // Nothing changes without its audit entry: this file is the one place that
 // holds the rule. Every store and purge goes through StoreAudited,
-// PurgeAudited or PurgeManyAudited, which run the whole protocol:
+// PurgeAudited or PurgeManyAudited, which run the whole protocol (the
+// sweep's PurgeManyNoted runs step 1 and leaves 2 and 3 to Noted.Record):
 //
 //  1. the change and its audit entry (as an outbox note) are written by one
 //     atomic script: there is never a change without its note;
@@ -182,6 +183,18 @@ func (s *Store) PurgeAudited(ctx context.Context, orderID, reason string, paymen
 // unknown; the error is a *DeferredError when the purges were made and
 // only their entries wait.
 func (s *Store) PurgeManyAudited(ctx context.Context, ids []string, reason, actor string) ([]int, error) {
+	res, noted, err := s.PurgeManyNoted(ctx, ids, reason, actor)
+	if err != nil {
+		return nil, err
+	}
+	return res, noted.Record(ctx)
+}
+
+// PurgeManyNoted is PurgeManyAudited up to step 1: the purges are made and
+// their entries wait in the outbox, as after a crash, until the returned
+// Noted's Record appends them. The sweep records one step's entries while
+// its next step's purges go to Redis.
+func (s *Store) PurgeManyNoted(ctx context.Context, ids []string, reason, actor string) ([]int, *Noted, error) {
 	entries := make([]audit.Entry, len(ids))
 	notes := make([][]byte, len(ids))
 	for i, id := range ids {
@@ -189,26 +202,40 @@ func (s *Store) PurgeManyAudited(ctx context.Context, ids []string, reason, acto
 			Detail: map[string]string{"reason": reason}})
 		var err error
 		if notes[i], err = json.Marshal(entries[i]); err != nil {
-			return nil, fmt.Errorf("audit note: %w", err)
+			return nil, nil, fmt.Errorf("audit note: %w", err)
 		}
 	}
 	res, err := s.purgeMany(ctx, ids, reason, notes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var done []audit.Entry
-	var acks []Note
+	noted := &Noted{s: s}
 	for i, r := range res {
 		if r == 1 {
-			done = append(done, entries[i])
-			acks = append(acks, orderNote(ids[i], notes[i]))
+			noted.entries = append(noted.entries, entries[i])
+			noted.acks = append(noted.acks, orderNote(ids[i], notes[i]))
 		}
 	}
-	if err := s.trail.RecordAll(ctx, done); err != nil {
-		return res, &DeferredError{Err: err}
+	return res, noted, nil
+}
+
+// Noted holds the entries of purges already made (step 1), each waiting in
+// the outbox as a note.
+type Noted struct {
+	s       *Store
+	entries []audit.Entry
+	acks    []Note
+}
+
+// Record runs steps 2 and 3: it appends the entries as one group and
+// removes their notes. Its error is always a *DeferredError: the purges
+// stand and their entries wait in the outbox for the sweep's drain.
+func (n *Noted) Record(ctx context.Context) error {
+	if err := n.s.trail.RecordAll(ctx, n.entries); err != nil {
+		return &DeferredError{Err: err}
 	}
-	if err := s.ackNotes(ctx, acks); err != nil {
-		return res, &DeferredError{Err: fmt.Errorf("outbox notes not removed (the sweep sees they are in the trail): %w", err)}
+	if err := n.s.ackNotes(ctx, n.acks); err != nil {
+		return &DeferredError{Err: fmt.Errorf("outbox notes not removed (the sweep sees they are in the trail): %w", err)}
 	}
-	return res, nil
+	return nil
 }

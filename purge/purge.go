@@ -22,7 +22,7 @@ import (
 // record every purge (orders.StoreAudited and friends hold the protocol).
 type Store interface {
 	PurgeAudited(ctx context.Context, orderID, reason string, payments []string, e audit.Entry) (bool, error)
-	PurgeManyAudited(ctx context.Context, ids []string, reason, actor string) ([]int, error)
+	PurgeManyNoted(ctx context.Context, ids []string, reason, actor string) ([]int, *orders.Noted, error)
 	DrainOutbox(ctx context.Context, olderThan time.Time) (int, error)
 	DeferAudit(ctx context.Context, e audit.Entry) error
 	Due(ctx context.Context, t time.Time, limit int) ([]orders.Held, error)
@@ -48,11 +48,13 @@ type Purger struct {
 	// outboxGrace is how old an outbox note must be before the drain
 	// records it, so it does not race the purge that is recording it now.
 	outboxGrace time.Duration
+	// step is how many due orders a sweep step takes from each shard.
+	step int
 }
 
 // NewPurger builds a Purger.
 func NewPurger(store Store, rec Recorder, log *slog.Logger) *Purger {
-	return &Purger{store: store, audit: rec, log: log, now: time.Now, outboxGrace: 30 * time.Second}
+	return &Purger{store: store, audit: rec, log: log, now: time.Now, outboxGrace: 30 * time.Second, step: SweepBatch}
 }
 
 // Purge destroys one order's PII for reason on behalf of actor. It returns
@@ -98,6 +100,13 @@ const SweepBatch = 64
 // ciphertext Redis already expired by TTL. It returns how many it purged.
 // Each step reads at most SweepBatch due entries, so its cost grows with the
 // number due, not with the number stored.
+//
+// A step's entries are appended while the next step lists and purges its
+// orders: Vault seals one step while Redis purges the next, instead of
+// each waiting for the other. At most one step's entries are in flight, so
+// they reach the trail in step order, and Sweep returns only once the last
+// step's are appended. A step whose entries cannot be appended leaves them
+// in the outbox, as any purge does, and the sweep goes on.
 func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	start := time.Now()
 	defer func() { sweepSeconds.Observe(time.Since(start).Seconds()) }()
@@ -106,42 +115,57 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 	} else if n > 0 {
 		p.log.Warn("recorded purges from the outbox", slog.Int("entries", n))
 	}
+	var recording chan error // the previous step's entries, being appended
+	recorded := func() {
+		if recording != nil {
+			_ = orders.LogDeferred(p.log, "", <-recording) // Record fails only as deferred
+			recording = nil
+		}
+	}
+	defer recorded()
 	total := 0
 	for {
-		due, more, err := p.store.DueEach(ctx, p.now(), SweepBatch)
+		due, more, err := p.store.DueEach(ctx, p.now(), p.step)
 		if err != nil {
 			return total, fmt.Errorf("sweep: list due orders: %w", err)
 		}
-		n, err := p.purgeBatch(ctx, due, orders.ReasonRetention)
+		n, noted, err := p.purgeMany(ctx, due, orders.ReasonRetention)
 		total += n
 		if err != nil {
+			recorded()
 			p.Observe(ctx)
 			return total, fmt.Errorf("sweep: %w", err)
+		}
+		recorded()
+		if noted != nil {
+			ch := make(chan error, 1)
+			go func() { ch <- noted.Record(ctx) }()
+			recording = ch
 		}
 		if !more {
 			break
 		}
 	}
+	recorded()
 	p.Observe(ctx)
 	sweepLastSuccess.Set(float64(time.Now().Unix()))
 	p.log.Info("retention sweep", slog.Int("purged", total), slog.Duration("took", time.Since(start)))
 	return total, nil
 }
 
-// purgeBatch purges orders for reason as the system, in one pipelined
-// step, each with its audit entry (appended as one group; if the trail
-// fails they wait in the outbox for the next drain).
-func (p *Purger) purgeBatch(ctx context.Context, due []orders.Held, reason string) (int, error) {
+// purgeMany purges orders for reason as the system in one pipelined step,
+// each with its outbox note; their entries are left to the returned Noted.
+func (p *Purger) purgeMany(ctx context.Context, due []orders.Held, reason string) (int, *orders.Noted, error) {
 	if len(due) == 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	ids := make([]string, len(due))
 	for i, h := range due {
 		ids[i] = h.OrderID
 	}
-	res, err := p.store.PurgeManyAudited(ctx, ids, reason, "system")
-	if err = orders.LogDeferred(p.log, "", err); err != nil {
-		return 0, err
+	res, noted, err := p.store.PurgeManyNoted(ctx, ids, reason, "system")
+	if err != nil {
+		return 0, nil, err
 	}
 	n := 0
 	for _, r := range res {
@@ -150,7 +174,7 @@ func (p *Purger) purgeBatch(ctx context.Context, due []orders.Held, reason strin
 		}
 	}
 	purged.WithLabelValues(reason).Add(float64(n))
-	return n, nil
+	return n, noted, nil
 }
 
 // Observe refreshes the held-order gauges (held, oldest held age against

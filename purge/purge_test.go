@@ -3,6 +3,8 @@ package purge
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -82,6 +84,136 @@ func TestPurgeIsRecordedByTheNextSweepWhenTheTrailFails(t *testing.T) {
 	notes, err := up.Notes(ctx, 10)
 	require.NoError(t, err)
 	require.Empty(t, notes)
+	v, err := trail.Verify(ctx)
+	require.NoError(t, err)
+	require.True(t, v.Intact)
+}
+
+// stepTrail appends to a real trail, holding its first group until the
+// test releases it and slowing the others, and remembers each group's orders in the order they
+// were appended.
+type stepTrail struct {
+	*audit.Log
+	held     chan struct{} // closed when the first group is waiting
+	firstLen int           // its size, set before held is closed
+	release  chan struct{}
+	mu       sync.Mutex
+	groups   [][]string
+	heldOnce sync.Once
+}
+
+func (s *stepTrail) RecordAll(ctx context.Context, es []audit.Entry) error {
+	first := false
+	s.heldOnce.Do(func() { first = true })
+	if first {
+		s.firstLen = len(es)
+		close(s.held)
+		<-s.release
+	} else {
+		time.Sleep(100 * time.Millisecond) // a slow seal: Sweep must still wait for it
+	}
+	if err := s.Log.RecordAll(ctx, es); err != nil {
+		return err
+	}
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.OrderID
+	}
+	s.mu.Lock()
+	s.groups = append(s.groups, ids)
+	s.mu.Unlock()
+	return nil
+}
+
+// While one step's entries are being appended, the sweep lists and purges
+// the next step's orders; the steps' entries still reach the trail one
+// step after another, and Sweep returns only once the last are appended.
+func TestASweepPurgesTheNextStepWhileTheLastIsAppended(t *testing.T) {
+	env := testenv.Shared(t)
+	ctx := context.Background()
+	trail := audit.NewLog(env.Redis, env.Service, env.Service)
+	seed := newStore(t, env, trail)
+	const n = 40 // more than the 32 shards: some shard holds two
+	for i := range n {
+		_, _, err := seed.StoreAudited(ctx, testOrder(fmt.Sprintf("ord-step-%02d", i), fmt.Sprintf("pi_step_%02d", i)), audit.Entry{Actor: "client:shop"})
+		require.NoError(t, err)
+	}
+
+	st := &stepTrail{Log: trail, held: make(chan struct{}), release: make(chan struct{})}
+	store := newStore(t, env, st)
+	p := NewPurger(store, st, testenv.Logger())
+	p.now = func() time.Time { return time.Now().Add(2 * time.Hour) } // past the retention
+	p.step = 1                                                        // one order per shard per step: several steps
+	swept := make(chan error, 1)
+	var total int
+	go func() {
+		var err error
+		total, err = p.Sweep(ctx)
+		swept <- err
+	}()
+	select {
+	case <-st.held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the first step's entries never reached the trail")
+	}
+	purgedNow := func() int {
+		k := 0
+		for i := range n {
+			ref, err := store.Get(ctx, fmt.Sprintf("ord-step-%02d", i))
+			require.NoError(t, err)
+			if ref.PurgedAt != nil {
+				k++
+			}
+		}
+		return k
+	}
+	first := st.firstLen
+	require.Less(t, first, n, "the first step takes one order per shard")
+	require.Eventually(t, func() bool { return purgedNow() > first }, 20*time.Second, 10*time.Millisecond,
+		"the next step purges while the first step's entries wait to be appended")
+	select {
+	case err := <-swept:
+		t.Fatalf("the sweep returned (%v) before its first step's entries were appended", err)
+	default:
+	}
+	close(st.release)
+	require.NoError(t, <-swept)
+	require.Equal(t, n, total)
+
+	st.mu.Lock()
+	groups := st.groups
+	st.mu.Unlock()
+	require.GreaterOrEqual(t, len(groups), 2, "more than one step")
+	require.Len(t, groups[0], first, "the first group appended is the first step's")
+	var all []string
+	for _, g := range groups {
+		all = append(all, g...)
+	}
+	require.Len(t, all, n, "every purge appended once")
+	notes, err := store.Notes(ctx, 100)
+	require.NoError(t, err)
+	require.Empty(t, notes, "every note removed before Sweep returned")
+	page, err := trail.List(ctx, audit.Filter{Action: audit.ActionPurge})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, n)
+
+	// A sweep of one step (every shard's due orders fit in it) returns only
+	// once that step's entries, slow to seal, are appended.
+	for i := range 5 {
+		_, _, err := seed.StoreAudited(ctx, testOrder(fmt.Sprintf("ord-last-%d", i), fmt.Sprintf("pi_last_%d", i)), audit.Entry{Actor: "client:shop"})
+		require.NoError(t, err)
+	}
+	p.step = SweepBatch
+	total, err = p.Sweep(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 5, total)
+	notes, err = store.Notes(ctx, 100)
+	require.NoError(t, err)
+	require.Empty(t, notes, "the last step's notes removed before Sweep returned")
+	page, err = trail.List(ctx, audit.Filter{Action: audit.ActionPurge})
+	require.NoError(t, err)
+	require.Len(t, page.Entries, n+5)
+
 	v, err := trail.Verify(ctx)
 	require.NoError(t, err)
 	require.True(t, v.Intact)
