@@ -122,7 +122,7 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 			recording = nil
 		}
 	}
-	defer recorded()
+	defer recorded() // on an error return; a sweep that ends well waits below
 	total := 0
 	for {
 		due, more, err := p.store.DueEach(ctx, p.now(), p.step)
@@ -132,7 +132,6 @@ func (p *Purger) Sweep(ctx context.Context) (int, error) {
 		n, noted, err := p.purgeMany(ctx, due, orders.ReasonRetention)
 		total += n
 		if err != nil {
-			recorded()
 			p.Observe(ctx)
 			return total, fmt.Errorf("sweep: %w", err)
 		}

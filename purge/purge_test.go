@@ -90,8 +90,8 @@ func TestPurgeIsRecordedByTheNextSweepWhenTheTrailFails(t *testing.T) {
 }
 
 // stepTrail appends to a real trail, holding its first group until the
-// test releases it and slowing the others, and remembers each group's orders in the order they
-// were appended.
+// test releases it and slowing the others, and remembers each group's
+// orders in the order they were appended.
 type stepTrail struct {
 	*audit.Log
 	held     chan struct{} // closed when the first group is waiting
