@@ -53,7 +53,27 @@ func TestARevealsCeilingCountsTheDecryptItMustMake(t *testing.T) {
 			}
 		}
 		require.NotNil(t, g, path)
-		require.InDelta(t, cores*1000/tt.perOp/5000, g.Ceiling, 1e-9, path)
-		require.Equal(t, tt.floor, g.Floor, path)
+		require.InDelta(t, cores*1000/tt.perOp/5000, g.Bound, 1e-9, path)
+		require.Equal(t, tt.floor, g.Assumes, path)
 	}
+}
+
+// A concurrency-1 latency goal's bound is its floor: the calls-alone
+// series against the bare one, where it ran; without it, no bound.
+func TestALatencyGoalsFloorIsItsCallsAlone(t *testing.T) {
+	bare := latency{P50ms: 0.5, P99ms: 1.0, PerSecond: 1800}
+	ingest := level{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1}
+	ingest.setCalls(&callsAlone{Latency: latency{P50ms: 1.1, P99ms: 1.5}})
+	reveal := level{Concurrency: 1, Bare: bare, P50: 3.3}
+	r := &results{Ingest: []level{ingest}, Reveal: []level{reveal}}
+	r.Goals = judge(r)
+	got := map[string]goal{}
+	for _, g := range r.Goals {
+		got[g.Path] = g
+	}
+	require.InDelta(t, 2.2, got["ingest c=1, p50 ÷ bare p50"].Bound, 1e-9)
+	require.InDelta(t, 1.5, got["ingest c=1, p99 ÷ bare p99"].Bound, 1e-9)
+	require.Equal(t, floorCalls, got["ingest c=1, p50 ÷ bare p50"].Assumes)
+	require.Zero(t, got["reveal c=1, p50 ÷ bare decrypt p50"].Bound, "no calls-alone series, no floor")
+	require.Contains(t, goalsTable(r), "| 2.20× (serve at nothing: its calls alone) |")
 }

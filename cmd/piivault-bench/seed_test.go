@@ -106,6 +106,13 @@ func TestRun(t *testing.T) {
 	}
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
 	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
+	// At concurrency 1 only, piivault's calls alone are timed too.
+	for phase, ls := range map[string][]level{"ingest": r.Ingest, "reveal": r.Reveal} {
+		require.NotNil(t, ls[0].Calls, phase)
+		require.Equal(t, ls[0].Bare.Count, ls[0].Calls.Latency.Count, phase)
+		require.Greater(t, ls[0].Calls.P50, 0.0, phase)
+		require.Nil(t, ls[1].Calls, phase)
+	}
 	// Every goal whose level ran is judged (c=16 and c=64 did not run).
 	var paths []string
 	for _, g := range r.Goals {
@@ -120,8 +127,11 @@ func TestRun(t *testing.T) {
 	require.Contains(t, stdout.String(), "goals (issue 27)")
 	require.Contains(t, stdout.String(), "CPU ms per operation")
 	for _, g := range r.Goals {
+		if g.Path == "ingest c=1, p50 ÷ bare p50" || g.Path == "reveal c=1, p50 ÷ bare decrypt p50" {
+			require.Greater(t, g.Bound, 0.0, "a latency goal has its floor")
+		}
 		if g.Path == "ingest c=4, throughput ÷ bare" {
-			require.Greater(t, g.Ceiling, 0.0, "a throughput goal has its ceiling")
+			require.Greater(t, g.Bound, 0.0, "a throughput goal has its ceiling")
 		}
 	}
 
@@ -138,7 +148,7 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 50, r.Purge.PurgedDueOnly)
 	require.Equal(t, 50, r.Purge.PurgedWithStored)
 	require.Greater(t, r.ServePeakRSSMiB, 0.0)
-	for _, p := range []string{"ingest_c64", "healthz_c64", "reveal_c16", "webhook_c16", "sweep"} {
+	for _, p := range []string{"ingest_c64", "healthz_c64", "reveal_c1", "reveal_c16", "webhook_c16", "sweep"} {
 		require.FileExists(t, dir+"/profiles/"+p+".pprof")
 	}
 }

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"piivault/orders"
+	"piivault/vault"
+)
+
+// The calls-alone series: at concurrency 1, the Vault calls and Redis
+// round trips a request makes inside serve, in the same order and side by
+// side where serve makes them side by side, from this process, with no
+// HTTP, no handler and no middleware around them. Its latency is the floor
+// of a concurrency-1 latency goal with piivault's calls as they are: what
+// serve would answer in if its own work cost nothing. Each Redis round trip
+// here is a plain command, cheaper for Redis than the scripts serve runs,
+// so the floor is, if anything, low.
+
+// ingestCalls is one order's calls: the IP block and the storefront key
+// (one pipeline); the blind index and request HMACs, the encryption, the
+// masked copy's encryption and the audit entry's seal, side by side (four
+// Vault calls, four keys); the store; the entry's append.
+func (b *bench) ingestCalls(r orders.Request) error {
+	pipe := b.rdb.Pipeline()
+	pipe.Exists(b.ctx, "calls:block")
+	pipe.Get(b.ctx, "calls:key")
+	if _, err := pipe.Exec(b.ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	plain, _ := json.Marshal(r.Shipping)
+	masked, _ := json.Marshal(r.Shipping.Masked())
+	canon, _ := json.Marshal(r)
+	ad := []byte(r.OrderID)
+	entry := sha256.Sum256(append([]byte("store\x00"), ad...))
+	var enc []vault.Result
+	err := sideBySide(
+		func() (err error) {
+			enc, err = b.svc.Encrypt(b.ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: ad}})
+			return err
+		},
+		func() error {
+			_, err := b.svc.EncryptMasked(b.ctx, []vault.Plaintext{{Plaintext: masked, AssociatedData: ad}})
+			return err
+		},
+		func() error {
+			_, err := b.svc.HMAC(b.ctx, [][]byte{[]byte("email\x00" + r.Shipping.Email), append([]byte("request\x00"), canon...)})
+			return err
+		},
+		func() error {
+			_, err := b.svc.Seal(b.ctx, [][]byte{entry[:]})
+			return err
+		},
+	)
+	if err != nil {
+		return err
+	}
+	if err := b.rdb.Set(b.ctx, "calls:"+r.OrderID, enc[0].Value, orders.MaxRetention).Err(); err != nil {
+		return err
+	}
+	return b.rdb.RPush(b.ctx, "calls:trail", entry[:]).Err()
+}
+
+// revealCalls is one reveal's calls: the order's ciphertext with the IP
+// block and the lockdown (one pipeline); the decrypt with the member's
+// token and the entry's seal, side by side; the entry's append with the
+// access note and the hourly count (one pipeline).
+func (b *bench) revealCalls(id, ct string) error {
+	pipe := b.rdb.Pipeline()
+	pipe.Exists(b.ctx, "calls:block")
+	pipe.Get(b.ctx, "calls:lockdown")
+	pipe.Get(b.ctx, "bare:"+id)
+	if _, err := pipe.Exec(b.ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return err
+	}
+	entry := sha256.Sum256([]byte("reveal\x00" + id))
+	err := sideBySide(
+		func() error {
+			_, err := b.svc.Decrypt(b.ctx, b.token, ct, []byte(id))
+			return err
+		},
+		func() error {
+			_, err := b.svc.Seal(b.ctx, [][]byte{entry[:]})
+			return err
+		},
+	)
+	if err != nil {
+		return err
+	}
+	pipe = b.rdb.Pipeline()
+	pipe.RPush(b.ctx, "calls:trail", entry[:])
+	pipe.Incr(b.ctx, "calls:count")
+	_, err = pipe.Exec(b.ctx)
+	return err
+}
+
+// sideBySide runs the first call in this goroutine and the others in their
+// own, as serve does, and returns the first error.
+func sideBySide(calls ...func() error) error {
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i := 1; i < len(calls); i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = calls[i]()
+		}()
+	}
+	errs[0] = calls[0]()
+	wg.Wait()
+	return errors.Join(errs...)
+}
