@@ -90,7 +90,7 @@ run: build vault redis mailpit
 # against the bare Vault+Redis pipeline (writes bench/results.json and the
 # goals table in README.md).
 bench: build vault redis
-	go test -run '^$$' -bench . -benchmem ./orders ./webhooks ./vault
+	go test -run '^$$' -bench . -benchmem ./orders ./webhooks ./vault ./monitoring
 	$(BENCH_BIN) run --piivault $(BIN) --readme README.md $(BENCH_FLAGS)
 
 clean:
