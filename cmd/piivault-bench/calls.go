@@ -51,10 +51,7 @@ func (b *bench) ingestCalls(r orders.Request) error {
 			_, err := b.svc.HMAC(b.ctx, [][]byte{[]byte("email\x00" + r.Shipping.Email), append([]byte("request\x00"), canon...)})
 			return err
 		},
-		func() error {
-			_, err := b.svc.Seal(b.ctx, [][]byte{entry[:]})
-			return err
-		},
+		b.sealCall(entry),
 	)
 	if err != nil {
 		return err
@@ -83,10 +80,7 @@ func (b *bench) revealCalls(id, ct string) error {
 			_, err := b.svc.Decrypt(b.ctx, b.token, ct, []byte(id))
 			return err
 		},
-		func() error {
-			_, err := b.svc.Seal(b.ctx, [][]byte{entry[:]})
-			return err
-		},
+		b.sealCall(entry),
 	)
 	if err != nil {
 		return err
@@ -96,6 +90,14 @@ func (b *bench) revealCalls(id, ct string) error {
 	pipe.Incr(b.ctx, "calls:count")
 	_, err = pipe.Exec(b.ctx)
 	return err
+}
+
+// sealCall is an entry's seal as a call for sideBySide.
+func (b *bench) sealCall(entry [sha256.Size]byte) func() error {
+	return func() error {
+		_, err := b.svc.Seal(b.ctx, [][]byte{entry[:]})
+		return err
+	}
 }
 
 // sideBySide runs the first call in this goroutine and the others in their
