@@ -284,8 +284,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 	for li, c := range levels {
 		b.say("ingest at concurrency %d", c)
 		off := li * perLevel
-		cpu := b.cpuMeter()
-		bare, err := measure(perLevel, c, func(i int) error {
+		series := []named{{"bare ingest", func(i int) error {
 			r := b.reqs[off+i]
 			plain, _ := json.Marshal(r.Shipping)
 			enc, err := b.svc.Encrypt(b.ctx, []vault.Plaintext{{Plaintext: plain, AssociatedData: []byte(r.OrderID)}})
@@ -293,31 +292,30 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 				return err
 			}
 			return b.rdb.Set(b.ctx, "bare:"+r.OrderID, enc[0].Value, orders.MaxRetention).Err()
-		})
-		if err != nil {
-			return fmt.Errorf("bare ingest: %w", err)
-		}
-		bareCPU := cpu.next(perLevel)
-		var calls *callsAlone
-		if c == 1 {
-			lat, err := measure(perLevel, c, func(i int) error { return b.ingestCalls(b.reqs[off+i]) })
-			if err != nil {
-				return fmt.Errorf("ingest's calls alone: %w", err)
-			}
-			calls = &callsAlone{Latency: lat, CPU: cpu.next(perLevel)}
-		}
-		pv, err := measure(perLevel, c, func(i int) error {
+		}}, {"ingest", func(i int) error {
 			return b.create(b.orders[off+i])
-		})
-		if err != nil {
-			return fmt.Errorf("ingest: %w", err)
+		}}}
+		if c == 1 {
+			series = append(series, named{"ingest's calls alone", func(i int) error { return b.ingestCalls(b.reqs[off+i]) }})
 		}
-		l := compare(c, pv, bare)
-		l.setCPU(cpu.next(perLevel), bareCPU)
-		l.setCalls(calls)
-		b.res.Ingest = append(b.res.Ingest, l)
+		m, err := turns(perLevel, c, b.cpuMeter(), series...)
+		if err != nil {
+			return err
+		}
+		b.res.Ingest = append(b.res.Ingest, levelOf(c, m))
 	}
 	return nil
+}
+
+// levelOf is a level's comparison from its series: the bare loop's, then
+// piivault's, then (at concurrency 1) piivault's calls alone.
+func levelOf(c int, m []measured) level {
+	l := compare(c, m[1].lat, m[0].lat)
+	l.setCPU(m[1].cpu, m[0].cpu)
+	if len(m) > 2 {
+		l.setCalls(&callsAlone{Latency: m[2].lat, CPU: m[2].cpu})
+	}
+	return l
 }
 
 // reveal: count reveals at each level, cycling through the first n orders
@@ -333,33 +331,20 @@ func (b *bench) reveal(levels []int, n, count int) error {
 	}
 	for _, c := range levels {
 		b.say("reveal at concurrency %d", c)
-		cpu := b.cpuMeter()
-		bare, err := measure(count, c, func(i int) error {
+		series := []named{{"bare decrypt", func(i int) error {
 			_, err := b.svc.Decrypt(b.ctx, b.token, cts[i%n], []byte(b.reqs[i%n].OrderID))
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("bare decrypt: %w", err)
-		}
-		bareCPU := cpu.next(count)
-		var calls *callsAlone
-		if c == 1 {
-			lat, err := measure(count, c, func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) })
-			if err != nil {
-				return fmt.Errorf("reveal's calls alone: %w", err)
-			}
-			calls = &callsAlone{Latency: lat, CPU: cpu.next(count)}
-		}
-		pv, err := measure(count, c, func(i int) error {
+		}}, {"reveal", func(i int) error {
 			return b.revealStatus(b.reqs[i%n].OrderID, http.StatusOK)
-		})
-		if err != nil {
-			return fmt.Errorf("reveal: %w", err)
+		}}}
+		if c == 1 {
+			series = append(series, named{"reveal's calls alone", func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) }})
 		}
-		l := compare(c, pv, bare)
-		l.setCPU(cpu.next(count), bareCPU)
-		l.setCalls(calls)
-		b.res.Reveal = append(b.res.Reveal, l)
+		m, err := turns(count, c, b.cpuMeter(), series...)
+		if err != nil {
+			return err
+		}
+		b.res.Reveal = append(b.res.Reveal, levelOf(c, m))
 	}
 	return nil
 }
@@ -399,23 +384,47 @@ func redisReads(ctx context.Context, rdb redis.UniversalClient) int64 {
 	return 0
 }
 
-// next is each process's CPU time since the last reading, in ms per op.
-func (m *cpuMeter) next(ops int) cpuShare {
-	var per [4]float64
+// cpuUse is each process's CPU time and Redis's read events over some
+// stretch of a run.
+type cpuUse struct {
+	cpu   [4]time.Duration
+	reads int64
+	// unread: Redis's read count could not be read for some of it.
+	unread bool
+}
+
+func (u *cpuUse) add(v cpuUse) {
+	for i := range u.cpu {
+		u.cpu[i] += v.cpu[i]
+	}
+	u.reads += v.reads
+	u.unread = u.unread || v.unread
+}
+
+// share is u in ms per operation, for ops operations.
+func (u cpuUse) share(ops int) cpuShare {
+	if ops <= 0 {
+		return cpuShare{}
+	}
+	per := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(ops) }
+	share := cpuShare{Vault: per(u.cpu[0]), Redis: per(u.cpu[1]), Serve: per(u.cpu[2]), Load: per(u.cpu[3])}
+	if !u.unread {
+		share.RedisReads = float64(u.reads) / float64(ops)
+	}
+	return share
+}
+
+// take is each process's CPU time since the last reading.
+func (m *cpuMeter) take() cpuUse {
+	var u cpuUse
 	for i, pid := range m.pids {
 		now := processCPU(pid)
-		if ops > 0 {
-			per[i] = float64((now - m.last[i]).Microseconds()) / 1000 / float64(ops)
-		}
-		m.last[i] = now
+		u.cpu[i], m.last[i] = now-m.last[i], now
 	}
-	share := cpuShare{Vault: per[0], Redis: per[1], Serve: per[2], Load: per[3]}
-	reads := m.reads() // 0: unread, and then so is this share
-	if ops > 0 && reads > 0 && m.lastReads > 0 {
-		share.RedisReads = float64(reads-m.lastReads) / float64(ops)
-	}
+	reads := m.reads() // 0: unread
+	u.reads, u.unread = reads-m.lastReads, reads == 0 || m.lastReads == 0
 	m.lastReads = reads
-	return share
+	return u
 }
 
 // bareGone is the bare pipeline's shipping event: the ciphertext is
@@ -438,34 +447,27 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 	for li, c := range levels {
 		b.say("shipping webhooks at concurrency %d", c)
 		off := skip + li*w
-		cpu := b.cpuMeter()
-		bare, err := measure(w, c, func(i int) error {
+		m, err := turns(w, c, b.cpuMeter(), named{"bare webhook", func(i int) error {
 			id := b.reqs[off+i].OrderID
 			body := []byte(`{"event_id":"bare-` + id + `","order_id":"` + id + `","status":"shipped"}`)
 			now := time.Now()
 			sig := webhooks.SignShipping(hookSecret, now, body)
 			if !checkShipping(sig, body, now) {
-				return errors.New("bare webhook: signature does not verify")
+				return errors.New("signature does not verify")
 			}
 			n, err := bareGone.Run(b.ctx, b.rdb, []string{"bare:" + id, "bare:gone:" + id}, "shipped", orders.MaxRetention.Milliseconds()).Int()
 			if err == nil && n != 1 {
-				err = fmt.Errorf("bare webhook: no ciphertext for %s", id)
+				err = fmt.Errorf("no ciphertext for %s", id)
 			}
 			return err
-		})
-		if err != nil {
-			return fmt.Errorf("bare webhook: %w", err)
-		}
-		bareCPU := cpu.next(w)
-		pv, err := measure(w, c, func(i int) error {
+		}}, named{"webhook", func(i int) error {
 			id := b.reqs[off+i].OrderID
 			return b.shipped("bench-"+id, id)
-		})
+		}})
 		if err != nil {
-			return fmt.Errorf("webhook: %w", err)
+			return err
 		}
-		l := compare(c, pv, bare)
-		l.setCPU(cpu.next(w), bareCPU)
+		l := levelOf(c, m)
 		for i := 0; i < w; i++ {
 			if err := b.revealStatus(b.reqs[off+i].OrderID, http.StatusGone); err != nil {
 				return fmt.Errorf("after the shipping webhook: %w", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -29,6 +30,13 @@ func summarise(d []time.Duration, wall time.Duration) latency {
 // measure runs op(0) … op(n-1) on c workers and returns their latencies.
 // It stops handing out work at the first error and returns that error.
 func measure(n, c int, op func(i int) error) (latency, error) {
+	d, wall, err := timed(n, c, op)
+	return summarise(d, wall), err
+}
+
+// timed runs op(0) … op(n-1) on c workers and returns each one's latency
+// and the wall time of them all.
+func timed(n, c int, op func(i int) error) ([]time.Duration, time.Duration, error) {
 	lat := make([]time.Duration, n)
 	next := make(chan int)
 	errc := make(chan error, c)
@@ -65,5 +73,58 @@ feed:
 		default:
 		}
 	}
-	return summarise(lat, time.Since(start)), err
+	return lat, time.Since(start), err
+}
+
+// interleaveBlocks is how many turns the series of a concurrency-1 level
+// take (see turns).
+const interleaveBlocks = 10
+
+// named is one series of a level: piivault's, the bare loop's, or
+// piivault's calls alone.
+type named struct {
+	name string
+	op   func(i int) error
+}
+
+// measured is one series' latencies and the CPU it kept busy.
+type measured struct {
+	lat latency
+	cpu cpuShare
+}
+
+// turns measures each series (n operations at concurrency c) with the CPU
+// it kept busy, read by meter between runs. At concurrency 1 the series
+// take turns in blocks (interleaveBlocks of each, the first block of every
+// series, then the second, …): the latency goals are ratios of two series,
+// and on a shared machine a slow spell that falls on one series alone
+// moves such a ratio by a fifth. Above it each series runs whole in turn,
+// as a block's ramp-up and drain at high concurrency would cost
+// throughput.
+func turns(n, c int, meter interface{ take() cpuUse }, series ...named) ([]measured, error) {
+	blocks := 1
+	if c == 1 {
+		blocks = max(1, min(interleaveBlocks, n))
+	}
+	durs := make([][]time.Duration, len(series))
+	walls := make([]time.Duration, len(series))
+	used := make([]cpuUse, len(series))
+	meter.take() // what came before is no series'
+	for k := range blocks {
+		lo, hi := k*n/blocks, (k+1)*n/blocks
+		for s, sr := range series {
+			d, wall, err := timed(hi-lo, c, func(i int) error { return sr.op(lo + i) })
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", sr.name, err)
+			}
+			durs[s] = append(durs[s], d...)
+			walls[s] += wall
+			used[s].add(meter.take())
+		}
+	}
+	out := make([]measured, len(series))
+	for s := range series {
+		out[s] = measured{lat: summarise(durs[s], walls[s]), cpu: used[s].share(n)}
+	}
+	return out, nil
 }

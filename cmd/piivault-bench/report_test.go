@@ -1,8 +1,13 @@
 package main
 
 import (
+	"errors"
 	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -76,4 +81,49 @@ func TestALatencyGoalsFloorIsItsCallsAlone(t *testing.T) {
 	require.Equal(t, floorCalls, got["ingest c=1, p50 ÷ bare p50"].Assumes)
 	require.Zero(t, got["reveal c=1, p50 ÷ bare decrypt p50"].Bound, "no calls-alone series, no floor")
 	require.Contains(t, goalsTable(r), "| 2.20× (serve at nothing: its calls alone) |")
+}
+
+// countingMeter charges each operation run since its last reading 1 ms of
+// the load generator's CPU.
+type countingMeter struct{ ops *atomic.Int64 }
+
+func (m countingMeter) take() cpuUse {
+	var u cpuUse
+	u.cpu[3] = time.Duration(m.ops.Swap(0)) * time.Millisecond
+	u.unread = true
+	return u
+}
+
+// At concurrency 1 the series take turns, a block of each at a time, so a
+// slow spell falls on all of them alike; above it each runs whole in turn.
+// Either way each series is charged the CPU of its own runs alone.
+func TestSeriesTakeTurnsAtConcurrencyOne(t *testing.T) {
+	for c, want := range map[int]string{
+		1: "aabbaabbaabbaabbaabbaabbaabbaabbaabbaabb",
+		4: "aaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbb",
+	} {
+		var mu sync.Mutex
+		var order strings.Builder
+		var ops atomic.Int64
+		ops.Store(7) // before the series: nobody's
+		op := func(name string) named {
+			return named{name, func(int) error {
+				mu.Lock()
+				order.WriteString(name)
+				mu.Unlock()
+				ops.Add(1)
+				return nil
+			}}
+		}
+		m, err := turns(20, c, countingMeter{&ops}, op("a"), op("b"))
+		require.NoError(t, err)
+		require.Equal(t, want, order.String(), "c=%d", c)
+		for _, s := range m {
+			require.Equal(t, 20, s.lat.Count)
+			require.InDelta(t, 1.0, s.cpu.Load, 1e-9, "c=%d: each series is charged its own runs", c)
+		}
+	}
+	_, err := turns(4, 1, countingMeter{new(atomic.Int64)}, named{"bare", func(int) error { return nil }},
+		named{"reveal", func(int) error { return errors.New("refused") }})
+	require.ErrorContains(t, err, "reveal: refused")
 }
