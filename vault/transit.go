@@ -139,7 +139,7 @@ func transitCall[T any](ctx context.Context, c *Client, token, path string, req 
 //
 // It is decoded by the JSON v2 implementation (go-json-experiment/json,
 // encoding/json/v2 behind GOEXPERIMENT=jsonv2 in Go 1.26): a 32-item
-// answer in about a third of encoding/json's time, which under load was a
+// answer in about a quarter of encoding/json's time, which under load was a
 // tenth of serve's CPU. Only Vault's own answers are read so: v2 matches
 // names exactly and refuses duplicate names and invalid UTF-8, stricter
 // than encoding/json, which the API's request bodies keep.

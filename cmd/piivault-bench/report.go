@@ -88,6 +88,15 @@ type callsAlone struct {
 	CPU     cpuShare `json:"cpu_ms_per_op"` // serve idles: Load is the calls' own process
 }
 
+// floors are the calls-alone series' p50 and p99 ratios, 0 where it did
+// not run.
+func (c *callsAlone) floors() (p50, p99 float64) {
+	if c == nil {
+		return 0, 0
+	}
+	return c.P50, c.P99
+}
+
 // setCalls records the calls-alone series (nil: not run at this level).
 func (l *level) setCalls(c *callsAlone) {
 	if c == nil {
@@ -186,14 +195,11 @@ func judge(r *results) []goal {
 		}
 	}
 	if l, ok := at(r.Ingest, 1); ok {
+		p50, p99 := l.Calls.floors()
 		add("ingest c=1, p50 ÷ bare p50", l.P50, 2, true, "×")
-		if l.Calls != nil {
-			bound(l.Calls.P50, floorCalls)
-		}
+		bound(p50, floorCalls)
 		add("ingest c=1, p99 ÷ bare p99", l.P99, 2, true, "×")
-		if l.Calls != nil {
-			bound(l.Calls.P99, floorCalls)
-		}
+		bound(p99, floorCalls)
 	}
 	cores, healthz := runtime.NumCPU(), r.ServeCPUFloorMicros/1000
 	addTput := func(path string, l level, limit, floor float64, what string) {
@@ -207,10 +213,9 @@ func judge(r *results) []goal {
 		addTput("ingest c=64, throughput ÷ bare", l, 1.5, healthz, floorHealthz)
 	}
 	if l, ok := at(r.Reveal, 1); ok {
+		p50, _ := l.Calls.floors()
 		add("reveal c=1, p50 ÷ bare decrypt p50", l.P50, 3, true, "×")
-		if l.Calls != nil {
-			bound(l.Calls.P50, floorCalls)
-		}
+		bound(p50, floorCalls)
 	}
 	if l, ok := at(r.Reveal, 16); ok {
 		// A reveal's decrypt is made with the revealing member's own
