@@ -296,7 +296,8 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 			return b.create(b.orders[off+i])
 		}}}
 		if c == 1 {
-			series = append(series, named{"ingest's calls alone", func(i int) error { return b.ingestCalls(b.reqs[off+i]) }})
+			calls := func(i int) error { return b.ingestCalls(b.reqs[off+i]) }
+			series = append(series, named{"ingest's calls alone", calls}, named{"ingest's calls and a stub's hop", b.withStubHop(calls)})
 		}
 		m, err := turns(perLevel, c, b.cpuMeter(), series...)
 		if err != nil {
@@ -308,12 +309,14 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 }
 
 // levelOf is a level's comparison from its series: the bare loop's, then
-// piivault's, then (at concurrency 1) piivault's calls alone.
+// piivault's, then (at concurrency 1) piivault's calls alone and its calls
+// with a stub's hop.
 func levelOf(c int, m []measured) level {
 	l := compare(c, m[1].lat, m[0].lat)
 	l.setCPU(m[1].cpu, m[0].cpu)
-	if len(m) > 2 {
-		l.setCalls(&callsAlone{Latency: m[2].lat, CPU: m[2].cpu})
+	if len(m) > 3 {
+		l.Calls = l.floorOf(m[2])
+		l.Stub = l.floorOf(m[3])
 	}
 	return l
 }
@@ -338,7 +341,8 @@ func (b *bench) reveal(levels []int, n, count int) error {
 			return b.revealStatus(b.reqs[i%n].OrderID, http.StatusOK)
 		}}}
 		if c == 1 {
-			series = append(series, named{"reveal's calls alone", func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) }})
+			calls := func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) }
+			series = append(series, named{"reveal's calls alone", calls}, named{"reveal's calls and a stub's hop", b.withStubHop(calls)})
 		}
 		m, err := turns(count, c, b.cpuMeter(), series...)
 		if err != nil {

@@ -63,24 +63,40 @@ func TestARevealsCeilingCountsTheDecryptItMustMake(t *testing.T) {
 	}
 }
 
-// A concurrency-1 latency goal's bound is its floor: the calls-alone
-// series against the bare one, where it ran; without it, no bound.
-func TestALatencyGoalsFloorIsItsCallsAlone(t *testing.T) {
+// A concurrency-1 latency goal's bound is its floor: the series of its
+// calls and a stub's hop against the bare one where it ran, else its calls
+// alone; without either, no bound.
+func TestALatencyGoalsFloorIsItsCallsAndAStubsHop(t *testing.T) {
 	bare := latency{P50ms: 0.5, P99ms: 1.0, PerSecond: 1800}
-	ingest := level{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1}
-	ingest.setCalls(&callsAlone{Latency: latency{P50ms: 1.1, P99ms: 1.5}})
-	reveal := level{Concurrency: 1, Bare: bare, P50: 3.3}
-	r := &results{Ingest: []level{ingest}, Reveal: []level{reveal}}
-	r.Goals = judge(r)
-	got := map[string]goal{}
-	for _, g := range r.Goals {
-		got[g.Path] = g
+	for name, tt := range map[string]struct {
+		calls, stub *measured
+		p50, p99    float64
+		assumes     string
+		cell        string
+	}{
+		"calls and a stub's hop": {&measured{lat: latency{P50ms: 1.1, P99ms: 1.5}}, &measured{lat: latency{P50ms: 1.3, P99ms: 2.4}},
+			2.6, 2.4, floorStub, "| 2.60× (serve at a stub: its calls, then GET /healthz) |"},
+		"calls alone (no stub series)": {&measured{lat: latency{P50ms: 1.1, P99ms: 1.5}}, nil,
+			2.2, 1.5, floorCalls, "| 2.20× (serve at nothing: its calls alone) |"},
+	} {
+		ingest := level{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1}
+		ingest.Calls = ingest.floorOf(*tt.calls)
+		if tt.stub != nil {
+			ingest.Stub = ingest.floorOf(*tt.stub)
+		}
+		reveal := level{Concurrency: 1, Bare: bare, P50: 3.3}
+		r := &results{Ingest: []level{ingest}, Reveal: []level{reveal}}
+		r.Goals = judge(r)
+		got := map[string]goal{}
+		for _, g := range r.Goals {
+			got[g.Path] = g
+		}
+		require.InDelta(t, tt.p50, got["ingest c=1, p50 ÷ bare p50"].Bound, 1e-9, name)
+		require.InDelta(t, tt.p99, got["ingest c=1, p99 ÷ bare p99"].Bound, 1e-9, name)
+		require.Equal(t, tt.assumes, got["ingest c=1, p50 ÷ bare p50"].Assumes, name)
+		require.Zero(t, got["reveal c=1, p50 ÷ bare decrypt p50"].Bound, "%s: no floor series, no floor", name)
+		require.Contains(t, goalsTable(r), tt.cell, name)
 	}
-	require.InDelta(t, 2.2, got["ingest c=1, p50 ÷ bare p50"].Bound, 1e-9)
-	require.InDelta(t, 1.5, got["ingest c=1, p99 ÷ bare p99"].Bound, 1e-9)
-	require.Equal(t, floorCalls, got["ingest c=1, p50 ÷ bare p50"].Assumes)
-	require.Zero(t, got["reveal c=1, p50 ÷ bare decrypt p50"].Bound, "no calls-alone series, no floor")
-	require.Contains(t, goalsTable(r), "| 2.20× (serve at nothing: its calls alone) |")
 }
 
 // countingMeter charges each operation run since its last reading 1 ms of

@@ -106,12 +106,17 @@ func TestRun(t *testing.T) {
 	}
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
 	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
-	// At concurrency 1 only, piivault's calls alone are timed too.
+	// At concurrency 1 only, piivault's calls alone are timed too, and
+	// the same calls followed by a stub's hop, which serve answers.
 	for phase, ls := range map[string][]level{"ingest": r.Ingest, "reveal": r.Reveal} {
 		require.NotNil(t, ls[0].Calls, phase)
+		require.NotNil(t, ls[0].Stub, phase)
 		require.Equal(t, ls[0].Bare.Count, ls[0].Calls.Latency.Count, phase)
+		require.Equal(t, ls[0].Bare.Count, ls[0].Stub.Latency.Count, phase)
 		require.Greater(t, ls[0].Calls.P50, 0.0, phase)
+		require.Greater(t, ls[0].Stub.P50, 0.0, phase)
 		require.Nil(t, ls[1].Calls, phase)
+		require.Nil(t, ls[1].Stub, phase)
 	}
 	// Every goal whose level ran is judged (c=16 and c=64 did not run).
 	var paths []string
