@@ -296,8 +296,7 @@ func (b *bench) ingest(levels []int, perLevel int) error {
 			return b.create(b.orders[off+i])
 		}}}
 		if c == 1 {
-			calls := func(i int) error { return b.ingestCalls(b.reqs[off+i]) }
-			series = append(series, named{"ingest's calls alone", calls}, named{"ingest's calls and a stub's hop", b.withStubHop(calls)})
+			series = append(series, floorSeriesOf("ingest", func(i int) error { return b.ingestCalls(b.reqs[off+i]) }, b.healthz)...)
 		}
 		m, err := turns(perLevel, c, b.cpuMeter(), series...)
 		if err != nil {
@@ -341,8 +340,7 @@ func (b *bench) reveal(levels []int, n, count int) error {
 			return b.revealStatus(b.reqs[i%n].OrderID, http.StatusOK)
 		}}}
 		if c == 1 {
-			calls := func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) }
-			series = append(series, named{"reveal's calls alone", calls}, named{"reveal's calls and a stub's hop", b.withStubHop(calls)})
+			series = append(series, floorSeriesOf("reveal", func(i int) error { return b.revealCalls(b.reqs[i%n].OrderID, cts[i%n]) }, b.healthz)...)
 		}
 		m, err := turns(count, c, b.cpuMeter(), series...)
 		if err != nil {
@@ -522,9 +520,7 @@ func (b *bench) profile(dir string, n int) error {
 	if err := phase("ingest_c64", 64, func() error { return b.create(clientOrder(fresh())) }); err != nil {
 		return err
 	}
-	if err := phase("healthz_c64", 64, func() error {
-		return expect(b.ctx, b.hc, "GET", b.st.base+"/healthz", "", nil, http.StatusOK, nil)
-	}); err != nil {
+	if err := phase("healthz_c64", 64, b.healthz); err != nil {
 		return err
 	}
 	var ri atomic.Int64

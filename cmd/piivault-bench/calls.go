@@ -93,20 +93,29 @@ func (b *bench) revealCalls(id, ct string) error {
 	return err
 }
 
-// withStubHop is op, then one round trip to serve that does nothing (GET
-// /healthz): the calls alone with serve's HTTP hop put back, answered by a
-// stub handler. No request can be answered in less than its calls and one
-// round trip to the server, so this is a floor too, and the closer one:
-// the calls-alone series leaves out the hop that even a stub pays. The
-// stub's request is smaller than an order's or a reveal's and its answer
-// carries no PII, so if anything this floor is low as well.
-func (b *bench) withStubHop(op func(i int) error) func(i int) error {
-	return func(i int) error {
-		if err := op(i); err != nil {
-			return err
-		}
-		return expect(b.ctx, b.hc, "GET", b.st.base+"/healthz", "", nil, http.StatusOK, nil)
+// floorSeriesOf is a phase's two floor series at concurrency 1, in the
+// order levelOf reads them: its calls alone, then its calls and a stub's
+// hop (calls, then hop: one round trip to serve that does nothing). The
+// second puts back serve's HTTP hop, answered by a stub handler: no
+// request can be answered in less than its calls and one round trip to
+// the server, so it is a floor too, and the closer one. The stub's request
+// is smaller than an order's or a reveal's and its answer carries no PII,
+// so if anything this floor is low as well.
+func floorSeriesOf(phase string, calls func(i int) error, hop func() error) []named {
+	return []named{
+		{phase + "'s calls alone", calls},
+		{phase + "'s calls and a stub's hop", func(i int) error {
+			if err := calls(i); err != nil {
+				return err
+			}
+			return hop()
+		}},
 	}
+}
+
+// healthz is one GET /healthz: a round trip to serve with no handler work.
+func (b *bench) healthz() error {
+	return expect(b.ctx, b.hc, "GET", b.st.base+"/healthz", "", nil, http.StatusOK, nil)
 }
 
 // sealCall is an entry's seal as a call for sideBySide.
