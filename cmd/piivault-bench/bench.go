@@ -441,7 +441,9 @@ return 1
 // skip (none of them revealed); the webhook's answer is the moment the PII
 // is gone, which a reveal after it (410) proves. The bare pipeline checks
 // the same signature (one HMAC) and runs one Redis script on the same
-// orders' bare ciphertexts.
+// orders' bare ciphertexts. At concurrency 1 the fewest calls a webhook
+// that audits its purge can make are timed too, alone and with a stub's
+// hop (webhookCalls): the goal's floor.
 func (b *bench) webhooks(levels []int, skip, w int) error {
 	if w == 0 {
 		return nil
@@ -449,7 +451,7 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 	for li, c := range levels {
 		b.say("shipping webhooks at concurrency %d", c)
 		off := skip + li*w
-		m, err := turns(w, c, b.cpuMeter(), named{"bare webhook", func(i int) error {
+		series := []named{{"bare webhook", func(i int) error {
 			id := b.reqs[off+i].OrderID
 			body := []byte(`{"event_id":"bare-` + id + `","order_id":"` + id + `","status":"shipped"}`)
 			now := time.Now()
@@ -462,10 +464,14 @@ func (b *bench) webhooks(levels []int, skip, w int) error {
 				err = fmt.Errorf("no ciphertext for %s", id)
 			}
 			return err
-		}}, named{"webhook", func(i int) error {
+		}}, {"webhook", func(i int) error {
 			id := b.reqs[off+i].OrderID
 			return b.shipped("bench-"+id, id)
-		}})
+		}}}
+		if c == 1 {
+			series = append(series, floorSeriesOf("webhook", func(i int) error { return b.webhookCalls(b.reqs[off+i].OrderID) }, b.healthz)...)
+		}
+		m, err := turns(w, c, b.cpuMeter(), series...)
 		if err != nil {
 			return err
 		}
@@ -491,7 +497,9 @@ func checkShipping(header string, body []byte, at time.Time) bool {
 }
 
 // profile runs each phase again, unmeasured, while serve's CPU profile
-// runs; reveals cycle through the first n orders (still held).
+// runs, and serve's store path alone in this process under this
+// process's profile (storepath.go); reveals cycle through the first n
+// orders (still held).
 func (b *bench) profile(dir string, n int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -499,28 +507,44 @@ func (b *bench) profile(dir string, n int) error {
 	b.res.Profiles = map[string][]profileEntry{}
 	var next atomic.Int64
 	fresh := func() orders.Request { return fakeOrder("prof", int(next.Add(1))) }
-	phase := func(name string, c int, op func() error) error {
+	serve := serveProfile(b.ctx, b.hc, b.st.debug)
+	// phaseOf profiles one phase with record: serve's profile, or this
+	// process's (ownProfile).
+	phaseOf := func(name string, c int, record func() ([]byte, error), op func() error) error {
 		b.say("profiling %s", name)
-		p, err := profilePhase(b.ctx, b.hc, b.st.debug, filepath.Join(dir, name+".pprof"), c, op)
+		p, err := profilePhase(filepath.Join(dir, name+".pprof"), c, record, op)
 		if err != nil {
 			return fmt.Errorf("profile %s: %w", name, err)
 		}
 		b.res.Profiles[name] = p.top
 		if p.ops > 0 {
+			perOp := float64(p.cpu.Microseconds()) / float64(p.ops)
 			switch name {
 			case "ingest_c64":
-				b.res.ServeCPUPerOrderMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+				b.res.ServeCPUPerOrderMicros = perOp
 			case "healthz_c64":
-				b.res.ServeCPUFloorMicros = float64(p.cpu.Microseconds()) / float64(p.ops)
+				b.res.ServeCPUFloorMicros = perOp
+			case "store_path_c64":
+				b.res.StorePathCPUPerOrderMicros = perOp
 			}
 		}
 		return nil
 	}
+	phase := func(name string, c int, op func() error) error { return phaseOf(name, c, serve, op) }
 
 	if err := phase("ingest_c64", 64, func() error { return b.create(clientOrder(fresh())) }); err != nil {
 		return err
 	}
 	if err := phase("healthz_c64", 64, b.healthz); err != nil {
+		return err
+	}
+	store, stop, err := b.storePath()
+	if err != nil {
+		return err
+	}
+	err = phaseOf("store_path_c64", 64, ownProfile, store)
+	stop()
+	if err != nil {
 		return err
 	}
 	var ri atomic.Int64

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"piivault/orders"
 	"piivault/vault"
+	"piivault/webhooks"
 )
 
 // The calls-alone series: at concurrency 1, the Vault calls and Redis
@@ -91,6 +93,33 @@ func (b *bench) revealCalls(id, ct string) error {
 	pipe.Incr(b.ctx, "calls:count")
 	_, err = pipe.Exec(b.ctx)
 	return err
+}
+
+// webhookCalls is the fewest calls a shipping webhook that purges an
+// order and audits it can make: the signature's HMAC (in this process);
+// the purge's script and the entry's seal side by side; the sealed
+// entry's append. No answer that reports a change leaves before its entry
+// is sealed and appended, so the seal and one round trip after it are
+// the least any webhook handler waits for. serve also claims the event
+// and marks it done (two more round trips) and checks the IP block,
+// left out here: this floor is low.
+func (b *bench) webhookCalls(id string) error {
+	body := []byte(`{"event_id":"calls-` + id + `","order_id":"` + id + `","status":"shipped"}`)
+	now := time.Now()
+	if !checkShipping(webhooks.SignShipping(hookSecret, now, body), body, now) {
+		return errors.New("signature does not verify")
+	}
+	entry := sha256.Sum256([]byte("purge\x00" + id))
+	err := sideBySide(
+		func() error {
+			return bareGone.Run(b.ctx, b.rdb, []string{"calls:" + id, "calls:gone:" + id}, "shipped", orders.MaxRetention.Milliseconds()).Err()
+		},
+		b.sealCall(entry),
+	)
+	if err != nil {
+		return err
+	}
+	return b.rdb.RPush(b.ctx, "calls:trail", entry[:]).Err()
 }
 
 // floorSeriesOf is a phase's two floor series at concurrency 1, in the

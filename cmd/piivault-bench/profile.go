@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
 	"os"
+	rpprof "runtime/pprof"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,12 +30,16 @@ type phaseProfile struct {
 	ops int64
 }
 
-// profilePhase runs op with concurrency c while serve's CPU profile (its
-// loopback pprof listener at debug) records 5 seconds, writes the profile
-// to path and returns its top entries, serve's CPU time and how many ops
-// finished while it recorded (op runs before and after it too: the count
-// is of those that finished between the profile's start and its answer).
-func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c int, op func() error) (phaseProfile, error) {
+// profileWindow is how long each phase's CPU profile records.
+const profileWindow = 5 * time.Second
+
+// profilePhase runs op with concurrency c while record takes a CPU profile
+// (serveProfile: serve's; ownProfile: this process's), writes the profile
+// to path and returns its top entries, the CPU time it sampled and how
+// many ops finished while it recorded (op runs before and after it too:
+// the count is of those that finished between the profile's start and
+// its end).
+func profilePhase(path string, c int, record func() ([]byte, error), op func() error) (phaseProfile, error) {
 	type result struct {
 		b   []byte
 		err error
@@ -43,11 +49,8 @@ func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c in
 	done := make(chan result, 1)
 	go func() {
 		counting.Store(true)
-		status, _, b, err := send(ctx, hc, "GET", debug+"/debug/pprof/profile?seconds=5", "", nil, nil)
+		b, err := record()
 		counting.Store(false)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("profiler: status %d: %s", status, b)
-		}
 		done <- result{b, err}
 	}()
 	stop := make(chan struct{})
@@ -93,6 +96,29 @@ func profilePhase(ctx context.Context, hc *http.Client, debug, path string, c in
 	}
 	cpu, err := cpuOf(r.b)
 	return phaseProfile{top: top, cpu: cpu, ops: ops.Load()}, err
+}
+
+// serveProfile records serve's CPU profile through its loopback pprof
+// listener at debug.
+func serveProfile(ctx context.Context, hc *http.Client, debug string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		status, _, b, err := send(ctx, hc, "GET", fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", debug, int(profileWindow.Seconds())), "", nil, nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("profiler: status %d: %s", status, b)
+		}
+		return b, err
+	}
+}
+
+// ownProfile records this process's CPU profile.
+func ownProfile() ([]byte, error) {
+	var b bytes.Buffer
+	if err := rpprof.StartCPUProfile(&b); err != nil {
+		return nil, err
+	}
+	time.Sleep(profileWindow)
+	rpprof.StopCPUProfile()
+	return b.Bytes(), nil
 }
 
 // cpuOf is the CPU time a profile sampled.

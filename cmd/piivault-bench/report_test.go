@@ -99,6 +99,33 @@ func TestALatencyGoalsFloorIsItsCallsAndAStubsHop(t *testing.T) {
 	}
 }
 
+// Serve's CPU per stored order has a floor only when both its parts were
+// profiled: the store path alone (in the bench's process) and serve's GET
+// /healthz; the floor is their sum.
+func TestServesCPUFloorIsItsStorePathAndAStubsHop(t *testing.T) {
+	for name, tt := range map[string]struct {
+		store, healthz float64
+		bound          float64
+		cell           string
+	}{
+		"both profiled":   {180, 50, 230, "| 230 µs (serve at a stub: its store path alone, plus GET /healthz) |"},
+		"no store path":   {0, 50, 0, "| 300 µs | ≤ 150 µs | no | — |"},
+		"no GET /healthz": {180, 0, 0, "| 300 µs | ≤ 150 µs | no | — |"},
+	} {
+		r := &results{ServeCPUPerOrderMicros: 300, ServeCPUFloorMicros: tt.healthz, StorePathCPUPerOrderMicros: tt.store}
+		r.Goals = judge(r)
+		require.Len(t, r.Goals, 1, name)
+		g := r.Goals[0]
+		require.Equal(t, "serve CPU per stored order at c=64", g.Path, name)
+		require.False(t, g.Met, name)
+		require.InDelta(t, tt.bound, g.Bound, 1e-9, name)
+		if tt.bound > 0 {
+			require.Equal(t, floorStorePath, g.Assumes, name)
+		}
+		require.Contains(t, goalsTable(r), tt.cell, name)
+	}
+}
+
 // countingMeter charges each operation run since its last reading 1 ms of
 // the load generator's CPU.
 type countingMeter struct{ ops *atomic.Int64 }

@@ -106,9 +106,10 @@ func TestRun(t *testing.T) {
 	}
 	require.Greater(t, r.ServeCPUPerOrderMicros, 0.0)
 	require.Greater(t, r.ServeCPUFloorMicros, 0.0)
+	require.Greater(t, r.StorePathCPUPerOrderMicros, 0.0, "the store path alone is profiled in the bench's own process")
 	// At concurrency 1 only, piivault's calls alone are timed too, and
 	// the same calls followed by a stub's hop, which serve answers.
-	for phase, ls := range map[string][]level{"ingest": r.Ingest, "reveal": r.Reveal} {
+	for phase, ls := range map[string][]level{"ingest": r.Ingest, "reveal": r.Reveal, "webhook": r.Webhook} {
 		require.NotNil(t, ls[0].Calls, phase)
 		require.NotNil(t, ls[0].Stub, phase)
 		require.Equal(t, ls[0].Bare.Count, ls[0].Calls.Latency.Count, phase)
@@ -132,11 +133,15 @@ func TestRun(t *testing.T) {
 	require.Contains(t, stdout.String(), "goals (issue 27)")
 	require.Contains(t, stdout.String(), "CPU ms per operation")
 	for _, g := range r.Goals {
-		if g.Path == "ingest c=1, p50 ÷ bare p50" || g.Path == "reveal c=1, p50 ÷ bare decrypt p50" {
+		switch g.Path {
+		case "ingest c=1, p50 ÷ bare p50", "reveal c=1, p50 ÷ bare decrypt p50", "webhook → PII gone c=1, p50 ÷ bare (HMAC, one script)":
 			require.Greater(t, g.Bound, 0.0, "a latency goal has its floor")
-		}
-		if g.Path == "ingest c=4, throughput ÷ bare" {
+			require.Equal(t, floorStub, g.Assumes, g.Path)
+		case "ingest c=4, throughput ÷ bare":
 			require.Greater(t, g.Bound, 0.0, "a throughput goal has its ceiling")
+		case "serve CPU per stored order at c=64":
+			require.Equal(t, floorStorePath, g.Assumes, "serve's CPU goal has its floor")
+			require.InDelta(t, r.StorePathCPUPerOrderMicros+r.ServeCPUFloorMicros, g.Bound, 1e-9)
 		}
 	}
 
@@ -153,7 +158,7 @@ func TestRun(t *testing.T) {
 	require.Equal(t, 50, r.Purge.PurgedDueOnly)
 	require.Equal(t, 50, r.Purge.PurgedWithStored)
 	require.Greater(t, r.ServePeakRSSMiB, 0.0)
-	for _, p := range []string{"ingest_c64", "healthz_c64", "reveal_c1", "reveal_c16", "webhook_c16", "sweep"} {
+	for _, p := range []string{"ingest_c64", "healthz_c64", "store_path_c64", "reveal_c1", "reveal_c16", "webhook_c16", "sweep"} {
 		require.FileExists(t, dir+"/profiles/"+p+".pprof")
 	}
 }

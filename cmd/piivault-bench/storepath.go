@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"piivault/audit"
+	"piivault/orders"
+)
+
+// The store path's CPU: serve's CPU per stored order has a floor that no
+// change to its HTTP side can lower, the work of storing the order itself.
+// storePath measures it in this process: StoreAudited, the call serve's
+// ingest handler makes, on a store built as serve builds its own (the same
+// batcher settings, an audit trail sealed and anchored with the service's
+// identity, a Redis pipe shared by the callers), with no HTTP, handler or
+// middleware around it. Added to a GET /healthz's CPU (serve answering
+// from a stub), it is the floor of the goal's figure: what serve would
+// spend per order were everything but the store path as cheap as a stub.
+// It leaves out serve's block and key checks and its anchor ticker, so if
+// anything it is low.
+
+// storePathBatch is serve's default batching (PIIVAULT_BATCH_SIZE,
+// PIIVAULT_BATCH_WAIT), which the bench's serve runs with.
+var storePathBatch = orders.BatchConfig{MaxItems: 64, MaxWait: 2 * time.Millisecond}
+
+// storePath returns an operation that stores one new order through serve's
+// store path, and a function that shuts that path down. Orders take
+// turns from a small set of fake ones under fresh ids, so that no order is
+// generated while the profile records.
+func (b *bench) storePath() (op func() error, stop func(), err error) {
+	batcher := orders.NewBatcher(b.svc, storePathBatch)
+	trail := audit.NewLog(b.rdb, b.svc, b.svc)
+	store, err := orders.NewStore(b.rdb, batcher, b.svc, trail, orders.Config{Retention: orders.MaxRetention})
+	if err != nil {
+		batcher.Close()
+		return nil, nil, err
+	}
+	pool := make([]orders.Request, 256)
+	for i := range pool {
+		pool[i] = fakeOrder("store", i)
+	}
+	var next atomic.Int64
+	op = func() error {
+		i := int(next.Add(1))
+		r := pool[i%len(pool)]
+		r.OrderID = fmt.Sprintf("store-%08d", i)
+		_, res, err := store.StoreAudited(b.ctx, r, audit.Entry{Actor: "client:bench", IP: "127.0.0.1"})
+		if err == nil && res != orders.Created {
+			err = fmt.Errorf("order %s: not stored afresh (store result %d)", r.OrderID, res)
+		}
+		return err
+	}
+	return op, batcher.Close, nil
+}
