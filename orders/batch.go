@@ -19,6 +19,13 @@ var batchItems = promauto.NewHistogram(prometheus.HistogramOpts{
 	Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256},
 })
 
+// Serve's batching unless PIIVAULT_BATCH_SIZE and PIIVAULT_BATCH_WAIT say
+// otherwise.
+const (
+	DefaultBatchItems = 64
+	DefaultBatchWait  = 2 * time.Millisecond
+)
+
 // BatchConfig tunes the Batcher.
 type BatchConfig struct {
 	MaxItems  int           // flush when a batch holds this many items (default 64)
@@ -43,7 +50,7 @@ type Batcher struct {
 // NewBatcher wraps next (normally *vault.Client).
 func NewBatcher(next Sealer, cfg BatchConfig) *Batcher {
 	if cfg.MaxItems <= 0 {
-		cfg.MaxItems = 64
+		cfg.MaxItems = DefaultBatchItems
 	}
 	if cfg.MaxWait < 0 {
 		cfg.MaxWait = 0

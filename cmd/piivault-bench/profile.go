@@ -37,8 +37,9 @@ const profileWindow = 5 * time.Second
 // (serveProfile: serve's; ownProfile: this process's), writes the profile
 // to path and returns its top entries, the CPU time it sampled and how
 // many ops finished while it recorded (op runs before and after it too:
-// the count is of those that finished between the profile's start and
-// its end).
+// the count is of those that finished from the profile's start until it
+// was returned, a little after its end: if anything, too many ops, and the
+// CPU per op low).
 func profilePhase(path string, c int, record func() ([]byte, error), op func() error) (phaseProfile, error) {
 	type result struct {
 		b   []byte

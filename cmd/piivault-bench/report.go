@@ -184,6 +184,31 @@ type goal struct {
 	Bound float64 `json:"bound,omitempty"`
 	// Assumes says what serve's floor was in Bound's reckoning.
 	Assumes string `json:"bound_assumes,omitempty"`
+	// Discarded is a bound past the measured value (a floor above it, a
+	// ceiling below it): one that contradicts the run, from noise or a
+	// floor that was not one. It is kept apart from Bound, so that no goal
+	// is taken to be out of reach on it.
+	Discarded float64 `json:"bound_discarded,omitempty"`
+}
+
+// kind is what a goal's bound is: a floor under a value that must be
+// small enough, a ceiling over one that must be large enough.
+func (g goal) kind() string {
+	if g.AtMost {
+		return "floor"
+	}
+	return "ceiling"
+}
+
+// boundCell describes g's bound for a table ("—" for none).
+func (g goal) boundCell() string {
+	switch {
+	case g.Bound > 0:
+		return num(g.Bound, g.Unit) + " (serve at " + g.Assumes + ")"
+	case g.Discarded > 0:
+		return fmt.Sprintf("none (its %s, %s, was past the measured value: discarded)", g.kind(), num(g.Discarded, g.Unit))
+	}
+	return "—"
 }
 
 // judge compares the run with the goals; a goal whose level or phase was
@@ -206,8 +231,13 @@ func judge(r *results) []goal {
 		return level{}, false
 	}
 	bound := func(v float64, what string) {
-		if v > 0 {
-			out[len(out)-1].Bound, out[len(out)-1].Assumes = v, what
+		g := &out[len(out)-1]
+		switch {
+		case v <= 0:
+		case g.AtMost && v > g.Value, !g.AtMost && v < g.Value:
+			g.Discarded = v
+		default:
+			g.Bound, g.Assumes = v, what
 		}
 	}
 	if l, ok := at(r.Ingest, 1); ok {
@@ -284,11 +314,7 @@ func goalsTable(r *results) string {
 		if g.Met {
 			met = "yes"
 		}
-		bound := "—"
-		if g.Bound > 0 {
-			bound = num(g.Bound, g.Unit) + " (serve at " + g.Assumes + ")"
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s |\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met, bound)
+		fmt.Fprintf(&b, "| %s | %s | %s %s | %s | %s |\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met, g.boundCell())
 	}
 	return b.String()
 }
@@ -362,8 +388,11 @@ func printResults(w io.Writer, r *results) {
 		}
 	}
 	if r.ServeCPUPerOrderMicros > 0 {
-		fmt.Fprintf(w, "serve CPU per stored order at c=64: %.0f µs (per GET /healthz: %.0f µs; the store path alone, per order: %.0f µs)\n",
-			r.ServeCPUPerOrderMicros, r.ServeCPUFloorMicros, r.StorePathCPUPerOrderMicros)
+		fmt.Fprintf(w, "serve CPU per stored order at c=64: %.0f µs (per GET /healthz: %.0f µs", r.ServeCPUPerOrderMicros, r.ServeCPUFloorMicros)
+		if r.StorePathCPUPerOrderMicros > 0 {
+			fmt.Fprintf(w, "; the store path alone, per order: %.0f µs", r.StorePathCPUPerOrderMicros)
+		}
+		fmt.Fprintln(w, ")")
 	}
 	if r.Memory.Orders > 0 {
 		fmt.Fprintf(w, "\nRedis per held order (%d stored): %.0f bytes (%.0f the order's keys, %.0f its audit entry, %.0f its request's access line), %.2f keys   goal <= 2048 bytes\n",
@@ -388,12 +417,11 @@ func printResults(w io.Writer, r *results) {
 				met = "met"
 			}
 			bound := ""
-			if g.Bound > 0 {
-				kind := "ceiling"
-				if g.AtMost {
-					kind = "floor"
-				}
-				bound = fmt.Sprintf("   %s %s (serve at %s)", kind, num(g.Bound, g.Unit), g.Assumes)
+			switch {
+			case g.Bound > 0:
+				bound = "   " + g.kind() + " " + g.boundCell()
+			case g.Discarded > 0:
+				bound = "   bound: " + g.boundCell()
 			}
 			fmt.Fprintf(w, "  %-56s %10s   goal %s %-8s %s%s\n", g.Path, num(g.Value, g.Unit), op, num(g.Limit, g.Unit), met, bound)
 		}

@@ -108,9 +108,10 @@ func TestServesCPUFloorIsItsStorePathAndAStubsHop(t *testing.T) {
 		bound          float64
 		cell           string
 	}{
-		"both profiled":   {180, 50, 230, "| 230 µs (serve at a stub: its store path alone, plus GET /healthz) |"},
-		"no store path":   {0, 50, 0, "| 300 µs | ≤ 150 µs | no | — |"},
-		"no GET /healthz": {180, 0, 0, "| 300 µs | ≤ 150 µs | no | — |"},
+		"both profiled":                {180, 50, 230, "| 230 µs (serve at a stub: its store path alone, plus GET /healthz) |"},
+		"a floor under the goal stays": {60, 50, 110, "| 110 µs (serve at a stub: its store path alone, plus GET /healthz) |"},
+		"no store path":                {0, 50, 0, "| 300 µs | ≤ 150 µs | no | — |"},
+		"no GET /healthz":              {180, 0, 0, "| 300 µs | ≤ 150 µs | no | — |"},
 	} {
 		r := &results{ServeCPUPerOrderMicros: 300, ServeCPUFloorMicros: tt.healthz, StorePathCPUPerOrderMicros: tt.store}
 		r.Goals = judge(r)
@@ -123,6 +124,44 @@ func TestServesCPUFloorIsItsStorePathAndAStubsHop(t *testing.T) {
 			require.Equal(t, floorStorePath, g.Assumes, name)
 		}
 		require.Contains(t, goalsTable(r), tt.cell, name)
+	}
+}
+
+// A bound past the measured value (a floor above it, a ceiling below it)
+// contradicts the run it comes from: it is kept apart as discarded, and
+// the goal has no bound, so that it is never taken to be out of reach on it.
+func TestABoundPastTheMeasuredValueIsDiscarded(t *testing.T) {
+	bare := latency{P50ms: 0.5, P99ms: 1.0, PerSecond: 1000}
+	for name, tt := range map[string]struct {
+		r                *results
+		path             string
+		bound, discarded float64
+		cell             string
+	}{
+		"a latency floor under the measured ratio": {&results{Ingest: []level{{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1,
+			Stub: &floorSeries{P50: 2.6, P99: 2.4}}}}, "ingest c=1, p50 ÷ bare p50", 2.6, 0,
+			"| 2.60× (serve at a stub: its calls, then GET /healthz) |"},
+		"a latency floor above the measured ratio": {&results{Ingest: []level{{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1,
+			Stub: &floorSeries{P50: 3.6, P99: 2.4}}}}, "ingest c=1, p50 ÷ bare p50", 0, 3.6,
+			"| 3.20× | ≤ 2.00× | no | none (its floor, 3.60×, was past the measured value: discarded) |"},
+		"a throughput ceiling below the measured ratio": {&results{Ingest: []level{{Concurrency: 64, Bare: bare, Throughput: 0.9,
+			CPU: cpuShare{Vault: 1, Redis: 1, Load: 1}}}}, "ingest c=64, throughput ÷ bare", 0, float64(runtime.NumCPU()) / 3,
+			"| 0.90× | ≥ 1.50× | no | none (its ceiling, "},
+		"a CPU floor above the measured value": {&results{ServeCPUPerOrderMicros: 200, ServeCPUFloorMicros: 50,
+			StorePathCPUPerOrderMicros: 170}, "serve CPU per stored order at c=64", 0, 220,
+			"| 200 µs | ≤ 150 µs | no | none (its floor, 220 µs, was past the measured value: discarded) |"},
+	} {
+		tt.r.Goals = judge(tt.r)
+		var g *goal
+		for _, j := range tt.r.Goals {
+			if j.Path == tt.path {
+				g = &j
+			}
+		}
+		require.NotNil(t, g, name)
+		require.InDelta(t, tt.bound, g.Bound, 1e-9, name)
+		require.InDelta(t, tt.discarded, g.Discarded, 1e-9, name)
+		require.Contains(t, goalsTable(tt.r), tt.cell, name)
 	}
 }
 

@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
-	"time"
 
 	"piivault/audit"
 	"piivault/orders"
@@ -12,18 +12,20 @@ import (
 // The store path's CPU: serve's CPU per stored order has a floor that no
 // change to its HTTP side can lower, the work of storing the order itself.
 // storePath measures it in this process: StoreAudited, the call serve's
-// ingest handler makes, on a store built as serve builds its own (the same
-// batcher settings, an audit trail sealed and anchored with the service's
-// identity, a Redis pipe shared by the callers), with no HTTP, handler or
-// middleware around it. Added to a GET /healthz's CPU (serve answering
+// ingest handler makes, on a store built from the same parts as serve's
+// (the same batcher settings, an audit trail sealed with the service's
+// identity, a Redis pipe its callers share; serve's pipe also carries its
+// middleware's reads, and its Redis client is its own), with no HTTP,
+// handler or middleware around it. Added to a GET /healthz's CPU (serve answering
 // from a stub), it is the floor of the goal's figure: what serve would
 // spend per order were everything but the store path as cheap as a stub.
 // It leaves out serve's block and key checks and its anchor ticker, so if
-// anything it is low.
+// anything it is low. The orders it stores stay held, as the profile's
+// other phases' do.
 
-// storePathBatch is serve's default batching (PIIVAULT_BATCH_SIZE,
-// PIIVAULT_BATCH_WAIT), which the bench's serve runs with.
-var storePathBatch = orders.BatchConfig{MaxItems: 64, MaxWait: 2 * time.Millisecond}
+// storePathBatch is serve's default batching, which the bench's serve
+// runs with (it sets neither PIIVAULT_BATCH_SIZE nor PIIVAULT_BATCH_WAIT).
+var storePathBatch = orders.BatchConfig{MaxItems: orders.DefaultBatchItems, MaxWait: orders.DefaultBatchWait}
 
 // storePath returns an operation that stores one new order through serve's
 // store path, and a function that shuts that path down. Orders take
@@ -41,6 +43,7 @@ func (b *bench) storePath() (op func() error, stop func(), err error) {
 	for i := range pool {
 		pool[i] = fakeOrder("store", i)
 	}
+	runtime.GC() // the phases before leave garbage: not this phase's to collect
 	var next atomic.Int64
 	op = func() error {
 		i := int(next.Add(1))

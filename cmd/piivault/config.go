@@ -196,7 +196,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 	if c.KeyRotation, err = duration(getenv, "PIIVAULT_KEY_ROTATION", 24*time.Hour, time.Second, 24*time.Hour); err != nil {
 		return nil, err
 	}
-	if c.BatchWait, err = duration(getenv, "PIIVAULT_BATCH_WAIT", 2*time.Millisecond, 0, time.Second); err != nil {
+	if c.BatchWait, err = duration(getenv, "PIIVAULT_BATCH_WAIT", orders.DefaultBatchWait, 0, time.Second); err != nil {
 		return nil, err
 	}
 	const decade = 10 * 365 * 24 * time.Hour
@@ -279,7 +279,7 @@ func loadConfig(getenv func(string) string) (*config, error) {
 		{"PIIVAULT_REVEAL_LIMIT", &c.RevealLimit, 200, 1_000_000},
 		{"PIIVAULT_RATE_LIMIT", &c.ClientRate, 6000, 100_000_000},
 		{"PIIVAULT_LOGIN_RATE_LIMIT", &c.LoginRate, 30, 1_000_000},
-		{"PIIVAULT_BATCH_SIZE", &c.BatchSize, 64, 1000},
+		{"PIIVAULT_BATCH_SIZE", &c.BatchSize, orders.DefaultBatchItems, 1000},
 		{"PIIVAULT_REDIS_WAIT", &c.RedisWait, 0, 16},
 	}
 	for _, i := range ints {
