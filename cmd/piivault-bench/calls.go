@@ -98,10 +98,10 @@ func (b *bench) revealCalls(id, ct string) error {
 
 // webhookCalls is the fewest calls a shipping webhook that purges an
 // order and audits it can make: the signature's HMAC (in this process);
-// the purge's script (callsGone) and the entry's seal side by side; the sealed entry's append. No answer
-// that reports a change leaves before its entry is sealed and appended, so
-// the seal and one round trip after it are the least any webhook handler
-// waits for. serve also claims the event, reads the order before its
+// the purge's script (callsGone) and the entry's seal side by side; the
+// sealed entry's append. No answer that reports a change leaves before its
+// entry is sealed and appended, so the seal and one round trip after it
+// are the least any webhook handler waits for. serve also claims the event, reads the order before its
 // purge script and marks the event done (three more round trips), left
 // out here: this floor is low.
 func (b *bench) webhookCalls(id string) error {

@@ -16,9 +16,10 @@ import (
 // (the same batcher settings, an audit trail sealed with the service's
 // identity, a Redis pipe its callers share; serve's pipe also carries its
 // middleware's reads, and its Redis client is its own), with no HTTP,
-// handler or middleware around it. Added to a GET /healthz's CPU (serve answering
-// from a stub), it is the floor of the goal's figure: what serve would
-// spend per order were everything but the store path as cheap as a stub.
+// handler or middleware around it. Added to a GET /healthz's CPU (serve
+// answering from a stub), it is the floor of the goal's figure: what serve
+// would spend per order were everything but the store path as cheap as a
+// stub.
 // It leaves out serve's block and key checks and its anchor ticker, so if
 // anything it is low. The orders it stores stay held, as the profile's
 // other phases' do.
