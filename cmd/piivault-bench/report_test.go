@@ -51,12 +51,7 @@ func TestARevealsCeilingCountsTheDecryptItMustMake(t *testing.T) {
 		"ingest c=64, throughput ÷ bare":         {0.3 + 0.05 + 0.08 + 0.03, floorHealthz},
 		"reveal c=16, throughput ÷ bare decrypt": {0.3 + 0.05 + 0.08 + 0.03 + 0.07, floorDecrypt},
 	} {
-		var g *goal
-		for _, j := range judge(r) {
-			if j.Path == path {
-				g = &j
-			}
-		}
+		g := goalOf(judge(r), path)
 		require.NotNil(t, g, path)
 		require.InDelta(t, cores*1000/tt.perOp/5000, g.Bound, 1e-9, path)
 		require.Equal(t, tt.floor, g.Assumes, path)
@@ -152,17 +147,22 @@ func TestABoundPastTheMeasuredValueIsDiscarded(t *testing.T) {
 			"| 200 µs | ≤ 150 µs | no | none (its floor, 220 µs, was past the measured value: discarded) |"},
 	} {
 		tt.r.Goals = judge(tt.r)
-		var g *goal
-		for _, j := range tt.r.Goals {
-			if j.Path == tt.path {
-				g = &j
-			}
-		}
+		g := goalOf(tt.r.Goals, tt.path)
 		require.NotNil(t, g, name)
 		require.InDelta(t, tt.bound, g.Bound, 1e-9, name)
 		require.InDelta(t, tt.discarded, g.Discarded, 1e-9, name)
 		require.Contains(t, goalsTable(tt.r), tt.cell, name)
 	}
+}
+
+// goalOf is the goal of goals with path, nil when none has it.
+func goalOf(goals []goal, path string) *goal {
+	for i := range goals {
+		if goals[i].Path == path {
+			return &goals[i]
+		}
+	}
+	return nil
 }
 
 // countingMeter charges each operation run since its last reading 1 ms of
