@@ -76,9 +76,22 @@ feed:
 	return lat, time.Since(start), err
 }
 
-// interleaveBlocks is how many turns the series of a concurrency-1 level
-// take (see turns).
-const interleaveBlocks = 10
+// interleaveBlocks is at most how many turns the series of a level take
+// (see turns); above concurrency 1 a block also gives each worker at
+// least blockPerWorker operations, so that a block's ramp-up and drain
+// (about one operation per worker) stay a small share of its wall time.
+const (
+	interleaveBlocks = 10
+	blockPerWorker   = 16
+)
+
+// blocks is how many turns n operations at concurrency c take.
+func blocks(n, c int) int {
+	if c > 1 {
+		n /= blockPerWorker * c
+	}
+	return max(1, min(interleaveBlocks, n))
+}
 
 // named is one series of a level: piivault's, the bare loop's, or
 // piivault's calls alone.
@@ -94,18 +107,15 @@ type measured struct {
 }
 
 // turns measures each series (n operations at concurrency c) with the CPU
-// it kept busy, read by meter between runs. At concurrency 1 the series
-// take turns in blocks (interleaveBlocks of each, the first block of every
-// series, then the second, …): the latency goals are ratios of two series,
-// and on a shared machine a slow spell that falls on one series alone
-// moves such a ratio by a fifth. Above it each series runs whole in turn,
-// as a block's ramp-up and drain at high concurrency would cost
-// throughput.
+// it kept busy, read by meter between runs. The series take turns in
+// blocks (the first block of every series, then the second, …; see
+// blocks): the goals are ratios of two series, and on a shared machine a
+// slow spell that falls on one series alone moves such a ratio by a fifth
+// at concurrency 1, and at 16 once halved the bare decrypt's throughput
+// and so doubled a ceiling. Where n is less than two blocks of
+// blockPerWorker operations per worker, each series runs whole in turn.
 func turns(n, c int, meter interface{ take() cpuUse }, series ...named) ([]measured, error) {
-	blocks := 1
-	if c == 1 {
-		blocks = max(1, min(interleaveBlocks, n))
-	}
+	blocks := blocks(n, c)
 	durs := make([][]time.Duration, len(series))
 	walls := make([]time.Duration, len(series))
 	used := make([]cpuUse, len(series))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -176,36 +177,60 @@ func (m countingMeter) take() cpuUse {
 	return u
 }
 
-// At concurrency 1 the series take turns, a block of each at a time, so a
-// slow spell falls on all of them alike; above it each runs whole in turn.
-// Either way each series is charged the CPU of its own runs alone.
-func TestSeriesTakeTurnsAtConcurrencyOne(t *testing.T) {
-	for c, want := range map[int]string{
-		1: "aabbaabbaabbaabbaabbaabbaabbaabbaabbaabb",
-		4: "aaaaaaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbbbbb",
-	} {
+// The series take turns, a block of each at a time, so a slow spell falls
+// on all of them alike: at concurrency 1 in ten blocks, above it in blocks
+// that give each worker blockPerWorker operations at least (at most ten),
+// and a level too small for two such blocks runs each series whole in
+// turn. Either way each series is charged the CPU of its own runs alone.
+func TestSeriesTakeTurns(t *testing.T) {
+	tests := []struct {
+		n, c int
+		want string // the runs of one series' operations, in order
+	}{
+		{20, 1, "a2 b2 a2 b2 a2 b2 a2 b2 a2 b2 a2 b2 a2 b2 a2 b2 a2 b2 a2 b2"},
+		{20, 4, "a20 b20"},
+		{63, 2, "a63 b63"},
+		{64, 2, "a32 b32 a32 b32"},
+		{128, 2, "a32 b32 a32 b32 a32 b32 a32 b32"},
+		{640, 2, "a64 b64 a64 b64 a64 b64 a64 b64 a64 b64 a64 b64 a64 b64 a64 b64 a64 b64 a64 b64"},
+	}
+	for _, tt := range tests {
 		var mu sync.Mutex
-		var order strings.Builder
+		var order []byte
 		var ops atomic.Int64
 		ops.Store(7) // before the series: nobody's
-		op := func(name string) named {
-			return named{name, func(int) error {
+		op := func(name byte) named {
+			return named{string(name), func(int) error {
 				mu.Lock()
-				order.WriteString(name)
+				order = append(order, name)
 				mu.Unlock()
 				ops.Add(1)
 				return nil
 			}}
 		}
-		m, err := turns(20, c, countingMeter{&ops}, op("a"), op("b"))
+		m, err := turns(tt.n, tt.c, countingMeter{&ops}, op('a'), op('b'))
 		require.NoError(t, err)
-		require.Equal(t, want, order.String(), "c=%d", c)
+		require.Equal(t, tt.want, runsOf(order), "n=%d c=%d", tt.n, tt.c)
 		for _, s := range m {
-			require.Equal(t, 20, s.lat.Count)
-			require.InDelta(t, 1.0, s.cpu.Load, 1e-9, "c=%d: each series is charged its own runs", c)
+			require.Equal(t, tt.n, s.lat.Count)
+			require.InDelta(t, 1.0, s.cpu.Load, 1e-9, "n=%d c=%d: each series is charged its own runs", tt.n, tt.c)
 		}
 	}
 	_, err := turns(4, 1, countingMeter{new(atomic.Int64)}, named{"bare", func(int) error { return nil }},
 		named{"reveal", func(int) error { return errors.New("refused") }})
 	require.ErrorContains(t, err, "reveal: refused")
+}
+
+// runsOf writes s as its runs of one letter: "aab" as "a2 b1".
+func runsOf(s []byte) string {
+	var out []string
+	for i := 0; i < len(s); {
+		j := i
+		for j < len(s) && s[j] == s[i] {
+			j++
+		}
+		out = append(out, fmt.Sprintf("%c%d", s[i], j-i))
+		i = j
+	}
+	return strings.Join(out, " ")
 }
