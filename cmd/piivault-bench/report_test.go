@@ -126,6 +126,8 @@ func TestServesCPUFloorIsItsStorePathAndAStubsHop(t *testing.T) {
 // A bound past the measured value (a floor above it, a ceiling below it)
 // contradicts the run it comes from: it is kept apart as discarded, and
 // the goal has no bound, so that it is never taken to be out of reach on it.
+// A latency goal falls back to its calls alone, the lower floor, when that
+// one is not past the measured value too.
 func TestABoundPastTheMeasuredValueIsDiscarded(t *testing.T) {
 	bare := latency{P50ms: 0.5, P99ms: 1.0, PerSecond: 1000}
 	for name, tt := range map[string]struct {
@@ -140,6 +142,12 @@ func TestABoundPastTheMeasuredValueIsDiscarded(t *testing.T) {
 		"a latency floor above the measured ratio": {&results{Ingest: []level{{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1,
 			Stub: &floorSeries{P50: 3.6, P99: 2.4}}}}, "ingest c=1, p50 ÷ bare p50", 0, 3.6,
 			"| 3.20× | ≤ 2.00× | no | none (its floor, 3.60×, was past the measured value: discarded) |"},
+		"a stub's floor above the measured ratio, the calls alone under it": {&results{Ingest: []level{{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1,
+			Stub: &floorSeries{P50: 2.6, P99: 3.2}, Calls: &floorSeries{P50: 2.2, P99: 2.7}}}}, "ingest c=1, p99 ÷ bare p99", 2.7, 0,
+			"| 3.10× | ≤ 2.00× | no | 2.70× (serve at nothing: its calls alone) |"},
+		"both floors above the measured ratio": {&results{Ingest: []level{{Concurrency: 1, Bare: bare, P50: 3.2, P99: 3.1,
+			Stub: &floorSeries{P50: 2.6, P99: 3.4}, Calls: &floorSeries{P50: 2.2, P99: 3.3}}}}, "ingest c=1, p99 ÷ bare p99", 0, 3.4,
+			"| 3.10× | ≤ 2.00× | no | none (its floor, 3.40×, was past the measured value: discarded) |"},
 		"a throughput ceiling below the measured ratio": {&results{Ingest: []level{{Concurrency: 64, Bare: bare, Throughput: 0.9,
 			CPU: cpuShare{Vault: 1, Redis: 1, Load: 1}}}}, "ingest c=64, throughput ÷ bare", 0, float64(runtime.NumCPU()) / 3,
 			"| 0.90× | ≥ 1.50× | no | none (its ceiling, "},
