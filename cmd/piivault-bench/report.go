@@ -184,12 +184,11 @@ type goal struct {
 	// concurrency 1, its floor: the ratio of the series of its calls and
 	// a stub's hop (serve answering GET /healthz), or, where that did not
 	// run or came out past the measured value, of its calls alone (no
-	// serve at all). For serve's CPU per
-	// order, its floor: the store path's CPU alone plus a GET /healthz's
-	// (serve's HTTP side, handler and middleware at a stub's cost). A
-	// bound on the wrong side of Limit means the goal is out of reach on
-	// this machine whatever serve does around its calls (for the CPU goal,
-	// around its store path).
+	// serve at all). For serve's CPU per order, its floor: the store
+	// path's CPU alone plus a GET /healthz's (serve's HTTP side, handler
+	// and middleware at a stub's cost). A bound on the wrong side of
+	// Limit means the goal is out of reach on this machine whatever serve
+	// does around its calls (for the CPU goal, around its store path).
 	Bound float64 `json:"bound,omitempty"`
 	// Assumes says what serve's floor was in Bound's reckoning.
 	Assumes string `json:"bound_assumes,omitempty"`
