@@ -115,13 +115,13 @@ type measured struct {
 // and so doubled a ceiling. Where n is less than two blocks of
 // blockPerWorker operations per worker, each series runs whole in turn.
 func turns(n, c int, meter interface{ take() cpuUse }, series ...named) ([]measured, error) {
-	blocks := blocks(n, c)
+	nb := blocks(n, c)
 	durs := make([][]time.Duration, len(series))
 	walls := make([]time.Duration, len(series))
 	used := make([]cpuUse, len(series))
 	meter.take() // what came before is no series'
-	for k := range blocks {
-		lo, hi := k*n/blocks, (k+1)*n/blocks
+	for k := range nb {
+		lo, hi := k*n/nb, (k+1)*n/nb
 		for s, sr := range series {
 			d, wall, err := timed(hi-lo, c, func(i int) error { return sr.op(lo + i) })
 			if err != nil {

@@ -24,16 +24,14 @@ import (
 // anything it is low. The orders it stores stay held, as the profile's
 // other phases' do.
 
-// storePathBatch is serve's default batching, which the bench's serve
-// runs with (it sets neither PIIVAULT_BATCH_SIZE nor PIIVAULT_BATCH_WAIT).
-var storePathBatch = orders.BatchConfig{MaxItems: orders.DefaultBatchItems, MaxWait: orders.DefaultBatchWait}
-
 // storePath returns an operation that stores one new order through serve's
 // store path, and a function that shuts that path down. Orders take
 // turns from a small set of fake ones under fresh ids, so that no order is
 // generated while the profile records.
 func (b *bench) storePath() (op func() error, stop func(), err error) {
-	batcher := orders.NewBatcher(b.svc, storePathBatch)
+	// serve's default batching, which the bench's serve runs with (it sets
+	// neither PIIVAULT_BATCH_SIZE nor PIIVAULT_BATCH_WAIT).
+	batcher := orders.NewBatcher(b.svc, orders.BatchConfig{MaxItems: orders.DefaultBatchItems, MaxWait: orders.DefaultBatchWait})
 	trail := audit.NewLog(b.rdb, b.svc, b.svc)
 	store, err := orders.NewStore(b.rdb, batcher, b.svc, trail, orders.Config{Retention: orders.MaxRetention})
 	if err != nil {
