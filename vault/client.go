@@ -72,47 +72,37 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 5 * time.Second
 	}
-	vc := vaultapi.DefaultConfig()
 	var addrs []string
 	if cfg.Addr != "" {
 		var err error
 		if addrs, err = SplitAddrs(cfg.Addr); err != nil {
 			return nil, fmt.Errorf("vault address: %w", err)
 		}
-		vc.Address = addrs[0]
 	}
-	vc.Timeout = cfg.Timeout
-	vc.MaxRetries = 0 // callers hold deadlines; a retry loop here would hide an outage
-	// cleanhttp keeps GOMAXPROCS+1 idle connections per host; concurrent
-	// reveals and logins would otherwise open a new connection per call.
-	if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
-		t.MaxIdleConnsPerHost = 128
-	}
-	if len(addrs) > 1 {
-		// A node that drops packets must cost a second, not the whole call:
-		// then the next node is tried.
-		if t, ok := vc.HttpClient.Transport.(*http.Transport); ok {
-			t.DialContext = (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext
-		}
-		fo, err := newFailover(vc.HttpClient.Transport, addrs)
-		if err != nil {
-			return nil, fmt.Errorf("vault address: %w", err)
-		}
-		vc.HttpClient.Transport = fo
+	vc, err := apiConfig(cfg, addrs, nil)
+	if err != nil {
+		return nil, err
 	}
 	api, err := vaultapi.NewClient(vc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
 	api.ClearToken() // never pick VAULT_TOKEN up implicitly
-	// vaultapi bounds a raw call by its own timeout and ends it as the call
-	// returns, before the answer is read; transit's calls are bounded by
-	// c.ctx instead, and every one names its token.
-	raw, err := api.Clone()
+	// Transit's calls go over fasthttp (fasttransport.go) on a client of
+	// their own. vaultapi bounds a raw call by its own timeout and ends it
+	// as the call returns, before the answer is read; transit's calls are
+	// bounded by c.ctx instead, and every one names its token.
+	rc, err := apiConfig(cfg, addrs, func(base *http.Transport, dialTimeout time.Duration) http.RoundTripper {
+		return newFastTransport(base, dialTimeout, cfg.Timeout)
+	})
+	if err != nil {
+		return nil, err
+	}
+	rc.Timeout = 0
+	raw, err := vaultapi.NewClient(rc)
 	if err != nil {
 		return nil, fmt.Errorf("vault client: %w", err)
 	}
-	raw.SetClientTimeout(0)
 	raw.ClearToken()
 	c := &Client{api: api, raw: raw, mount: cfg.TransitMount, key: cfg.TransitKey,
 		indexKey: IndexKeyName(cfg.TransitKey), sealKey: SealKeyName(cfg.TransitKey), cfg: cfg, log: log}
@@ -190,6 +180,46 @@ func (c *Client) tokenTTL(ctx context.Context) (time.Duration, error) {
 		return 0, translate(err, "token lookup")
 	}
 	return s.TokenTTL()
+}
+
+// apiConfig is vaultapi's configuration for cfg's nodes (addrs; none:
+// VAULT_ADDR), with the environment's TLS settings. over, when set, puts
+// its own transport over net/http's (whose TLS and dial settings it
+// reads); failover goes over that when there are several nodes.
+func apiConfig(cfg Config, addrs []string, over func(base *http.Transport, dialTimeout time.Duration) http.RoundTripper) (*vaultapi.Config, error) {
+	vc := vaultapi.DefaultConfig()
+	if len(addrs) > 0 {
+		vc.Address = addrs[0]
+	}
+	vc.Timeout = cfg.Timeout
+	vc.MaxRetries = 0 // callers hold deadlines; a retry loop here would hide an outage
+	base, ok := vc.HttpClient.Transport.(*http.Transport)
+	if !ok {
+		return nil, fmt.Errorf("vault client: unexpected transport %T", vc.HttpClient.Transport)
+	}
+	// cleanhttp keeps GOMAXPROCS+1 idle connections per host; concurrent
+	// reveals and logins would otherwise open a new connection per call.
+	base.MaxIdleConnsPerHost = 128
+	dialTimeout := 30 * time.Second // cleanhttp's
+	if len(addrs) > 1 {
+		// A node that drops packets must cost a second, not the whole call:
+		// then the next node is tried.
+		dialTimeout = time.Second
+		base.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
+	var rt http.RoundTripper = base
+	if over != nil {
+		rt = over(base, dialTimeout)
+	}
+	if len(addrs) > 1 {
+		fo, err := newFailover(rt, addrs)
+		if err != nil {
+			return nil, fmt.Errorf("vault address: %w", err)
+		}
+		rt = fo
+	}
+	vc.HttpClient.Transport = rt
+	return vc, nil
 }
 
 func (c *Client) ctx(ctx context.Context) (context.Context, context.CancelFunc) {

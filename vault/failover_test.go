@@ -48,6 +48,11 @@ func downAddr(t *testing.T) string {
 }
 
 func TestFailoverMovesOnOnlyWhenANodeCannotHaveActed(t *testing.T) {
+	checkFailover(t, http.DefaultTransport)
+}
+
+// checkFailover runs the failover's cases over base, the transport it wraps.
+func checkFailover(t *testing.T, base http.RoundTripper) {
 	type reply struct {
 		status int // 0: the node is down
 		body   string
@@ -81,7 +86,7 @@ func TestFailoverMovesOnOnlyWhenANodeCannotHaveActed(t *testing.T) {
 				nodes[i] = newNode(t, r.status, r.body)
 				addrs = append(addrs, nodes[i].srv.URL)
 			}
-			fo, err := newFailover(http.DefaultTransport, addrs)
+			fo, err := newFailover(base, addrs)
 			require.NoError(t, err)
 			c := &http.Client{Transport: fo}
 			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
